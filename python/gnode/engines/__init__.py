@@ -1,0 +1,13 @@
+"""Engines by name: "torch" (native, default) and the others as they are registered."""
+
+from gnode.engines.registry import AbstractEngine, SolveOptions, engine_names, get_engine, register
+
+
+def _torch():
+    from gnode.engines.torch import make_engine
+    return make_engine()
+
+
+register("torch", _torch)
+
+__all__ = ["AbstractEngine", "SolveOptions", "register", "get_engine", "engine_names"]

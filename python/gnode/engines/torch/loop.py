@@ -1,0 +1,180 @@
+"""The per-trajectory integration loop: every trajectory has its own t, dt, accept/reject, stop pointer,
+return code and counters; all are (batch,) tensors merged with `torch.where`, so one stiff trajectory
+never forces small steps on the others. The only host sync per step is "is anything still running?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from gnode.engines.torch.controller import PIController
+from gnode.engines.torch.initdt import initial_dt, rms
+from gnode.retcode import ReturnCode
+from gnode.solution import SolveStats
+
+
+class RHS:
+    """f with the control folded in: rhs(t, y, seg, rows) = f(t, y, x(t)) with x from the step's segment.
+
+    Steps never straddle a breakpoint of the control; `segment(t)` names the one a step starting at t (in
+    the direction of integration) lies in, so that a zero-order hold is evaluated on the right side.
+    """
+
+    def __init__(self, prob, control=None, direction: float = 1.0):
+        self.f, self.control = prob.f, prob.inputs if control is None else control
+        self.backward = direction < 0
+
+    def segment(self, t):
+        return None if self.control is None else self.control.segment(t, left=self.backward)
+
+    def __call__(self, t, y, seg=None, rows=None):
+        if self.control is None:
+            return self.f(t, y)
+        return self.f(t, y, self.control.evaluate(t, seg, rows))
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    adaptive: bool
+    reltol: float
+    abstol: float
+    dt: float | None
+    dtmin: float | None
+    dtmax: float | None
+    maxiters: int
+    controller: PIController | None = None
+    order: int = 1
+
+
+@dataclass
+class LoopResult:
+    y: torch.Tensor  # (B, n) state where each trajectory stopped
+    t: torch.Tensor  # (B,)
+    retcodes: torch.Tensor  # (B,)
+    stats: SolveStats
+    steps: list = field(default_factory=list)  # per iteration: (t0, dt, y0, K, accepted, seg)
+
+
+def integrate(stepper, rhs: RHS, y0: torch.Tensor, t0: float, t1: float, cfg: LoopConfig,
+              stops: torch.Tensor | None = None, *, refresh_at_stops: bool = False,
+              on_stop: Callable | None = None, on_step: Callable | None = None,
+              record: bool = True) -> LoopResult:
+    """Integrate from t0 to t1, landing exactly on `stops` (sorted in the direction of integration).
+
+    on_stop(t, y, landed (B,) bool) → y: a jump applied where a trajectory lands on a stop
+    (the adjoint's cotangent kicks). After a jump, or at a discontinuity of the inputs
+    (`refresh_at_stops`), the FSAL derivative is recomputed.
+    on_step(t, dt, y, K, accepted, seg): called after every step's accept/reject decision (the adjoints'
+    parameter quadrature).
+    """
+    B = y0.shape[0]
+    dtype, device = y0.dtype, y0.device
+    d = 1.0 if t1 > t0 else -1.0
+    assert rhs.backward == (d < 0), "RHS direction must match the integration direction"
+    eps = torch.finfo(dtype).eps
+    span = abs(t1 - t0)
+    end = torch.tensor([t1], dtype=dtype, device=device)
+    stops = end if stops is None or stops.numel() == 0 else torch.cat([_inside(stops, t0, t1), end])
+    n_stops = stops.numel()
+    dtmax = cfg.dtmax if cfg.dtmax is not None else float("inf")
+    dtmin_user = cfg.dtmin if cfg.dtmin is not None else 0.0
+
+    stats = SolveStats.zeros(B, device)
+    retcodes = torch.full((B,), int(ReturnCode.Default), dtype=torch.long, device=device)
+    running = torch.ones(B, dtype=torch.bool, device=device)
+    stop_idx = torch.zeros(B, dtype=torch.long, device=device)
+    iters = torch.zeros(B, dtype=torch.long, device=device)
+    t = torch.full((B,), float(t0), dtype=dtype, device=device)
+    y = y0
+    seg = rhs.segment(t)
+    k1 = rhs(t, y, seg)
+    stats.nf += 1
+    if not cfg.adaptive:
+        dt = torch.full((B,), d * cfg.dt, dtype=dtype, device=device)
+    elif cfg.dt is not None:
+        dt = torch.full((B,), d * min(cfg.dt, dtmax), dtype=dtype, device=device)
+    else:
+        dt = d * initial_dt(rhs, t, y.detach(), k1.detach(), cfg.order, cfg.reltol, cfg.abstol, d, span, dtmax, seg)
+        stats.nf += 1
+    qold = torch.full((B,), cfg.controller.qoldinit if cfg.controller else 1.0, dtype=dtype, device=device)
+    new_evals = stepper.stages - (1 if stepper.fsal else 0)
+    steps = []
+    first = True
+    tail_limit = max(cfg.maxiters, 1) + 1  # the loop ends even if every trajectory misbehaves
+
+    for _ in range(tail_limit):
+        if not bool(running.any()):
+            break
+        with torch.no_grad():
+            next_stop = stops[stop_idx.clamp(max=n_stops - 1)]
+            remaining = next_stop - t
+            land = d * dt >= d * remaining
+            dt_step = torch.where(running, torch.where(land, remaining, dt), torch.zeros_like(dt))
+        seg = rhs.segment(t)
+        if not stepper.fsal and not first:
+            k1 = rhs(t, y, seg)
+        y1, err, K, counters = stepper.step(rhs, t, y, dt_step, k1, seg)
+        stats.nf += running * (stepper.stages - 1 if first else new_evals)
+        for name, count in counters.items():
+            getattr(stats, name).add_(count * running)
+        first = False
+        with torch.no_grad():
+            finite = torch.isfinite(y1).all(dim=-1)
+            if cfg.adaptive:
+                scale = cfg.abstol + cfg.reltol * torch.maximum(y.abs(), y1.abs())
+                eest = rms(err / scale)
+                eest = torch.where(finite, eest, torch.full_like(eest, float("inf")))
+                accept = running & (eest <= 1)
+            else:
+                accept = running & finite
+            reject = running & ~accept
+            landed = accept & land
+            t_new = torch.where(accept, torch.where(land, next_stop, t + dt_step), t)
+        if record:
+            steps.append((t, dt_step, y, K, accept, seg))
+        if on_step is not None:
+            on_step(t, dt_step, y, K, accept, seg)
+        y = torch.where(accept[:, None], y1, y)
+        if stepper.fsal:
+            k1 = torch.where(accept[:, None], K[-1], k1)
+        with torch.no_grad():
+            stop_idx = stop_idx + landed
+            stats.naccept += accept
+            stats.nreject += reject
+            iters += running
+            if cfg.adaptive:
+                dt_next, qold = cfg.controller.propose(dt_step.abs(), eest, qold, accept)
+                dt_next = dt_next.clamp(max=dtmax)
+                # a step cut short to land on a stop says little about the next: keep the planned size
+                dt_next = torch.where(landed & (dt_next < dt.abs()), dt.abs(), dt_next).clamp(max=dtmax)
+                too_small = running & (dt_next < torch.clamp(16 * eps * t_new.abs(), min=dtmin_user))
+            else:
+                dt_next = torch.full_like(dt, abs(cfg.dt))
+                too_small = torch.zeros_like(running)
+            dt = torch.where(running, d * dt_next, dt)
+            done = landed & (stop_idx >= n_stops)
+            unstable = reject & ~finite & (not cfg.adaptive)
+            out_of_iters = running & ~done & (iters >= cfg.maxiters)
+            retcodes = torch.where(done, int(ReturnCode.Success), retcodes)
+            retcodes = torch.where(running & ~done & too_small, int(ReturnCode.DtLessThanMin), retcodes)
+            retcodes = torch.where(unstable, int(ReturnCode.Unstable), retcodes)
+            retcodes = torch.where(out_of_iters & (retcodes == int(ReturnCode.Default)), int(ReturnCode.MaxIters), retcodes)
+            running = running & (retcodes == int(ReturnCode.Default))
+            t = t_new
+        jumped = landed & ~done  # the end point is the caller's business, not a stop's
+        if on_stop is not None and bool(jumped.any()):
+            y = on_stop(t, y, jumped)
+        if (refresh_at_stops or on_stop is not None) and stepper.fsal and bool(jumped.any()):
+            k1 = torch.where(jumped[:, None], rhs(t, y, rhs.segment(t)), k1)
+            stats.nf += jumped
+    return LoopResult(y=y, t=t, retcodes=retcodes, stats=stats, steps=steps)
+
+
+def _inside(stops: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
+    """The stops strictly between t0 and t1, sorted in the direction of integration, without repeats."""
+    lo, hi = min(t0, t1), max(t0, t1)
+    s = torch.unique(stops[(stops > lo) & (stops < hi)])
+    return s if t1 > t0 else s.flip(0)

@@ -1,0 +1,1 @@
+"""Sensitivities of the native engine: backprop through the solver, and continuous adjoints."""

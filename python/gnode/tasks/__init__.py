@@ -1,0 +1,6 @@
+"""Tasks: seeded generators of sequence data (times, inputs, targets) split into train/val/test."""
+
+from gnode.tasks.data import SequenceSplit, TaskData
+from gnode.tasks.flipflop import FlipFlopConfig, flipflop_targets, make_flipflop, render_inputs
+
+__all__ = ["SequenceSplit", "TaskData", "FlipFlopConfig", "make_flipflop", "flipflop_targets", "render_inputs"]
