@@ -10,10 +10,9 @@ signatures and array layouts are written down in `bridge/gnode_bridge/contract.p
 """
 module GnodeEngine
 
-using LinearAlgebra: LinearAlgebra
-using JSON3: JSON3
+using JSON: JSON
 using DiffEqBase: SensitivityADPassThrough
-using SciMLBase: SciMLBase, ODEFunction, ODEProblem, ReturnCode, solve
+using SciMLBase: SciMLBase, ODEFunction, ODEProblem, solve
 using ForwardDiff: ForwardDiff
 using OrdinaryDiffEqLowOrderRK: BS3, DP5, Euler, Midpoint, RK4
 using OrdinaryDiffEqTsit5: AutoTsit5, Tsit5
@@ -22,8 +21,15 @@ using OrdinaryDiffEqRosenbrock: Rodas4, Rodas5P, Rosenbrock23
 using OrdinaryDiffEqSDIRK: ImplicitEuler, KenCarp4, Kvaerno5, TRBDF2, Trapezoid
 using OrdinaryDiffEqBDF: FBDF, QNDF
 using OrdinaryDiffEqFIRK: RadauIIA5
-using SciMLSensitivity: BacksolveAdjoint, EnzymeVJP, GaussAdjoint, InterpolatingAdjoint,
-    QuadratureAdjoint, ReverseDiffVJP, ZygoteVJP, adjoint_sensitivities
+using SciMLSensitivity:
+    BacksolveAdjoint,
+    EnzymeVJP,
+    GaussAdjoint,
+    InterpolatingAdjoint,
+    QuadratureAdjoint,
+    ReverseDiffVJP,
+    ZygoteVJP,
+    adjoint_sensitivities
 
 include("src/activations.jl")
 include("src/spec.jl")

@@ -8,6 +8,9 @@ name listed here (`tests/test_bridge_contract.py`).
 
 Array layout
 ------------
+Times (saveat, tstops, input times) and the small integer outputs always live on the host; the state,
+parameters, inputs and gradients live where the tensors do.
+
 Every array crosses with its dimensions *reversed*: a C-contiguous torch tensor of shape (B, T, n) is
 handed to Julia as the column-major array of size (n, T, B) over the same memory. On the CPU the bridge
 passes `numpy_view.T` (zero-copy; PythonCall wraps it as a `PyArray`); on CUDA it passes the tensor
@@ -26,26 +29,27 @@ api_version() -> Int
 solve_forward!(u_out, tfinal_out, retcode_out, stats_out,
                spec_json, theta, u0, t0, t1, saveat,
                input_times, input_values, interpolation,
-               alg, sensealg, vjp, adjoint_alg, adjoint_reltol, adjoint_abstol,
+               alg, sensealg, vjp, checkpointing, adjoint_alg, adjoint_reltol, adjoint_abstol,
                reltol, abstol, dt, dtmin, dtmax, maxiters, tstops, keep, mode) -> Int (handle)
     u_out       (n, S, B)  float, written: u at the S `saveat` times (NaN after a trajectory failed)
-    tfinal_out  (B,)       float, written: where each trajectory stopped
-    retcode_out (B,)       Int64, written: `RETCODES[name]` (gnode.ReturnCode values)
-    stats_out   (K, B)     Int64, written: counters in the order of `STAT_NAMES`
+    tfinal_out  (B,)       Float64 host array, written: where each trajectory stopped
+    retcode_out (B,)       Int64 host array, written: `RETCODES[name]` (gnode.ReturnCode values)
+    stats_out   (K, B)     Int64 host array, written: counters in the order of `STAT_NAMES`
     spec_json   String     the model's architecture spec (`model.spec()`) as JSON
     theta       (P,)       the flat parameter vector (`model.flat_parameters()`)
     u0          (n, B)
     t0, t1      Float64    the time span (t1 < t0 integrates backwards)
-    saveat      (S,)       monotone in the direction of integration
-    input_times (Ti,) or nothing;  input_values (d, Ti, Bv) or nothing, Bv in (1, B)
+    saveat      (S,)       host array, monotone in the direction of integration
+    input_times (Ti,) host array or nothing;  input_values (d, Ti, Bv) or nothing, Bv in (1, B)
     interpolation String   "zoh" | "linear" | "cubic" (`gnode.Control`)
     alg         String     a name in `ALGORITHMS`
     sensealg    String     a name in `SENSEALGS`, or "" for a forward-only solve
     vjp         String     a name in `VJPS` (how the adjoint's vector-Jacobian products are taken)
+    checkpointing Bool     InterpolatingAdjoint/GaussAdjoint: re-solve forward from checkpoints
     adjoint_alg String     the method of the backward solve ("" = `alg`)
     adjoint_reltol, adjoint_abstol  Float64 (NaN = those of the forward solve)
     reltol, abstol Float64; dt, dtmin, dtmax: Float64 or nothing; maxiters Int
-    tstops      (M,)       extra times to step onto (may be empty)
+    tstops      (M,)       host array: extra times to step onto (may be empty)
     keep        Bool       keep the forward solution(s) for `solve_backward!`/`interpolate!`
     mode        String     "ensemble" (one solve per trajectory: own steps, own statistics; CPU) or
                            "batched" (the whole batch as one system, shared steps; what CUDA arrays use)
@@ -75,7 +79,7 @@ MODULE_FILE = "GnodeEngine.jl"
 #: The entry points, in the order documented above, with their positional arity.
 ENTRY_POINTS: dict[str, int] = {
     "api_version": 0,
-    "solve_forward!": 28,
+    "solve_forward!": 29,
     "solve_backward!": 5,
     "interpolate!": 3,
     "release": 1,

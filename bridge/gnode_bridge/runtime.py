@@ -23,7 +23,8 @@ import atexit
 import concurrent.futures
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class BridgeError(RuntimeError):
@@ -56,7 +57,7 @@ class JuliaThread:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, timeout: float | None = None) -> "JuliaThread":
+    def start(self, timeout: float | None = None) -> JuliaThread:
         """Start the thread and wait until the backend exists; raise `BackendStartError` if it failed."""
         with self._lock:
             if not self._thread.is_alive() and not self._started.is_set():

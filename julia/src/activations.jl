@@ -11,7 +11,10 @@ const RELU = 2
 const SIGMOID = 3
 
 const ACTIVATION_CODES = Dict(
-    "identity" => IDENTITY, "tanh" => TANH, "relu" => RELU, "sigmoid" => SIGMOID,
+    "identity" => IDENTITY,
+    "tanh" => TANH,
+    "relu" => RELU,
+    "sigmoid" => SIGMOID,
 )
 
 function activation_code(name::AbstractString, where::AbstractString)

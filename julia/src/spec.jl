@@ -54,29 +54,37 @@ const SPEC_VERSION = 1
 Parse the JSON of `model.spec()`; errors name the key at fault.
 """
 function parse_spec(json::AbstractString)
-    spec = JSON3.read(json)
-    format = get(spec, :format, nothing)
-    format == SPEC_FORMAT || throw(
-        ArgumentError(
+    spec = JSON.parse(json)
+    format = get(spec, "format", nothing)
+    format == SPEC_FORMAT ||
+        throw(ArgumentError(
             "the Julia engine solves vector fields (spec format \"$SPEC_FORMAT\"), got \"$format\"",
-        ),
-    )
-    version = get(spec, :version, nothing)
-    version == SPEC_VERSION || throw(
-        ArgumentError("spec version $version; this engine reads version $SPEC_VERSION"),
-    )
-    layout = parameter_layout(spec[:parameters])
-    n = Int(spec[:n])
-    d = Int(spec[:d_in])
-    gate = Bool(spec[:gate])
-    F = parse_network(spec[:F], "F", n, d, layout)
-    G = gate ? parse_network(spec[:G], "G", n, d, layout) : Network(IDENTITY, Layer[])
-    learn_tau = Bool(spec[:learn_tau])
+        ))
+    version = get(spec, "version", nothing)
+    version == SPEC_VERSION ||
+        throw(ArgumentError(
+            "spec version $version; this engine reads version $SPEC_VERSION",
+        ))
+    layout = parameter_layout(spec["parameters"])
+    n = Int(spec["n"])
+    d = Int(spec["d_in"])
+    gate = Bool(spec["gate"])
+    F = parse_network(spec["F"], "F", n, d, layout)
+    G = gate ? parse_network(spec["G"], "G", n, d, layout) : Network(IDENTITY, Layer[])
+    learn_tau = Bool(spec["learn_tau"])
     log_tau = learn_tau ? first(block(layout, "log_tau", Int[])) : 0
     nparams = isempty(layout) ? 0 : maximum(last(r) for (r, _) in values(layout))
     widths = [l.nout for net in (F, G) for l in net.layers]
     return FieldSpec(
-        n, d, Bool(spec[:leak]), gate, F, G, Float64(spec[:tau]), log_tau, nparams,
+        n,
+        d,
+        Bool(spec["leak"]),
+        gate,
+        F,
+        G,
+        Float64(spec["tau"]),
+        log_tau,
+        nparams,
         max(n, maximum(widths)),
     )
 end
@@ -102,38 +110,41 @@ end
 function block(layout, name::AbstractString, shape::Vector{Int})
     haskey(layout, name) || throw(ArgumentError("spec: the flat vector has no \"$name\""))
     range, have = layout[name]
-    have == shape || throw(
-        ArgumentError("spec: \"$name\" has shape $have but the architecture needs $shape"),
-    )
+    have == shape ||
+        throw(ArgumentError(
+            "spec: \"$name\" has shape $have but the architecture needs $shape",
+        ))
     return range
 end
 
 function parse_network(net, name::AbstractString, n::Int, d::Int, layout)
     net === nothing && throw(ArgumentError("spec: network $name is null"))
-    pre = activation_code(String(net[:pre_activation]), "$name.pre_activation")
+    pre = activation_code(String(net["pre_activation"]), "$name.pre_activation")
     layers = Layer[]
-    for (l, layer) in enumerate(net[:layers])
+    for (l, layer) in enumerate(net["layers"])
         prefix = "$name.layers.$(l - 1)"
-        nin = Int(layer[:in])
-        nout = Int(layer[:out])
-        act = activation_code(String(layer[:activation]), "$prefix.activation")
+        nin = Int(layer["in"])
+        nout = Int(layer["out"])
+        act = activation_code(String(layer["activation"]), "$prefix.activation")
         W = block(layout, "$prefix.weight", [nout, nin])
-        U = Bool(layer[:takes_input]) && d > 0 ? block(layout, "$prefix.input_weight", [nout, d]) :
+        U = Bool(layer["takes_input"]) && d > 0 ?
+            block(layout, "$prefix.input_weight", [nout, d]) :
             (1:0)
         b = block(layout, "$prefix.bias", [nout])
         push!(layers, Layer(nin, nout, act, W, U, b))
     end
     isempty(layers) && throw(ArgumentError("spec: network $name has no layers"))
-    first(layers).nin == n && last(layers).nout == n || throw(
-        ArgumentError("spec: network $name must map n = $n to n = $n"),
-    )
+    first(layers).nin == n && last(layers).nout == n ||
+        throw(ArgumentError("spec: network $name must map n = $n to n = $n"))
     return Network(pre, layers)
 end
 
 """
-    inverse_tau(spec, p)
+    inverse_tau(spec, p, T)
 
-1 / tau, from the flat vector's `log_tau` when tau is learnt.
+1 / tau as a number of the solve's precision `T`: `exp(-log_tau)` from the flat vector when tau is
+learnt, else the spec's constant.
 """
-@inline inverse_tau(spec::FieldSpec, p) =
-    spec.log_tau > 0 ? exp(-p[spec.log_tau]) : inv(oftype(float(real(first(p))), spec.tau))
+@inline inverse_tau(spec::FieldSpec, p, ::Type{T}) where {T} = spec.log_tau > 0 ?
+    exp(-p[spec.log_tau]) :
+    T(inv(spec.tau))

@@ -68,7 +68,8 @@ class Control:
         starting at t, lies in.
         """
         k = torch.searchsorted(self.times, t.contiguous(), right=not left) - 1
-        return k.clamp_(0, max(self.times.numel() - 2, 0))
+        last = self.times.numel() - (1 if self.interpolation == "zoh" else 2)  # zoh: T-1 is "after the last sample"
+        return k.clamp_(0, max(last, 0))
 
     def evaluate(self, t: torch.Tensor, segment: torch.Tensor | None = None,
                  rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,12 +79,10 @@ class Control:
         if v.shape[0] == 1 and t.shape[0] != 1:
             v = v.expand(t.shape[0], -1, -1)
         ar = torch.arange(v.shape[0], device=v.device)
-        if self.times.numel() == 1:
-            return v[:, 0]
+        if self.interpolation == "zoh" or self.times.numel() == 1:
+            return v[ar, seg] if self.times.numel() > 1 else v[:, 0]
         t0, t1 = self.times[seg], self.times[seg + 1]
         x0, x1 = v[ar, seg], v[ar, seg + 1]
-        if self.interpolation == "zoh":
-            return torch.where((t >= t1)[:, None], x1, x0)  # only past the last sample
         h = t1 - t0
         s = ((t - t0) / h).clamp(0, 1)[:, None]
         if self.interpolation == "linear":

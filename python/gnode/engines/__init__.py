@@ -8,6 +8,18 @@ def _torch():
     return make_engine()
 
 
+def _scipy():
+    from gnode.engines.scipy import make_engine
+    return make_engine()
+
+
+def _julia():
+    from gnode.engines.julia import make_engine
+    return make_engine()
+
+
 register("torch", _torch)
+register("julia", _julia)
+register("scipy", _scipy)
 
 __all__ = ["AbstractEngine", "SolveOptions", "register", "get_engine", "engine_names"]

@@ -22,5 +22,5 @@ from gnode.models.spec import from_spec
 __all__ = [
     "GatedNODE", "NeuralODE", "MinimalGRU", "ElmanRNN", "SequenceModel", "SequenceOutput", "check_targets",
     "DiscreteGRU", "DiscreteLSTM", "from_spec", "FeedForward", "LayerSpec", "REGIMES", "critical_gain",
-    "origin_jacobian", "leading_eigenvalue_at_origin", "predicted_leading_real_part",
+    "origin_jacobian", "origin_rate", "leading_eigenvalue_at_origin", "predicted_leading_real_part",
 ]

@@ -147,12 +147,15 @@ def leading_eigenvalue_at_origin(model, **kwargs) -> complex:
     return complex(ev[ev.real.argmax()])
 
 
-def predicted_leading_real_part(model, rho: float) -> float:
-    """(rho - 1) G(0) / tau: the mean-field value of the leading real part at the origin."""
+def origin_rate(model) -> float:
+    """mean G(0) / tau: the factor that scales J_F - I into the linearisation at the origin (1/(2 tau) at init)."""
     p = next(model.parameters())
     zero = torch.zeros(1, model.n, dtype=p.dtype, device=p.device)
     with torch.no_grad():
         g = model.gates(torch.zeros(1, dtype=p.dtype, device=p.device), zero)
-        tau = float(model.tau)
-    g0 = float(g.mean())
-    return (rho - 1.0) * g0 / tau
+        return float(g.mean()) / float(model.tau)
+
+
+def predicted_leading_real_part(model, rho: float) -> float:
+    """(rho - 1) G(0) / tau: the mean-field value of the leading real part at the origin."""
+    return (rho - 1.0) * origin_rate(model)

@@ -115,6 +115,7 @@ class TrainResult:
     status: str
     summary: dict
     history: list[dict]
+    already_finished: bool = False  # fit(resume=True) found a finished run and did nothing
 
 
 @dataclass
@@ -194,7 +195,8 @@ class Trainer:
                 raise ValueError("Trainer.fit(resume=True) needs an out_dir holding a checkpoint")
             self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.data.train.times.device))
             if self.progress.status != "running":
-                return TrainResult(self.progress.status, self._read_summary(), list(self.log.rows))
+                return TrainResult(self.progress.status, self._read_summary(), list(self.log.rows),
+                                   already_finished=True)
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self._stop_requested = False

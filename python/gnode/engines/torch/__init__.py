@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from gnode.algorithms.auto import AUTO_ALGORITHMS
+from gnode.algorithms.esdirk import ESDIRK_ALGORITHMS
 from gnode.algorithms.explicit import EXPLICIT_ALGORITHMS
+from gnode.algorithms.rosenbrock import ROSENBROCK_ALGORITHMS
 from gnode.algorithms.sensealg import SENSEALGS, BackpropAdjoint
 from gnode.engines.registry import AbstractEngine
 
 
 class TorchEngine(AbstractEngine):
     name = "torch"
-    algorithms = EXPLICIT_ALGORITHMS
+    algorithms = EXPLICIT_ALGORITHMS + ROSENBROCK_ALGORITHMS + ESDIRK_ALGORITHMS + AUTO_ALGORITHMS
     sensealgs = SENSEALGS
 
     def solve(self, prob, alg, sensealg, opts):

@@ -31,12 +31,10 @@ class PIController:
         return 0.4 / self.k
 
     def propose(self, dt: torch.Tensor, eest: torch.Tensor, qold: torch.Tensor, accept: torch.Tensor):
-        """(dt_next, qold_next) for each trajectory; a non-finite EEst shrinks the step by qmin."""
-        finite = torch.isfinite(eest)
-        e = torch.where(finite, eest, torch.ones_like(eest))
-        q11 = e.pow(self.beta1)
-        q = (q11 / qold.pow(self.beta2) / self.gamma).clamp(1 / self.qmax, 1 / self.qmin)
-        q_reject = torch.where(finite, (q11 / self.gamma).clamp(max=1 / self.qmin), torch.full_like(e, 1 / self.qmin))
+        """(dt_next, qold_next) for each trajectory. A non-finite EEst (passed as +inf) shrinks dt by qmin."""
+        q11 = eest.pow(self.beta1)
+        q = (q11 * qold.pow(-self.beta2)).mul_(1 / self.gamma).clamp_(1 / self.qmax, 1 / self.qmin)
+        q_reject = (q11 / self.gamma).clamp_(max=1 / self.qmin)
         dt_next = dt / torch.where(accept, q, q_reject)
-        qold_next = torch.where(accept, e.clamp(min=self.qoldinit), qold)
+        qold_next = torch.where(accept, eest.clamp(min=self.qoldinit), qold)
         return dt_next, qold_next

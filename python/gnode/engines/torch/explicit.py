@@ -42,15 +42,24 @@ class ExplicitRK:
 
     def step(self, rhs, t, y, dt, k1, seg):
         dtc = dt[:, None]
-        ks = [k1]
-        K = k1[None]
+        recording = torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad)
+        if recording:  # autograd: stages stacked afresh (an in-place buffer would break the saved tensors)
+            ks = [k1]
+            K = k1[None]
+        else:  # no graph: one buffer per step, written stage by stage
+            K = torch.empty((self.stages, *y.shape), dtype=y.dtype, device=y.device)
+            K[0] = k1
         y1 = None
         for i in range(1, self.stages):
             yi = torch.addcmul(y, dtc, self.combine(self.a[i], K))
             if self.fsal and i == self.stages - 1:
                 y1 = yi  # the last stage of an FSAL method is evaluated at (t1, y1)
-            ks.append(rhs(t + self.c[i] * dt, yi, seg))
-            K = torch.stack(ks)
+            ki = rhs(t + self.c[i] * dt, yi, seg)
+            if recording:
+                ks.append(ki)
+                K = torch.stack(ks)
+            else:
+                K[i] = ki
         if y1 is None:
             y1 = torch.addcmul(y, dtc, self.combine(self.b, K))
         err = None if self.b_error is None else dtc * self.combine(self.b_error, K)

@@ -11,7 +11,8 @@ from typing import Callable
 import torch
 
 from gnode.engines.torch.controller import PIController
-from gnode.engines.torch.initdt import initial_dt, rms
+from gnode.engines.torch.initdt import initial_dt
+from gnode.engines.torch.jacobian import jacobian, time_derivative
 from gnode.retcode import ReturnCode
 from gnode.solution import SolveStats
 
@@ -34,6 +35,15 @@ class RHS:
         if self.control is None:
             return self.f(t, y)
         return self.f(t, y, self.control.evaluate(t, seg, rows))
+
+    def jacobian(self, t, y, seg=None, rows=None):
+        """∂f/∂y row-wise (B, n, n), for the stiff methods: f's own `jacobian` if it has one, else autodiff."""
+        x = None if self.control is None else self.control.evaluate(t, seg, rows)
+        return jacobian(self.f, t, y, x)
+
+    def time_derivative(self, t, y, f0, dt, seg=None, rows=None):
+        """∂f/∂t row-wise (B, n) at (t, y), where f0 = f(t, y) and dt (B,) is the step (see `jacobian.py`)."""
+        return time_derivative(lambda tt, yy: self(tt, yy, seg, rows), t, y, f0, dt)
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,8 @@ def integrate(stepper, rhs: RHS, y0: torch.Tensor, t0: float, t1: float, cfg: Lo
     """
     B = y0.shape[0]
     dtype, device = y0.dtype, y0.device
+    if hasattr(stepper, "session"):  # per-solve state (Jacobian reuse, stiffness switching) and tolerances
+        stepper = stepper.session(cfg, B)
     d = 1.0 if t1 > t0 else -1.0
     assert rhs.backward == (d < 0), "RHS direction must match the integration direction"
     eps = torch.finfo(dtype).eps
@@ -85,52 +97,46 @@ def integrate(stepper, rhs: RHS, y0: torch.Tensor, t0: float, t1: float, cfg: Lo
     stats = SolveStats.zeros(B, device)
     retcodes = torch.full((B,), int(ReturnCode.Default), dtype=torch.long, device=device)
     running = torch.ones(B, dtype=torch.bool, device=device)
+    nsteps = torch.zeros(B, dtype=torch.long, device=device)  # set when a trajectory stops
     stop_idx = torch.zeros(B, dtype=torch.long, device=device)
-    iters = torch.zeros(B, dtype=torch.long, device=device)
     t = torch.full((B,), float(t0), dtype=dtype, device=device)
     y = y0
     seg = rhs.segment(t)
     k1 = rhs(t, y, seg)
-    stats.nf += 1
+    nf_start = 1
     if not cfg.adaptive:
         dt = torch.full((B,), d * cfg.dt, dtype=dtype, device=device)
     elif cfg.dt is not None:
         dt = torch.full((B,), d * min(cfg.dt, dtmax), dtype=dtype, device=device)
     else:
         dt = d * initial_dt(rhs, t, y.detach(), k1.detach(), cfg.order, cfg.reltol, cfg.abstol, d, span, dtmax, seg)
-        stats.nf += 1
+        nf_start += 1
     qold = torch.full((B,), cfg.controller.qoldinit if cfg.controller else 1.0, dtype=dtype, device=device)
-    new_evals = stepper.stages - (1 if stepper.fsal else 0)
+    inv_sqrt_n = y0.shape[1] ** -0.5
     steps = []
-    first = True
-    tail_limit = max(cfg.maxiters, 1) + 1  # the loop ends even if every trajectory misbehaves
 
-    for _ in range(tail_limit):
-        if not bool(running.any()):
-            break
+    it = 0
+    while it < cfg.maxiters and bool(running.any()):
         with torch.no_grad():
             next_stop = stops[stop_idx.clamp(max=n_stops - 1)]
             remaining = next_stop - t
             land = d * dt >= d * remaining
             dt_step = torch.where(running, torch.where(land, remaining, dt), torch.zeros_like(dt))
         seg = rhs.segment(t)
-        if not stepper.fsal and not first:
+        if not stepper.fsal and it > 0:
             k1 = rhs(t, y, seg)
         y1, err, K, counters = stepper.step(rhs, t, y, dt_step, k1, seg)
-        stats.nf += running * (stepper.stages - 1 if first else new_evals)
-        for name, count in counters.items():
-            getattr(stats, name).add_(count * running)
-        first = False
         with torch.no_grad():
-            finite = torch.isfinite(y1).all(dim=-1)
+            for name, count in counters.items():
+                getattr(stats, name).add_(count * running)
+            finite = torch.isfinite(y1.sum(dim=-1))  # one reduction: any NaN or Inf shows in the sum
             if cfg.adaptive:
-                scale = cfg.abstol + cfg.reltol * torch.maximum(y.abs(), y1.abs())
-                eest = rms(err / scale)
+                scale = torch.maximum(y.abs(), y1.abs()).mul_(cfg.reltol).add_(cfg.abstol)
+                eest = torch.linalg.vector_norm(err / scale, dim=-1).mul_(inv_sqrt_n)  # RMS norm
                 eest = torch.where(finite, eest, torch.full_like(eest, float("inf")))
                 accept = running & (eest <= 1)
             else:
                 accept = running & finite
-            reject = running & ~accept
             landed = accept & land
             t_new = torch.where(accept, torch.where(land, next_stop, t + dt_step), t)
         if record:
@@ -143,33 +149,39 @@ def integrate(stepper, rhs: RHS, y0: torch.Tensor, t0: float, t1: float, cfg: Lo
         with torch.no_grad():
             stop_idx = stop_idx + landed
             stats.naccept += accept
-            stats.nreject += reject
-            iters += running
             if cfg.adaptive:
                 dt_next, qold = cfg.controller.propose(dt_step.abs(), eest, qold, accept)
-                dt_next = dt_next.clamp(max=dtmax)
                 # a step cut short to land on a stop says little about the next: keep the planned size
-                dt_next = torch.where(landed & (dt_next < dt.abs()), dt.abs(), dt_next).clamp(max=dtmax)
-                too_small = running & (dt_next < torch.clamp(16 * eps * t_new.abs(), min=dtmin_user))
+                dt_next = torch.where(landed, torch.maximum(dt_next, dt.abs()), dt_next).clamp_(max=dtmax)
+                dt = torch.where(running, d * dt_next, dt)
+                failed = running & (dt_next < torch.clamp(16 * eps * t_new.abs(), min=dtmin_user))
+                fail_code = ReturnCode.DtLessThanMin
             else:
-                dt_next = torch.full_like(dt, abs(cfg.dt))
-                too_small = torch.zeros_like(running)
-            dt = torch.where(running, d * dt_next, dt)
-            done = landed & (stop_idx >= n_stops)
-            unstable = reject & ~finite & (not cfg.adaptive)
-            out_of_iters = running & ~done & (iters >= cfg.maxiters)
-            retcodes = torch.where(done, int(ReturnCode.Success), retcodes)
-            retcodes = torch.where(running & ~done & too_small, int(ReturnCode.DtLessThanMin), retcodes)
-            retcodes = torch.where(unstable, int(ReturnCode.Unstable), retcodes)
-            retcodes = torch.where(out_of_iters & (retcodes == int(ReturnCode.Default)), int(ReturnCode.MaxIters), retcodes)
-            running = running & (retcodes == int(ReturnCode.Default))
+                failed = running & ~finite
+                fail_code = ReturnCode.Unstable
             t = t_new
+            done = landed & (stop_idx >= n_stops)
+            it += 1
+            out_of_iters = it >= cfg.maxiters
+            if out_of_iters or bool((done | failed).any()):  # rare: some trajectory stops here
+                code = torch.where(done, int(ReturnCode.Success), int(fail_code))
+                if out_of_iters:
+                    code = torch.where(done | failed, code, int(ReturnCode.MaxIters))
+                    failed = running & ~done
+                stopping = running & (done | failed)
+                retcodes = torch.where(stopping, code, retcodes)
+                nsteps = torch.where(stopping, it, nsteps)
+                running = running & ~stopping
         jumped = landed & ~done  # the end point is the caller's business, not a stop's
         if on_stop is not None and bool(jumped.any()):
             y = on_stop(t, y, jumped)
         if (refresh_at_stops or on_stop is not None) and stepper.fsal and bool(jumped.any()):
             k1 = torch.where(jumped[:, None], rhs(t, y, rhs.segment(t)), k1)
             stats.nf += jumped
+    # per-trajectory counts from the step count: every running trajectory steps in every iteration
+    new_evals = stepper.stages - (1 if stepper.fsal else 0)
+    stats.nreject += nsteps - stats.naccept
+    stats.nf += nf_start + torch.where(nsteps > 0, (stepper.stages - 1) + (nsteps - 1) * new_evals, 0)
     return LoopResult(y=y, t=t, retcodes=retcodes, stats=stats, steps=steps)
 
 

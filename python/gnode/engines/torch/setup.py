@@ -7,15 +7,28 @@ from dataclasses import dataclass
 
 import torch
 
+from gnode.algorithms.auto import AbstractAutoSwitch
 from gnode.algorithms.base import AbstractExplicitRK
+from gnode.algorithms.esdirk import AbstractESDIRK
+from gnode.algorithms.rosenbrock import AbstractRosenbrock
+from gnode.engines.torch.auto import AutoSwitchStepper
 from gnode.engines.torch.controller import PIController
 from gnode.engines.torch.dense import DenseHistory
+from gnode.engines.torch.esdirk import ESDIRKStepper
 from gnode.engines.torch.explicit import ExplicitRK
 from gnode.engines.torch.loop import RHS, LoopConfig, integrate
+from gnode.engines.torch.rosenbrock import RosenbrockStepper
 from gnode.retcode import ReturnCode, SolveError
 from gnode.solution import ODESolution
 
-STEPPERS = {AbstractExplicitRK: lambda alg, dtype, device: ExplicitRK(alg.tableau, dtype, device)}
+STEPPERS = {
+    AbstractExplicitRK: lambda alg, dtype, device: ExplicitRK(alg.tableau, dtype, device),
+    AbstractRosenbrock: lambda alg, dtype, device: RosenbrockStepper(alg.tableau, dtype, device),
+    AbstractESDIRK: lambda alg, dtype, device: ESDIRKStepper(alg.tableau, dtype, device, alg.kappa, alg.max_iter,
+                                                             alg.fast_rate),
+    AbstractAutoSwitch: lambda alg, dtype, device: AutoSwitchStepper(
+        alg, make_stepper(alg.nonstiff, dtype, device), make_stepper(alg.stiffalg, dtype, device)),
+}
 
 
 @functools.lru_cache(maxsize=64)

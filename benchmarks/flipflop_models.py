@@ -1,0 +1,190 @@
+"""Does gating help? gnODE, nODE, mGRU, Elman RNN and GRU at matched parameter counts on the continuous
+3-bit flip-flop, over several seeds.
+
+Every model trains with the same task, optimiser, schedule, epochs and (for the ODE models) solver as
+`gnode train flipflop`'s defaults; only the model differs. Sizes are matched to the parameter count of the
+default gnODE (N = 3, F and G of depth 2 and width 32): the nODE keeps N = 3 and gets the F width that
+matches, the one-layer models (mGRU, Elman, GRU) get the N that matches. Each seed draws its own data,
+initial weights and mini-batch order.
+
+    python benchmarks/flipflop_models.py                      # 5 models x 3 seeds, 2 processes
+    python benchmarks/flipflop_models.py --seeds 0 1 2 3 4 --jobs 1 --epochs 20
+    python benchmarks/flipflop_models.py --table-only         # print the table of runs already done
+
+Each trial is a run folder under --out (config, checkpoint, metrics, figures); finished trials are reused,
+so an interrupted sweep continues where it stopped. Results go to --out/results.json and results.csv, and
+the table is printed. Times are wall-clock training times of one process with one torch thread; on a
+shared machine compare them only within one sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+MODELS = ("gnode", "node", "mgru", "elman", "gru")
+LABELS = {"gnode": "gnODE", "node": "nODE", "mgru": "mGRU", "elman": "Elman RNN", "gru": "GRU (discrete)",
+          "lstm": "LSTM (discrete)"}
+
+
+def matched_model(kind: str, target: int, d_in: int, d_out: int):
+    """The `ModelConfig` of `kind` whose parameter count is closest to `target` (ties: the smaller)."""
+    from gnode.training.experiment import ModelConfig, SolverConfig, build_model, count_parameters
+
+    base = ModelConfig()
+    if kind == "gnode":
+        return base
+    knob = "width_F" if kind == "node" else "latent"
+    best = None
+    for size in range(1, 257):
+        cfg = replace(base, kind=kind, **{knob: size})
+        n = count_parameters(build_model(cfg, SolverConfig(), d_in, d_out, seed=0, sample_dt=1.0))
+        if best is None or abs(n - target) < abs(best[1] - target):
+            best = (cfg, n)
+        if n > target:
+            break
+    return best[0]
+
+
+def trial(args: tuple) -> dict:
+    """Train one (model, seed) into its folder, or read it back when it already finished."""
+    kind, seed, model_cfg, base_dict, folder = args
+    import torch
+
+    torch.set_num_threads(1)
+    from gnode.training.experiment import RunConfig, run_flipflop
+
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    if not summary_path.exists():
+        base = RunConfig.from_dict(base_dict)
+        config = replace(base, model=model_cfg, task=replace(base.task, seed=seed),
+                         train=replace(base.train, seed=seed, progress=False))
+        resume = (folder / "checkpoint.pt").exists()
+        run_flipflop(config, folder, resume=resume)
+    summary = json.loads(summary_path.read_text())
+    config = json.loads((folder / "config.json").read_text())
+    return {"model": kind, "seed": seed, "latent": config["model"]["latent"], "width_F": config["model"]["width_F"],
+            "n_params": summary["n_params"], "test_mse": summary["test_mse"],
+            "normalized_test_mse": summary["normalized_test_mse"], "target_variance": summary["target_variance_test"],
+            "train_time_s": summary["train_time_s"], "test_nf": summary.get("test_nf"),
+            "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "folder": str(folder)}
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    out = []
+    for kind in dict.fromkeys(r["model"] for r in rows):
+        rs = [r for r in rows if r["model"] == kind]
+
+        def ms(key):
+            v = [r[key] for r in rs if r[key] is not None]
+            if not v:
+                return None, None
+            return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+        mse, mse_sd = ms("test_mse")
+        nmse, nmse_sd = ms("normalized_test_mse")
+        t, t_sd = ms("train_time_s")
+        nf, _ = ms("test_nf")
+        out.append({"model": kind, "label": LABELS.get(kind, kind), "seeds": len(rs), "latent": rs[0]["latent"],
+                    "n_params": rs[0]["n_params"], "test_mse_mean": mse, "test_mse_sd": mse_sd,
+                    "normalized_mean": nmse, "normalized_sd": nmse_sd, "train_time_mean_s": t, "train_time_sd_s": t_sd,
+                    "test_nf_mean": nf})
+    return out
+
+
+def table(agg: list[dict]) -> str:
+    head = f"{'model':<16}{'N':>4}{'params':>8}{'test MSE (mean ± sd)':>26}{'MSE / var':>18}{'train time [s]':>18}{'nf':>7}"
+    lines = [head, "-" * len(head)]
+    for a in agg:
+        nf = f"{a['test_nf_mean']:.0f}" if a["test_nf_mean"] is not None else "-"
+        lines.append(f"{a['label']:<16}{a['latent']:>4}{a['n_params']:>8}"
+                     f"{a['test_mse_mean']:>15.4f} ± {a['test_mse_sd']:<8.4f}"
+                     f"{a['normalized_mean']:>9.3f} ± {a['normalized_sd']:<6.3f}"
+                     f"{a['train_time_mean_s']:>10.0f} ± {a['train_time_sd_s']:<5.0f}{nf:>7}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(LABELS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, help="override the default number of epochs (for a quick look)")
+    p.add_argument("--jobs", type=int, default=2, help="trials run in parallel, one torch thread each (default 2)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/flipflop_models"))
+    p.add_argument("--table-only", action="store_true", help="only collect finished trials and print the table")
+    args = p.parse_args(argv)
+
+    from gnode.tasks.flipflop import FlipFlopConfig
+    from gnode.training.experiment import RunConfig, build_model, count_parameters
+
+    base = RunConfig()
+    if args.epochs:
+        base = replace(base, train=replace(base.train, epochs=args.epochs))
+    task: FlipFlopConfig = base.task
+    target = count_parameters(build_model(base.model, base.solver, task.channels, task.channels, seed=0,
+                                          sample_dt=task.dt))
+    jobs = []
+    for kind in args.models:
+        cfg = matched_model(kind, target, task.channels, task.channels)
+        for seed in args.seeds:
+            jobs.append((kind, seed, cfg, base.to_dict(), str(args.out / f"{kind}-seed{seed}")))
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(jobs)} trials ({', '.join(args.models)} x seeds {args.seeds}); parameter target {target}; "
+          f"{base.train.epochs} epochs each; results in {args.out}", flush=True)
+    t0 = time.perf_counter()
+    rows = []
+    if args.table_only:
+        for job in jobs:
+            if (Path(job[4]) / "summary.json").exists():
+                rows.append(trial(job))
+    elif args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            for r in pool.imap_unordered(trial, jobs):
+                rows.append(r)
+                print(f"  {r['model']:<6} seed {r['seed']}: test MSE {r['test_mse']:.4f} "
+                      f"({r['normalized_test_mse']:.3f} of the variance), {r['train_time_s']:.0f} s", flush=True)
+    else:
+        for job in jobs:
+            r = trial(job)
+            rows.append(r)
+            print(f"  {r['model']:<6} seed {r['seed']}: test MSE {r['test_mse']:.4f} "
+                  f"({r['normalized_test_mse']:.3f} of the variance), {r['train_time_s']:.0f} s", flush=True)
+    order = {k: i for i, k in enumerate(args.models)}
+    rows.sort(key=lambda r: (order[r["model"]], r["seed"]))
+    agg = aggregate(rows)
+    if not agg:
+        print("no finished trials")
+        return 1
+    import platform
+
+    import torch
+
+    import gnode
+    meta = {"config": base.to_dict(), "parameter_target": target, "seeds": args.seeds,
+            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs,
+            "versions": {"gnode": gnode.__version__, "torch": torch.__version__,
+                         "python": platform.python_version()},
+            "machine": {"processor": platform.processor() or platform.machine(), "cpus": mp.cpu_count()}}
+    (args.out / "results.json").write_text(json.dumps({"meta": meta, "summary": agg, "trials": rows}, indent=1) + "\n")
+    with open(args.out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print()
+    print(table(agg))
+    print(f"\n(test MSE over {len(args.seeds)} seeds; 'MSE / var' divides by the variance of the test targets; "
+          f"nf = right-hand-side evaluations per test trajectory)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""ESDIRK methods: singly diagonally implicit Runge–Kutta with an explicit first stage, solved by Newton.
+
+Each is a tableau (`tableaus/esdirk.py`) walked by one generic step (`engines/torch/esdirk.py`) with a
+simplified Newton iteration per implicit stage: W = I - γ dt J factorised once per step and reused by every
+stage and iteration, J reused across steps while Newton converges fast, convergence-rate control
+(Hairer & Wanner II, IV.8), and a step rejected (per trajectory) when Newton diverges. Dense output: cubic
+Hermite. Use float64 for stiff problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gnode.algorithms.base import AbstractAlgorithm
+from gnode.algorithms.tableaus import esdirk as tableaus
+
+
+@dataclass(frozen=True, repr=False)
+class AbstractESDIRK(AbstractAlgorithm):
+    """An ESDIRK method given by its `tableau`, with the Newton iteration's options:
+
+    kappa:     stop when the predicted remaining error η ‖Δz‖ < kappa (in the step's error norm; η = θ/(1-θ)
+               from the contraction rate θ). OrdinaryDiffEq.jl's default 1/100.
+    max_iter:  Newton iterations per stage before the step is rejected.
+    fast_rate: keep the Jacobian for the next step when every stage contracted at least this fast.
+    """
+
+    kappa: float = 0.01
+    max_iter: int = 10
+    fast_rate: float = 0.2
+
+    def __post_init__(self):
+        if not (0 < self.kappa < 1):
+            raise ValueError(f"{self.name}: kappa must lie in (0, 1), got {self.kappa!r}")
+        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
+            raise ValueError(f"{self.name}: max_iter must be a positive integer, got {self.max_iter!r}")
+        if not (0 < self.fast_rate < 1):
+            raise ValueError(f"{self.name}: fast_rate must lie in (0, 1), got {self.fast_rate!r}")
+
+    @property
+    def tableau(self):
+        raise NotImplementedError
+
+    @property
+    def order(self) -> int:
+        return self.tableau.order
+
+    @property
+    def error_order(self) -> int | None:
+        return self.tableau.error_order
+
+    @property
+    def adaptive(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, repr=False)
+class TRBDF2(AbstractESDIRK):
+    """TR-BDF2 (Bank et al. 1985) with Hosea & Shampine's error estimate (Appl. Numer. Math. 1996). Order 2(3),
+    3 stages (2 implicit), L-stable, stiffly accurate."""
+
+    tableau = property(lambda self: tableaus.TRBDF2)
+
+
+@dataclass(frozen=True, repr=False)
+class KenCarp4(AbstractESDIRK):
+    """The ESDIRK part of Kennedy & Carpenter's ARK4(3)6L[2]SA (Appl. Numer. Math. 2003). Order 4(3), 6 stages
+    (5 implicit), γ = 1/4, L-stable, stiffly accurate."""
+
+    tableau = property(lambda self: tableaus.KENCARP4)
+
+
+@dataclass(frozen=True, repr=False)
+class Kvaerno5(AbstractESDIRK):
+    """Kværnø's ESDIRK 5(4) (BIT 2004). Order 5(4), 7 stages (6 implicit), γ = 0.26, L-stable, stiffly
+    accurate."""
+
+    tableau = property(lambda self: tableaus.KVAERNO5)
+
+
+ESDIRK_ALGORITHMS = (TRBDF2, KenCarp4, Kvaerno5)

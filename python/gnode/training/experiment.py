@@ -1,0 +1,294 @@
+"""A flip-flop run end to end: its configuration, the model it builds, the run folder on disk.
+
+A run folder holds
+
+    config.json      the `RunConfig` (task, model, solver, training) and the package versions
+    checkpoint.pt    the training state (see `gnode.training.checkpoint`), last and best weights
+    history.json/csv per-epoch metrics
+    summary.json     test MSE, target variance, wall time, ... (when training finished)
+    loss.png, sequences.png, latents.png   figures (`gnode.training.figures`)
+
+`run_flipflop(config, out)` trains and writes all of it; `load_run(folder)` rebuilds the task data and the
+model with its best weights from the folder alone. Everything is seeded from the config: the same config
+gives the same data, the same initial weights and the same mini-batch order.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gnode.tasks.flipflop import FlipFlopConfig, make_flipflop
+from gnode.training.checkpoint import CheckpointError, atomic_write_json, load_checkpoint
+from gnode.training.names import algorithm_from_name, sensealg_from_name
+from gnode.training.trainer import CHECKPOINT, SUMMARY, TrainConfig, Trainer, TrainResult
+
+CONFIG = "config.json"
+MODEL_KINDS = {
+    "gnode": "gated neural ODE: tau dh/dt = G(h,x) * (-h + F(h,x)), F and G of depth depth_F, depth_G",
+    "node": "neural ODE (no gate): tau dh/dt = -h + F(h,x)",
+    "mgru": "minimal gated recurrent unit in continuous time (depth 1 F and G)",
+    "elman": "Elman / vanilla rate network: tau dh/dt = -h + W tanh(h) + U x + b",
+    "gru": "discrete-time GRU baseline (torch.nn.GRU, one step per sample)",
+    "lstm": "discrete-time LSTM baseline (torch.nn.LSTM, one step per sample)",
+}
+ODE_KINDS = ("gnode", "node", "mgru", "elman")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model. `latent` is N (the hidden size for gru/lstm); depths and widths are F's and G's (gnode;
+    node uses depth_F/width_F); `init` is the regime of `gnode.models.init` with optional `gain`."""
+
+    kind: str = "gnode"
+    latent: int = 3
+    depth_F: int = 2
+    depth_G: int = 2
+    width_F: int = 32
+    width_G: int = 32
+    phi_h: str = "tanh"
+    init: str = "critical"
+    gain: float | None = None
+    tau: float = 1.0
+    h0: str = "zeros"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+        for name in ("latent", "depth_F", "depth_G", "width_F", "width_G"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """How ODE models are solved: `alg`/`sensealg` as text (see `gnode.training.names`), the engine, the
+    tolerances of adaptive methods, `dt` for fixed-step ones (None: the task's sampling step), the input
+    interpolation and the step budget per trajectory."""
+
+    alg: str = "RK4()"
+    sensealg: str = "BackpropAdjoint()"
+    engine: str = "torch"
+    reltol: float = 1e-3
+    abstol: float = 1e-5
+    dt: float | None = None
+    interpolation: str = "zoh"
+    maxiters: int = 100_000
+
+    def __post_init__(self):
+        algorithm_from_name(self.alg)  # fail early, with the list of known names
+        sensealg_from_name(self.sensealg)
+
+    def algorithm(self):
+        return algorithm_from_name(self.alg)
+
+    def sensitivity(self):
+        return sensealg_from_name(self.sensealg)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: FlipFlopConfig = field(default_factory=FlipFlopConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {"task": asdict(self.task), "model": asdict(self.model), "solver": asdict(self.solver),
+                "train": asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        parts = {"task": FlipFlopConfig, "model": ModelConfig, "solver": SolverConfig, "train": TrainConfig}
+        kwargs = {}
+        for name, kind in parts.items():
+            given = dict(d.get(name, {}))
+            allowed = {f.name for f in fields(kind)}
+            unknown = sorted(set(given) - allowed)
+            if unknown:
+                raise ValueError(f"config section {name!r} has unknown keys {unknown}; known: {sorted(allowed)}")
+            kwargs[name] = kind(**given)
+        return cls(**kwargs)
+
+    def results_affecting(self) -> dict:
+        d = self.to_dict()
+        d["train"].pop("progress", None)
+        return d
+
+
+def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int, *, seed: int,
+                sample_dt: float | None = None) -> nn.Module:
+    """The model of `model.kind`, initialised from `seed` without touching the global RNG state.
+
+    ODE kinds are wrapped in `gnode.models.SequenceModel` with the solver settings; fixed-step methods get
+    dt = solver.dt or `sample_dt`.
+    """
+    from gnode import models
+
+    dtype = DTYPES[model.dtype]
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)  # for modules drawn from the global RNG (readouts)
+        if model.kind in ("gru", "lstm"):
+            cls = models.DiscreteGRU if model.kind == "gru" else models.DiscreteLSTM
+            return cls(model.latent, d_in, d_out, h0=model.h0, dtype=dtype)
+        common = dict(tau=model.tau, init=model.init, gain=model.gain, generator=gen, dtype=dtype)
+        if model.kind == "gnode":
+            vf = models.GatedNODE(model.latent, d_in, depth_F=model.depth_F, depth_G=model.depth_G,
+                                  width_F=_widths(model.width_F, model.depth_F),
+                                  width_G=_widths(model.width_G, model.depth_G), phi_h=model.phi_h, **common)
+        elif model.kind == "node":
+            vf = models.NeuralODE(model.latent, d_in, depth=model.depth_F, width=_widths(model.width_F, model.depth_F),
+                                  phi_h=model.phi_h, **common)
+        elif model.kind == "mgru":
+            vf = models.MinimalGRU(model.latent, d_in, phi_h=model.phi_h, **common)
+        else:
+            vf = models.ElmanRNN(model.latent, d_in, phi="tanh", form="rate", **common)
+        alg = solver.algorithm()
+        solve_kwargs = {"maxiters": solver.maxiters}
+        if not alg.adaptive:
+            dt = solver.dt or sample_dt
+            if dt is None:
+                raise ValueError(f"{alg.name}() is a fixed-step method: give the solver a dt")
+            solve_kwargs["dt"] = dt
+        elif solver.dt is not None:
+            solve_kwargs["dt"] = solver.dt  # the first step of an adaptive method
+        return models.SequenceModel(vf, d_out, alg=alg, sensealg=solver.sensitivity(), engine=solver.engine,
+                                    reltol=solver.reltol, abstol=solver.abstol, interpolation=solver.interpolation,
+                                    h0=model.h0, solve_kwargs=solve_kwargs)
+
+
+def _widths(width: int, depth: int):
+    return [width] * (depth - 1) if depth > 1 else None
+
+
+def check_engine(solver: SolverConfig) -> None:
+    """Raise a clear error now, rather than mid-training, when the engine is unknown, unavailable here, or
+    lacks the algorithm or sensealg."""
+    from gnode.engines.registry import get_engine
+
+    eng = get_engine(solver.engine)
+    ok, why = eng.available()
+    if not ok:
+        raise ValueError(f"the {solver.engine!r} engine is not available here: {why}")
+    alg, sens = solver.algorithm(), solver.sensitivity()
+    if not any(isinstance(alg, a) for a in eng.algorithms):
+        raise ValueError(f"the {solver.engine!r} engine has no {alg.name}(); it has "
+                         f"{', '.join(a.__name__ for a in eng.algorithms)}")
+    if not any(isinstance(sens, s) for s in eng.sensealgs):
+        raise ValueError(f"the {solver.engine!r} engine has no {sens.name}(); it has "
+                         f"{', '.join(s.__name__ for s in eng.sensealgs) or 'none'}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def versions() -> dict:
+    import gnode
+    return {"gnode": gnode.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "threads": torch.get_num_threads()}
+
+
+def _model_and_data(config: RunConfig):
+    dtype = DTYPES[config.model.dtype]
+    data = make_flipflop(config.task, dtype=dtype)
+    model = build_model(config.model, config.solver, data.d_in, data.d_out, seed=config.train.seed,
+                        sample_dt=config.task.dt)
+    return model, data
+
+
+def run_flipflop(config: RunConfig, out: str | Path, *, resume: bool = False, figures: bool = True,
+                 on_step=None) -> TrainResult:
+    """Train `config` into the folder `out` (or continue the run there with `resume=True`), then draw the
+    figures. Without `resume`, an existing finished or started run in `out` is an error (never overwritten)."""
+    out = Path(out)
+    if config.model.kind in ODE_KINDS:
+        check_engine(config.solver)
+    if resume:
+        saved = read_config(out)
+        if saved.results_affecting() != config.results_affecting():
+            diff = _differences(saved.results_affecting(), config.results_affecting())
+            raise ValueError(f"cannot resume {out}: the options differ from the run's config.json ({diff})")
+    elif (out / CHECKPOINT).exists() or (out / CONFIG).exists():
+        raise ValueError(f"{out} already holds a run; choose another --out, or continue it with --resume")
+    model, data = _model_and_data(config)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_json(out / CONFIG, {**config.to_dict(), "n_params": count_parameters(model),
+                                         "versions": versions()})
+    trainer = Trainer(model, data, config.train, out, run_config=config.results_affecting(), on_step=on_step)
+    result = trainer.fit(resume=resume)
+    if figures and result.status != "stopped" and not result.already_finished:
+        from gnode.training.figures import draw_run_figures
+        draw_run_figures(out, trainer.model, data, result.history)
+    return result
+
+
+def read_config(folder: str | Path) -> RunConfig:
+    path = Path(folder) / CONFIG
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"no run folder at {folder}")
+    if not path.exists():
+        raise FileNotFoundError(f"{folder} has no {CONFIG}: not a gnode run folder (train one with "
+                                "`gnode train flipflop --out FOLDER`)")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from e
+    raw = {k: v for k, v in raw.items() if k in ("task", "model", "solver", "train")}
+    return RunConfig.from_dict(raw)
+
+
+@dataclass
+class LoadedRun:
+    folder: Path
+    config: RunConfig
+    model: nn.Module
+    data: object  # TaskData
+    history: list[dict]
+    summary: dict
+    weights: str  # "best" or "last"
+
+
+def load_run(folder: str | Path, *, solver: SolverConfig | None = None) -> LoadedRun:
+    """The run in `folder` with its best weights (last ones if it never validated); `solver` overrides the
+    saved solver settings (e.g. to evaluate a model trained with RK4 under Tsit5 at tight tolerances)."""
+    folder = Path(folder)
+    config = read_config(folder)
+    if solver is not None:
+        config = replace(config, solver=solver)
+    model, data = _model_and_data(config)
+    state = load_checkpoint(folder / CHECKPOINT)
+    weights = "best" if state.get("best_model") is not None else "last"
+    try:
+        model.load_state_dict(state["best_model"] if weights == "best" else state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"the checkpoint in {folder} does not fit the model its config.json describes: "
+                              f"{str(e).splitlines()[0]}") from e
+    summary_path = folder / SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return LoadedRun(folder, config, model, data, list(state.get("history", [])), summary, weights)
+
+
+def _differences(a: dict, b: dict, prefix="") -> str:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            sub = _differences(va, vb, f"{prefix}{k}.")
+            if sub:
+                out.append(sub)
+        elif va != vb:
+            out.append(f"{prefix}{k}: saved {va!r}, now {vb!r}")
+    return "; ".join(out)

@@ -1,0 +1,198 @@
+"""The `gnode` command line: help, one-line errors with exit status 2, train/evaluate/plot on tiny runs,
+resumption, Ctrl-C, info and julia setup."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gnode import cli
+from gnode.training import load_checkpoint
+
+TINY_TASK = ["--duration", "2", "--dt", "0.25", "--pulse-prob", "0.3", "--pulse-width", "0.25",
+             "--n-train", "8", "--n-val", "4", "--n-test", "4"]
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    """The CLI sets torch's thread count for its process; give the test process its own back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def run(capsys, *argv):
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:  # argparse: --help, --version and its own errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_the_commands_and_each_has_its_own_help(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for command in ("train", "evaluate", "plot", "info", "julia"):
+        assert command in out
+    for argv, words in [(["train", "--help"], ["flipflop"]),
+                        (["train", "flipflop", "--help"], ["--model", "--latent", "--solver", "--sensealg", "--engine",
+                                                           "--epochs", "--out", "--resume", "(default: 3)"]),
+                        (["evaluate", "--help"], ["RUN", "--solver"]), (["plot", "--help"], ["RUN"]),
+                        (["info", "--help"], ["engine"]), (["julia", "setup", "--help"], ["gnode_bridge.setup"])]:
+        code, out, _ = run(capsys, *argv)
+        assert code == 0, argv
+        for w in words:
+            assert w in out, (argv, w)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "flipflop", "--model", "transformer"], "invalid choice: 'transformer'"),
+    (["train", "flipflop", "--solver", "Tsit6"], "unknown solver 'Tsit6'; known: "),
+    (["train", "flipflop", "--sensealg", "Adjoint"], "unknown sensealg 'Adjoint'; known: "),
+    (["train", "flipflop", "--engine", "fortran"], "unknown engine 'fortran'"),
+    (["train", "flipflop", "--lr", "-1"], "lr must be a positive number"),
+    (["train", "flipflop", "--epochs", "many"], "invalid int value: 'many'"),
+    (["train", "flipflop", "--channels", "0"], "channels must be an integer >= 1"),
+    (["train", "flipflop", "--resume"], "--resume needs --out"),
+    (["train"], "required: TASK"),
+    (["train", "maze"], "invalid choice: 'maze'"),
+    (["evaluate", "no/such/run"], "no run folder at no/such/run"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_options_give_one_line_and_exit_status_2(capsys, tmp_path, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert message in lines[0] and lines[0].startswith("gnode")
+
+
+def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
+    out_dir = tmp_path / "gru"
+    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "6", "--epochs", "3",
+                         "--batch-size", "4", "--out", str(out_dir), "--no-progress")
+    assert code == 0, err
+    assert "test MSE" in out and str(out_dir) in out
+    for name in ("config.json", "checkpoint.pt", "history.json", "history.csv", "summary.json", "loss.png",
+                 "sequences.png", "latents.png"):
+        assert (out_dir / name).is_file(), name
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["model"]["kind"] == "gru" and config["model"]["latent"] == 6 and config["train"]["epochs"] == 3
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["epochs_run"] == 3
+
+    code, out, err = run(capsys, "evaluate", str(out_dir), "--split", "val", "test", "--json")
+    assert code == 0, err
+    ev = json.loads(out)
+    assert ev["test"]["mse"] == pytest.approx(summary["test_mse"], rel=1e-6)
+    assert ev["val"]["mse"] == pytest.approx(summary["val_mse"], rel=1e-6)
+
+    (out_dir / "loss.png").unlink()
+    code, out, err = run(capsys, "plot", str(out_dir))
+    assert code == 0 and (out_dir / "loss.png").stat().st_size > 1000
+
+    # a second run into the same folder is refused; resuming the finished run changes nothing
+    code, _, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "--out", str(out_dir))
+    assert code == 2 and "already holds a run" in err
+    code, out, err = run(capsys, "train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress")
+    assert code == 0 and "already finished" in out
+    code, _, err = run(capsys, "train", "flipflop", "--out", str(out_dir), "--resume", "--lr", "0.5")
+    assert code == 2 and "train.lr: saved 0.01, now 0.5" in err
+    # solver overrides make no sense for a discrete model
+    code, _, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5")
+    assert code == 2 and "discrete" in err
+
+
+def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
+    out_dir = tmp_path / "gnode"
+    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gnode", "-N", "2", "--depth-F", "1",
+                         "--depth-G", "1", "--epochs", "1", "--batch-size", "8", "--solver", "RK4",
+                         "--out", str(out_dir), "--no-progress")
+    assert code == 0, err
+    assert "mean nf per trajectory" in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["test_nf"] == 4 * 8  # RK4: 4 evaluations per step, one step per sample interval (2 / 0.25)
+    hist = json.loads((out_dir / "history.json").read_text())
+    assert hist[0]["train_nf"] == 32
+    code, out, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5", "--reltol", "1e-7",
+                         "--abstol", "1e-9", "--json")
+    assert code == 0, err
+    ev = json.loads(out)
+    assert ev["solver"]["alg"] == "Tsit5" and ev["test"]["nf"] > 32
+    # RK4 at the sample step and Tsit5 at tight tolerance solve the same ODE: close, not identical
+    assert ev["test"]["mse"] == pytest.approx(summary["test_mse"], rel=2e-2)
+    assert ev["test"]["mse"] != summary["test_mse"]
+
+
+def test_ctrl_c_saves_and_resume_finishes_the_run(tmp_path):
+    out_dir = tmp_path / "cut"
+    argv = [sys.executable, "-m", "gnode.cli", "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "4",
+            "--epochs", "2000", "--batch-size", "8", "--checkpoint-every", "1", "--out", str(out_dir),
+            "--no-progress", "--no-figures"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (out_dir / "checkpoint.pt").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no checkpoint after 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "--resume" in err and "Traceback" not in err
+    state = load_checkpoint(out_dir / "checkpoint.pt")
+    done = state["progress"]["epoch"]
+    assert 1 <= done < 2000 and state["progress"]["status"] == "running"
+
+
+def test_info_reports_versions_and_engine_availability(capsys, monkeypatch):
+    from gnode.engines import registry
+
+    class Unavailable(registry.AbstractEngine):
+        name, algorithms, sensealgs = "nowhere", (), ()
+
+        def available(self):
+            return False, "needs a machine that does not exist"
+
+    monkeypatch.setitem(registry._ENGINES, "nowhere", Unavailable)
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    import gnode
+    assert f"gnode {gnode.__version__}" in out and f"torch {torch.__version__}" in out
+    assert "torch    available" in out
+    assert "nowhere  NOT available: needs a machine that does not exist" in out
+    assert "Tsit5" in out and "InterpolatingAdjoint" in out
+
+
+def test_julia_setup_calls_the_bridge_or_says_why_not(capsys, monkeypatch):
+    import gnode_bridge
+
+    calls = []
+    monkeypatch.setattr(gnode_bridge, "setup", lambda: calls.append(1), raising=False)
+    code, out, _ = run(capsys, "julia", "setup")
+    assert code == 0 and calls == [1] and "done" in out
+
+    def broken():
+        raise RuntimeError("Julia not found\nmore detail")
+
+    monkeypatch.setattr(gnode_bridge, "setup", broken)
+    code, _, err = run(capsys, "julia", "setup")
+    assert code == 1 and err.strip() == "gnode julia setup: failed: RuntimeError: Julia not found"
+    monkeypatch.delattr(gnode_bridge, "setup")
+    code, _, err = run(capsys, "julia", "setup")
+    assert code == 1 and "provides no setup() function" in err
+
+
+def test_console_script_is_declared():
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'gnode = "gnode.cli:main"' in text
