@@ -113,7 +113,7 @@ def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
 def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
     out_dir = tmp_path / "gnode"
     code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gnode", "-N", "2", "--depth-F", "1",
-                         "--depth-G", "1", "--epochs", "1", "--batch-size", "8", "--solver", "RK4",
+                         "--depth-G", "1", "--epochs", "1", "--batch-size", "8", "--solver", "RK4", "--solver-dt", "0.25",
                          "--out", str(out_dir), "--no-progress")
     assert code == 0, err
     assert "mean nf per trajectory" in out

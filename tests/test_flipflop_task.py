@@ -84,6 +84,17 @@ def test_sequence_statistics_match_the_configuration():
     assert amps.var().item() == pytest.approx(1 / 3, rel=0.1)  # U[-1, 1]
 
 
+def test_min_amplitude_keeps_pulses_away_from_zero():
+    cfg = FlipFlopConfig(min_amplitude=0.25, n_train=200, n_val=1, n_test=1)
+    amps = make_flipflop(cfg, dtype=torch.float64).train.inputs
+    amps = amps[amps != 0]
+    assert amps.abs().min() >= 0.25 and amps.abs().max() <= 1.0
+    assert (amps > 0).double().mean().item() == pytest.approx(0.5, abs=0.05)
+    assert amps.abs().mean().item() == pytest.approx(0.625, abs=0.02)  # |a| ~ U[0.25, 1]
+    with pytest.raises(ValueError, match="min_amplitude"):
+        FlipFlopConfig(min_amplitude=1.0)
+
+
 def test_sign_amplitudes_and_noise():
     cfg = FlipFlopConfig(amplitude="sign", scale=2.0, n_train=16, n_val=1, n_test=1)
     x = make_flipflop(cfg).train.inputs

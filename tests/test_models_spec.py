@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from gnode.models import (
-    DiscreteGRU, DiscreteLSTM, ElmanRNN, GatedNODE, MinimalGRU, NeuralODE, SequenceModel, from_spec,
+    DiscreteGRU,
+    DiscreteLSTM,
+    ElmanRNN,
+    GatedNODE,
+    MinimalGRU,
+    NeuralODE,
+    SequenceModel,
+    from_spec,
 )
 
 D = torch.float64

@@ -87,7 +87,7 @@ def _options(prob, alg, saveat, reltol, abstol, dt, dtmin, dtmax, maxiters, tsto
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if reltol == 0 and abstol == 0:
         raise ValueError("reltol and abstol cannot both be 0")
-    if alg.adaptive and reltol < 10 * torch.finfo(like.dtype).eps:
+    if alg.adaptive and reltol < 2 * torch.finfo(like.dtype).eps:
         raise ValueError(f"reltol={reltol:g} is below what {like.dtype} can resolve "
                          f"(eps = {torch.finfo(like.dtype).eps:.2g}); use float64 or a looser reltol")
     if not alg.adaptive and dt is None:

@@ -54,6 +54,7 @@ def _train_options():
             ("pulse_prob", ["--pulse-prob"], float, None, "probability that a pulse starts on a quiet channel at a sample"),
             ("pulse_width", ["--pulse-width"], float, None, "pulse duration (rounded to whole samples)"),
             ("amplitude", ["--amplitude"], str, AMPLITUDES, "pulse amplitudes: uniform in [-1, 1] (continuous) or +-1"),
+            ("min_amplitude", ["--min-amplitude"], float, None, "smallest |amplitude| of uniform pulses"),
             ("input_noise", ["--input-noise"], float, None, "std of Gaussian noise added to the inputs"),
             ("n_train", ["--n-train"], int, None, "training sequences"),
             ("n_val", ["--n-val"], int, None, "validation sequences"),
@@ -82,7 +83,7 @@ def _train_options():
             ("engine", ["--engine"], str, None, "ODE engine (gnode info lists them)"),
             ("reltol", ["--reltol"], float, None, "relative tolerance (adaptive methods)"),
             ("abstol", ["--abstol"], float, None, "absolute tolerance (adaptive methods)"),
-            ("dt", ["--solver-dt"], float, None, "step of fixed-step methods (default: the sampling step --dt)"),
+            ("dt", ["--solver-dt"], float, None, "step of fixed-step methods (default: half the sampling step --dt)"),
             ("interpolation", ["--interpolation"], str, ("zoh", "linear", "cubic"), "how input samples become x(t)"),
             ("maxiters", ["--maxiters"], int, None, "step budget per trajectory"),
         ],
@@ -203,11 +204,10 @@ def _cmd_train_flipflop(args) -> int:
             saved = read_config(out)
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
-        config = _build_config({}, saved, progress)
-        asked = _build_config(given, saved, progress)
-        if asked != config:
+        config = _build_config(given, saved, progress)
+        if config.results_affecting() != saved.results_affecting():
             from gnode.training.experiment import _differences
-            raise UsageError(f"options differ from the saved run ({_differences(config.results_affecting(), asked.results_affecting())}); "
+            raise UsageError(f"options differ from the saved run ({_differences(saved.results_affecting(), config.results_affecting())}); "
                              "resume with the same options (or none), or start a new run")
     else:
         config = _build_config(given, None, progress)
@@ -276,13 +276,19 @@ def _cmd_evaluate(args) -> int:
             check_engine(solver)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    run = load_run(args.run, solver=solver)
-    out = {"run": str(args.run), "weights": run.weights,
+    try:
+        run = load_run(args.run, solver=solver, dtype=args.dtype)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    out = {"run": str(args.run), "weights": run.weights, "dtype": run.config.model.dtype,
            "solver": asdict(run.config.solver) if run.config.model.kind in ODE_KINDS else None}
     for split in args.split:
         s = run.data.split(split)
         t0 = time.perf_counter()
-        ev = evaluate_model(run.model, s, batch_size=run.config.train.eval_batch_size)
+        try:
+            ev = evaluate_model(run.model, s, batch_size=run.config.train.eval_batch_size)
+        except ValueError as e:  # e.g. a tolerance the dtype cannot resolve
+            raise UsageError(str(e)) from None
         var = s.target_variance()
         out[split] = {"mse": ev["loss"], "target_variance": var, "normalized_mse": ev["loss"] / var if var else None,
                       "mse_per_channel": ev["per_channel"], "seconds": time.perf_counter() - t0,
@@ -290,11 +296,13 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"run {args.run} ({run.config.model.kind}, N = {run.config.model.latent}, {run.weights} weights)")
+    print(f"run {args.run} ({run.config.model.kind}, N = {run.config.model.latent}, {run.weights} weights, "
+          f"{run.config.model.dtype})")
     if out["solver"]:
         sv = out["solver"]
-        print(f"solver {sv['alg']} on {sv['engine']}, reltol {sv['reltol']:g}, abstol {sv['abstol']:g}"
-              + (f", dt {sv['dt']:g}" if sv["dt"] else ""))
+        fixed = not run.config.solver.algorithm().adaptive
+        print(f"solver {sv['alg']} on {sv['engine']}, "
+              + (f"dt {run.model.solve_kwargs['dt']:g}" if fixed else f"reltol {sv['reltol']:g}, abstol {sv['abstol']:g}"))
     for split in args.split:
         r = out[split]
         extra = f", mean nf {r['nf']:.0f}" if "nf" in r else ""
@@ -417,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--abstol", type=float, help="absolute tolerance")
     ev.add_argument("--solver-dt", type=float, help="step of a fixed-step method")
     ev.add_argument("--engine", help="ODE engine")
+    ev.add_argument("--dtype", choices=("float32", "float64"), help="evaluate in this floating-point type "
+                    "(default: the run's)")
     ev.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_cmd_evaluate)

@@ -58,8 +58,11 @@ class Control:
         return self.interpolation == "zoh"
 
     def with_values(self, values: torch.Tensor) -> "Control":
-        """The same control with other values (used by engines to differentiate with respect to them)."""
-        return Control(self.times, values, self.interpolation)
+        """The same control with other values of the same shape (engines differentiate through this)."""
+        new = object.__new__(Control)
+        new.times, new.values, new.interpolation = self.times, values, self.interpolation
+        new._slopes = _hermite_slopes(self.times, values) if self.interpolation == "cubic" else None
+        return new
 
     def segment(self, t: torch.Tensor, left: bool = False) -> torch.Tensor:
         """Index k of the interval [times[k], times[k+1]) holding t (right-continuous), clamped to the ends.

@@ -13,14 +13,34 @@
 from gnode.models.baselines import DiscreteGRU, DiscreteLSTM
 from gnode.models.gated import ElmanRNN, GatedNODE, MinimalGRU, NeuralODE
 from gnode.models.init import (
-    REGIMES, critical_gain, leading_eigenvalue_at_origin, origin_jacobian, predicted_leading_real_part,
+    REGIMES,
+    critical_gain,
+    leading_eigenvalue_at_origin,
+    origin_jacobian,
+    origin_rate,
+    predicted_leading_real_part,
 )
 from gnode.models.mlp import FeedForward, LayerSpec
 from gnode.models.sequence import SequenceModel, SequenceOutput, check_targets
 from gnode.models.spec import from_spec
 
 __all__ = [
-    "GatedNODE", "NeuralODE", "MinimalGRU", "ElmanRNN", "SequenceModel", "SequenceOutput", "check_targets",
-    "DiscreteGRU", "DiscreteLSTM", "from_spec", "FeedForward", "LayerSpec", "REGIMES", "critical_gain",
-    "origin_jacobian", "origin_rate", "leading_eigenvalue_at_origin", "predicted_leading_real_part",
+    "REGIMES",
+    "DiscreteGRU",
+    "DiscreteLSTM",
+    "ElmanRNN",
+    "FeedForward",
+    "GatedNODE",
+    "LayerSpec",
+    "MinimalGRU",
+    "NeuralODE",
+    "SequenceModel",
+    "SequenceOutput",
+    "check_targets",
+    "critical_gain",
+    "from_spec",
+    "leading_eigenvalue_at_origin",
+    "origin_jacobian",
+    "origin_rate",
+    "predicted_leading_real_part",
 ]

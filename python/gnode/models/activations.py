@@ -15,8 +15,8 @@ it: the factor a layer contributes to the spectral radius of the Jacobian at the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

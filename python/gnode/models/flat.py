@@ -47,7 +47,7 @@ class FlatParameters:
         return torch.cat([p.reshape(-1) for _, p in self.flat_entries()])
 
     @torch.no_grad()
-    def load_flat(self, flat: torch.Tensor) -> "FlatParameters":
+    def load_flat(self, flat: torch.Tensor) -> FlatParameters:
         """Set every parameter from a 1-D vector laid out as `flat_parameters()` (in place; returns self)."""
         entries = self.flat_entries()
         if not isinstance(flat, torch.Tensor):

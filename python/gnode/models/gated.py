@@ -102,7 +102,7 @@ class GatedNODE(FlatParameters, nn.Module):
 
     @classmethod
     def _from_parts(cls, n: int, d_in: int, F: FeedForward, G: FeedForward | None, tau: float, learn_tau: bool,
-                    leak: bool) -> "GatedNODE":
+                    leak: bool) -> GatedNODE:
         """A model of this family from built networks, without drawing random numbers (used by `from_spec`)."""
         obj = cls.__new__(cls)
         nn.Module.__init__(obj)

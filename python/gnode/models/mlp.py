@@ -14,8 +14,8 @@ phi_out in {identity, tanh} for F, sigmoid for G, and phi_a = ReLU when L > 1. `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as nnf
@@ -42,7 +42,7 @@ class LayerSpec:
                 "takes_input": self.takes_input}
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "layer") -> "LayerSpec":
+    def from_dict(cls, d: dict, where: str = "layer") -> LayerSpec:
         missing = {"in", "out", "activation", "takes_input"} - set(d)
         if missing:
             raise ValueError(f"{where} lacks the key(s) {sorted(missing)}; a layer is "
@@ -53,7 +53,7 @@ class LayerSpec:
 class DenseLayer(nn.Module):
     """s' = phi(W s + U x + b); `weight` W (out, in), `input_weight` U (out, d_in) or None, `bias` b (out,).
 
-    Parameters are created uninitialised-to-zero; `gnode.models.init` sets them.
+    Parameters start at zero; `gnode.models.init` draws them.
     """
 
     def __init__(self, spec: LayerSpec, d_in: int, *, dtype=None, device=None):
@@ -105,7 +105,7 @@ class FeedForward(nn.Module):
 
     @classmethod
     def build(cls, n: int, d_in: int, depth: int, widths: int | Sequence[int] | None, hidden: str, output: str,
-              pre_activation: str = "identity", *, name: str = "network", dtype=None, device=None) -> "FeedForward":
+              pre_activation: str = "identity", *, name: str = "network", dtype=None, device=None) -> FeedForward:
         """The paper's n -> n network of `depth` layers; only the first layer reads the input x.
 
         widths: the L-1 hidden widths N_1..N_{L-1} (an int repeats; None means n). hidden: phi_a;

@@ -46,7 +46,7 @@ def check_targets(y: torch.Tensor, targets: torch.Tensor, *, where: str = "targe
                              f"got shape {tuple(targets.shape)}{hint}")
         names = ("batch", "time", "d_out")[-y.ndim:] if y.ndim <= 3 else tuple(f"dim {i}" for i in range(y.ndim))
         bad = [f"{nm} {a} vs {b}" for nm, a, b in zip(names, targets.shape, y.shape) if a != b]
-        fix = (" (build the readout with d_out={})".format(targets.shape[-1])
+        fix = (f" (build the readout with d_out={targets.shape[-1]})"
                if targets.shape[-1] != y.shape[-1] else "")
         raise ValueError(f"{where} shape {tuple(targets.shape)} does not match the model output {tuple(y.shape)}: "
                          f"{', '.join(bad)} (targets vs output){fix}")

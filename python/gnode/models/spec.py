@@ -91,7 +91,7 @@ import re
 
 import torch
 
-import gnode.algorithms as algorithms
+from gnode import algorithms
 from gnode.models.baselines import DiscreteGRU, DiscreteLSTM
 from gnode.models.flat import SPEC_VERSION, dtype_from_name
 from gnode.models.gated import VECTOR_FIELD_FAMILIES

@@ -38,6 +38,9 @@ class FlipFlopConfig:
     amplitude:   "uniform" (amplitude ~ U[-scale, scale], the continuous task) or "sign" (+-scale,
                  the classic discrete flip-flop).
     scale:       the largest amplitude.
+    min_amplitude: with "uniform", draw |amplitude| ~ U[min_amplitude, scale] with a random sign instead.
+                 A pulse of amplitude near 0 is nearly indistinguishable from no pulse, so with the default
+                 0 the smallest pulses are the hardest part of the task (they must still reset the memory).
     input_noise: standard deviation of Gaussian noise added to every input sample (not to targets).
     n_train, n_val, n_test: sequences per split.
     seed:        each split is drawn from its own generator derived from `seed`, so a split does not
@@ -51,6 +54,7 @@ class FlipFlopConfig:
     pulse_width: float = 0.5
     amplitude: str = "uniform"
     scale: float = 1.0
+    min_amplitude: float = 0.0
     input_noise: float = 0.0
     n_train: int = 512
     n_val: int = 128
@@ -71,6 +75,8 @@ class FlipFlopConfig:
         need(_finite_pos(self.pulse_width), f"pulse_width must be a positive number, got {self.pulse_width!r}")
         need(self.amplitude in AMPLITUDES, f"amplitude must be one of {AMPLITUDES}, got {self.amplitude!r}")
         need(_finite_pos(self.scale), f"scale must be a positive number, got {self.scale!r}")
+        need(isinstance(self.min_amplitude, (int, float)) and 0 <= self.min_amplitude < self.scale,
+             f"min_amplitude must lie in [0, scale = {self.scale}), got {self.min_amplitude!r}")
         need(isinstance(self.input_noise, (int, float)) and math.isfinite(self.input_noise) and self.input_noise >= 0,
              f"input_noise must be a number >= 0, got {self.input_noise!r}")
         for name in ("n_train", "n_val", "n_test"):
@@ -149,11 +155,11 @@ def sample_onsets(batch: int, config: FlipFlopConfig, generator: torch.Generator
 
 def sample_amplitudes(batch: int, config: FlipFlopConfig, generator: torch.Generator) -> torch.Tensor:
     shape = (batch, config.steps, config.channels)
-    if config.amplitude == "uniform":
-        a = torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1
-    else:
-        a = torch.where(torch.rand(shape, generator=generator, dtype=torch.float64) < 0.5, -1.0, 1.0)
-    return a * config.scale
+    u = torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1  # U[-1, 1]
+    if config.amplitude == "sign":
+        return torch.where(u < 0, -config.scale, config.scale)
+    lo = config.min_amplitude
+    return torch.sign(u) * (lo + (config.scale - lo) * u.abs())  # = scale * u when lo = 0
 
 
 def make_split(batch: int, config: FlipFlopConfig, generator: torch.Generator,

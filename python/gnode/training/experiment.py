@@ -73,8 +73,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class SolverConfig:
     """How ODE models are solved: `alg`/`sensealg` as text (see `gnode.training.names`), the engine, the
-    tolerances of adaptive methods, `dt` for fixed-step ones (None: the task's sampling step), the input
-    interpolation and the step budget per trajectory."""
+    tolerances of adaptive methods, `dt` for fixed-step ones (None: half the task's sampling step, so two
+    steps per sample interval), the input interpolation and the step budget per trajectory."""
 
     alg: str = "RK4()"
     sensealg: str = "BackpropAdjoint()"
@@ -122,7 +122,7 @@ class RunConfig:
 
     def results_affecting(self) -> dict:
         d = self.to_dict()
-        d["train"].pop("progress", None)
+        d["train"] = self.train.results_affecting()
         return d
 
 
@@ -131,7 +131,7 @@ def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int,
     """The model of `model.kind`, initialised from `seed` without touching the global RNG state.
 
     ODE kinds are wrapped in `gnode.models.SequenceModel` with the solver settings; fixed-step methods get
-    dt = solver.dt or `sample_dt`.
+    dt = solver.dt, or half of `sample_dt`.
     """
     from gnode import models
 
@@ -157,7 +157,7 @@ def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int,
         alg = solver.algorithm()
         solve_kwargs = {"maxiters": solver.maxiters}
         if not alg.adaptive:
-            dt = solver.dt or sample_dt
+            dt = solver.dt or (sample_dt / 2 if sample_dt else None)
             if dt is None:
                 raise ValueError(f"{alg.name}() is a fixed-step method: give the solver a dt")
             solve_kwargs["dt"] = dt
@@ -261,13 +261,16 @@ class LoadedRun:
     weights: str  # "best" or "last"
 
 
-def load_run(folder: str | Path, *, solver: SolverConfig | None = None) -> LoadedRun:
+def load_run(folder: str | Path, *, solver: SolverConfig | None = None, dtype: str | None = None) -> LoadedRun:
     """The run in `folder` with its best weights (last ones if it never validated); `solver` overrides the
-    saved solver settings (e.g. to evaluate a model trained with RK4 under Tsit5 at tight tolerances)."""
+    saved solver settings and `dtype` the floating-point type (e.g. to evaluate a model trained in float32
+    with RK4 under Tsit5 at tight tolerances in float64)."""
     folder = Path(folder)
     config = read_config(folder)
     if solver is not None:
         config = replace(config, solver=solver)
+    if dtype is not None:
+        config = replace(config, model=replace(config.model, dtype=dtype))
     model, data = _model_and_data(config)
     state = load_checkpoint(folder / CHECKPOINT)
     weights = "best" if state.get("best_model") is not None else "last"

@@ -47,11 +47,15 @@ def plot_loss(history: list[dict], path: str | Path, *, target_variance: float |
     return Path(path)
 
 
-def plot_sequences(times, inputs, targets, outputs, path: str | Path, *, n_sequences: int = 3) -> Path:
-    """One column per sequence, one row per channel: input pulses (grey), target (black dashed), output."""
+def plot_sequences(times, inputs, targets, outputs, path: str | Path, *, n_sequences: int = 3,
+                   dense: tuple | None = None) -> Path:
+    """One column per sequence, one row per channel: input pulses (grey), target (black dashed), output
+    (dots at the sample times; with `dense` = (t (M,), outputs (B, M, d_out)) also the continuous-time
+    output between them)."""
     plt = _pyplot()
     t = _np(times)
     x, y, o = _np(inputs), _np(targets), _np(outputs)
+    td, od = (_np(dense[0]), _np(dense[1])) if dense is not None else (None, None)
     n_seq = min(n_sequences, x.shape[0])
     n_ch = y.shape[-1]
     fig, axes = plt.subplots(n_ch, n_seq, figsize=(3.6 * n_seq, 1.6 * n_ch + 0.6), sharex=True, sharey=True,
@@ -61,8 +65,12 @@ def plot_sequences(times, inputs, targets, outputs, path: str | Path, *, n_seque
             ax = axes[c, s]
             if c < x.shape[-1]:
                 ax.step(t, x[s, :, c], where="post", color="0.7", lw=1, label="input")
-            ax.plot(t, y[s, :, c], "k--", lw=1.2, label="target")
-            ax.plot(t, o[s, :, c], color="C3", lw=1.4, label="output")
+            ax.step(t, y[s, :, c], "k--", where="post", lw=1.2, label="target")
+            if od is not None:
+                ax.plot(td, od[s, :, c], color="C3", lw=1.2, label="output")
+                ax.plot(t, o[s, :, c], ".", color="C3", ms=3)
+            else:
+                ax.plot(t, o[s, :, c], ".-", color="C3", lw=1.2, ms=3, label="output")
             if s == 0:
                 ax.set_ylabel(f"channel {c + 1}")
             if c == 0:
@@ -134,11 +142,27 @@ def draw_run_figures(folder: str | Path, model, data, history: list[dict], *, n_
     model.train(was)
     y = out if isinstance(out, torch.Tensor) else out.y
     paths = [plot_loss(history, folder / LOSS_PNG, target_variance=data.test.target_variance()),
-             plot_sequences(test.times, test.inputs, test.targets, y, folder / SEQUENCES_PNG, n_sequences=n_sequences)]
+             plot_sequences(test.times, test.inputs, test.targets, y, folder / SEQUENCES_PNG, n_sequences=n_sequences,
+                            dense=_dense_outputs(model, out, test.times, n_sequences))]
     h = getattr(out, "h", None)
     if h is not None:
         paths.append(plot_latents(h, folder / LATENTS_PNG, colors=_target_colors(test.targets)))
     return paths
+
+
+def _dense_outputs(model, out, times: torch.Tensor, n: int):
+    """(t, y(t)) on a fine grid from the solution's dense output, for ODE models with a linear readout."""
+    sol = getattr(out, "sol", None)
+    readout = getattr(model, "readout", None)
+    if sol is None or readout is None:
+        return None
+    t = torch.linspace(float(times[0]), float(times[-1]), 8 * (times.numel() - 1) + 1, dtype=times.dtype,
+                       device=times.device)
+    try:
+        with torch.no_grad():
+            return t, readout(sol(t)[:n])
+    except NotImplementedError:  # an engine without dense output
+        return None
 
 
 def _target_colors(targets: torch.Tensor):

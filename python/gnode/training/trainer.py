@@ -96,8 +96,9 @@ class TrainConfig:
         need(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
 
     def results_affecting(self) -> dict:
-        """The fields that change what training computes (all but `progress`): a resumed run must match them."""
-        return {k: v for k, v in asdict(self).items() if k != "progress"}
+        """The fields that change what training computes (all but `progress` and `checkpoint_every`): a
+        resumed run must match them."""
+        return {k: v for k, v in asdict(self).items() if k not in ("progress", "checkpoint_every")}
 
 
 def _pos(v) -> bool:
@@ -170,7 +171,7 @@ class Trainer:
         self.progress = _Progress()
         self.best_state: dict | None = None
         self._stop_requested = False
-        self._in_update = False
+        self._mid_update = False  # True while parameters/optimiser/progress are being changed together
 
     # ---------------------------------------------------------------- public API
     @property
@@ -203,8 +204,8 @@ class Trainer:
         with _StopOnSigint(self), self._progress_bar() as bar:
             try:
                 stopped = self._loop(bar)
-            except KeyboardInterrupt:
-                if not self._in_update:  # parameters are consistent: keep the work done
+            except KeyboardInterrupt:  # a second Ctrl-C (the first one stops cleanly after the step)
+                if not self._mid_update:  # the state is consistent: keep the work done
                     self._save()
                 raise
             except TrainingDiverged:
@@ -288,7 +289,9 @@ class Trainer:
                 if self.on_step is not None:
                     self.on_step(self)
             p.wall_time += time.perf_counter() - t_start
+            self._mid_update = True  # epoch counter, validation, schedule and log change together
             self._end_epoch(bar)
+            self._mid_update = False
             if p.status == "early_stopping":
                 return False
         p.status = "finished"
@@ -309,9 +312,9 @@ class Trainer:
         params = [q for g in self.optimizer.param_groups for q in g["params"]]
         clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         gnorm = float(nn.utils.clip_grad_norm_(params, clip))
-        self._in_update = True
+        self._mid_update = True
         self.optimizer.step()
-        self._in_update = False
+        self._mid_update = False
         row = {"loss": float(loss.detach()) * len(batch), "seqs": len(batch), "grad_norm": gnorm}
         if stats is not None:
             row.update({k: v * len(batch) for k, v in stats.items()})

@@ -134,15 +134,16 @@ class AutoSwitchSession:
         ns = self.stepper.nonstiff
         view, (ts, ys, dts, k1s, segs) = _rows_of(rhs, rows, t, y, dt, k1, seg)
         y1, err, K, counters = ns.step(view, ts, ys, dts, k1s, segs)
-        # Hairer's estimate from the last two stages (both at t1): ‖f(g_s) - f(g_{s-1})‖ / ‖g_s - g_{s-1}‖
+        # Hairer's estimate from the last two stages (both at t1), in the max norm of the componentwise ratios
+        # max_i |f_i(g_s) - f_i(g_{s-1})| / |g_s,i - g_{s-1},i| as OrdinaryDiffEq.jl: the Euclidean ratio is a
+        # lower bound that measured ~15% low on Robertson, which kept a stability-limited Tsit5 from switching.
         s = ns.stages
-        dtc = dts[:, None]
-        g_last = torch.addcmul(ys, dtc, ns.combine(ns.a[s - 1], K))
-        g_prev = torch.addcmul(ys, dtc, ns.combine(ns.a[s - 2], K))
         with torch.no_grad():
-            num = torch.linalg.vector_norm(K[s - 1] - K[s - 2], dim=-1)
-            den = torch.linalg.vector_norm(g_last - g_prev, dim=-1)
-            rho = torch.where(den > 0, num / den.clamp(min=torch.finfo(den.dtype).tiny), torch.zeros_like(den))
+            dtc = dts[:, None]
+            dg = dtc * ns.combine(ns.a[s - 1] - _pad(ns.a[s - 2], s - 1), K)  # g_s - g_{s-1}
+            dk = (K[s - 1] - K[s - 2]).abs()
+            ratio = torch.where(dg != 0, dk / dg.abs().clamp(min=torch.finfo(dg.dtype).tiny), torch.zeros_like(dk))
+            rho = ratio.amax(dim=-1)
         nf = torch.full_like(rows, s - 1) + counters.get("nf", 0)
         f1 = K[-1] if ns.fsal else torch.zeros_like(ys)
         return (y1, err, K, f1, rho, nf)
@@ -187,6 +188,10 @@ class _RowsView:
 
     def time_derivative(self, t, y, f0, dt, seg=None, rows=None):
         return self.rhs.time_derivative(t, y, f0, dt, seg, self._rows(rows))
+
+
+def _pad(v, size):
+    return torch.cat([v, v.new_zeros(size - v.shape[0])])
 
 
 def _rows_of(rhs, rows, t, y, dt, k1, seg):

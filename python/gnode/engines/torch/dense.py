@@ -18,6 +18,10 @@ class DenseHistory:
         self.stepper, self.rhs, self.direction = stepper, rhs, direction
         self.y_init, self.t_init, self.t_final = y_init, t_init, t_final
         B = y_init.shape[0]
+        eps = torch.finfo(y_init.dtype).eps
+        self.slack = 64 * eps * max(abs(t_init), float(t_final.abs().max()), 1.0)  # "at" a time, up to rounding
+        self.reach = direction * t_final + self.slack  # (B,): queries beyond it are past where a trajectory stopped
+        self.any_steps = bool(steps)
         if not steps:
             self.count = torch.zeros(B, dtype=torch.long, device=y_init.device)
             return
@@ -42,7 +46,7 @@ class DenseHistory:
         B, Q = tt.shape
         rows = torch.arange(B, device=t.device)[:, None].expand(B, Q).reshape(-1)
         m = None
-        if self.count.max() > 0:
+        if self.any_steps:
             m = torch.searchsorted(self.starts, (self.direction * tt).contiguous(), right=True).reshape(-1) - 1
         u = self.at_rows(tt.reshape(-1), rows, m).reshape(B, Q, -1)
         return u[:, 0] if t.ndim == 1 else u
@@ -50,26 +54,26 @@ class DenseHistory:
     def at_rows(self, t: torch.Tensor, rows: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
         """u of trajectory rows[p] at time t[p], for P arbitrary pairs → (P, n); `m`: the steps' ranks, if known."""
         d = self.direction
-        slack = 64 * torch.finfo(t.dtype).eps * max(abs(self.t_init), float(self.t_final.abs().max()), 1.0)
-        reached = d * t <= d * self.t_final[rows] + slack
-        at_start = (t - self.t_init).abs() <= slack
-        y_init = self.y_init[rows]
-        if self.count.max() == 0:
+        if not self.any_steps:
+            y_init = self.y_init[rows]
+            at_start = (t - self.t_init).abs() <= self.slack
             return torch.where(at_start[:, None], y_init, torch.full_like(y_init, float("nan")))
+        count = self.count[rows]
         if m is None:
             m = torch.searchsorted(self.starts[rows], (d * t)[:, None].contiguous(), right=True)[:, 0] - 1
-        m = torch.minimum(m.clamp(min=0), (self.count[rows] - 1).clamp(min=0))
+        m = torch.minimum(m.clamp(min=0), (count - 1).clamp(min=0))
         it = self.order[m, rows]  # iteration holding each pair's step
         t0, dt = self.t0[it, rows], self.dt[it, rows]
         y0, K = self.y0[it, rows], self.K[it, :, rows].transpose(0, 1)  # (P, n), (S, P, n)
-        safe_dt = torch.where(dt != 0, dt, torch.ones_like(dt))
-        theta = torch.where(dt != 0, (t - t0) / safe_dt, torch.zeros_like(dt)).clamp(0, 1)
+        theta = ((t - t0) / torch.where(dt != 0, dt, torch.ones_like(dt))).clamp(0, 1)  # dt = 0: a zero step
         if self.stepper.c_dense:
             seg = None if self.seg is None else self.seg[it, rows]
             K = self.stepper.extra_stages(self.rhs, t0, y0, dt, K, seg, rows)
         u = self.stepper.interpolate(y0, dt, K, theta)
-        u = torch.where(((self.count[rows] == 0) & at_start)[:, None], y_init, u)
-        return torch.where(reached[:, None], u, torch.full_like(u, float("nan")))
+        # a trajectory that failed before its first step has only its initial state
+        u = torch.where((count == 0)[:, None], self.y_init[rows], u)
+        valid = d * t <= self.reach[rows]
+        return torch.where(valid[:, None], u, torch.full_like(u, float("nan")))
 
     def accepted_steps(self):
         """(t0, dt, valid) of every trajectory's accepted steps in time order, rank-major: each (M, B)."""

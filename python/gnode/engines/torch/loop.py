@@ -36,6 +36,28 @@ class RHS:
             return self.f(t, y)
         return self.f(t, y, self.control.evaluate(t, seg, rows))
 
+    def first(self, t, y, seg=None):
+        """The first evaluation, checked: f must return a tensor like u (same shape, dtype and device)."""
+        signature = "f(t, u)" if self.control is None else "f(t, u, x)"
+        try:
+            out = self(t, y, seg)
+        except TypeError as e:
+            if self.control is not None and "positional argument" in str(e):
+                raise TypeError(f"the problem has inputs, so f is called as f(t, u, x) with x (batch, dim) "
+                                f"= x(t); make f accept x ({e})") from e
+            raise
+        name = getattr(self.f, "__qualname__", type(self.f).__name__)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{signature} ({name}) must return a tensor, got {type(out).__name__}")
+        if out.shape != y.shape:
+            raise ValueError(f"{signature} ({name}) returned shape {tuple(out.shape)} for u of shape "
+                             f"{tuple(y.shape)}; it must return du/dt with u's shape (batch, n), row by row")
+        if out.dtype != y.dtype or out.device != y.device:
+            raise TypeError(f"{signature} ({name}) returned {out.dtype} on {out.device} for u in {y.dtype} on "
+                            f"{y.device}; return du/dt in u's dtype and device (e.g. cast its parameters with "
+                            f"module.to(u0.dtype))")
+        return out
+
     def jacobian(self, t, y, seg=None, rows=None):
         """∂f/∂y row-wise (B, n, n), for the stiff methods: f's own `jacobian` if it has one, else autodiff."""
         x = None if self.control is None else self.control.evaluate(t, seg, rows)
@@ -85,7 +107,8 @@ def integrate(stepper, rhs: RHS, y0: torch.Tensor, t0: float, t1: float, cfg: Lo
     if hasattr(stepper, "session"):  # per-solve state (Jacobian reuse, stiffness switching) and tolerances
         stepper = stepper.session(cfg, B)
     d = 1.0 if t1 > t0 else -1.0
-    assert rhs.backward == (d < 0), "RHS direction must match the integration direction"
+    if rhs.backward != (d < 0):
+        raise RuntimeError("internal: the RHS's direction does not match the integration direction")
     eps = torch.finfo(dtype).eps
     span = abs(t1 - t0)
     end = torch.tensor([t1], dtype=dtype, device=device)
@@ -102,7 +125,7 @@ def integrate(stepper, rhs: RHS, y0: torch.Tensor, t0: float, t1: float, cfg: Lo
     t = torch.full((B,), float(t0), dtype=dtype, device=device)
     y = y0
     seg = rhs.segment(t)
-    k1 = rhs(t, y, seg)
+    k1 = rhs.first(t, y, seg)
     nf_start = 1
     if not cfg.adaptive:
         dt = torch.full((B,), d * cfg.dt, dtype=dtype, device=device)
@@ -155,16 +178,17 @@ def integrate(stepper, rhs: RHS, y0: torch.Tensor, t0: float, t1: float, cfg: Lo
                 dt_next = torch.where(landed, torch.maximum(dt_next, dt.abs()), dt_next).clamp_(max=dtmax)
                 dt = torch.where(running, d * dt_next, dt)
                 failed = running & (dt_next < torch.clamp(16 * eps * t_new.abs(), min=dtmin_user))
-                fail_code = ReturnCode.DtLessThanMin
+                # driven down by NaN/Inf rather than by accuracy: the state blew up (SciML's Unstable)
+                fail_code = torch.where(finite, int(ReturnCode.DtLessThanMin), int(ReturnCode.Unstable))
             else:
                 failed = running & ~finite
-                fail_code = ReturnCode.Unstable
+                fail_code = int(ReturnCode.Unstable)
             t = t_new
             done = landed & (stop_idx >= n_stops)
             it += 1
             out_of_iters = it >= cfg.maxiters
             if out_of_iters or bool((done | failed).any()):  # rare: some trajectory stops here
-                code = torch.where(done, int(ReturnCode.Success), int(fail_code))
+                code = torch.where(done, int(ReturnCode.Success), fail_code)
                 if out_of_iters:
                     code = torch.where(done | failed, code, int(ReturnCode.MaxIters))
                     failed = running & ~done

@@ -16,6 +16,7 @@ import torch
 
 from gnode.algorithms.sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint
 from gnode.engines.torch.dense import DenseHistory
+from gnode.engines.torch.jacobian import finite_difference_time_derivative, jacobian
 from gnode.engines.torch.loop import RHS, integrate
 from gnode.engines.torch.setup import check, loop_config, make_solution, make_stepper, problem_stops, run_forward
 from gnode.problem import ODEProblem
@@ -99,11 +100,7 @@ class _Backward:
         self.params = self.prob.params
         # the control twice: plain for the adjoint's own vector field, differentiable for dL/d(values)
         self.control = job.forward.rhs.control
-        self.values = None
-        self.control_grad = None
-        if self.control is not None:
-            self.values = self.control.values.detach().requires_grad_(True)
-            self.control_grad = self.control.with_values(self.values)
+        self.values = None if self.control is None else self.control.values.detach().requires_grad_(True)
         self.grads = [torch.zeros_like(p) for p in self.params]
         self.grad_values = None if self.values is None else torch.zeros_like(self.values)
         self.stats = None
@@ -160,7 +157,7 @@ class _Backward:
 
     # -- the adjoint's vector fields ----------------------------------------------------------------
 
-    def _adjoint_rhs(self, dense: DenseHistory):
+    def _adjoint_rhs(self, dense: DenseHistory, direction: float):
         f = self.prob.f
 
         def rhs(t, a, seg=None, rows=None):
@@ -172,9 +169,15 @@ class _Backward:
                 (g,) = torch.autograd.grad(out, y, a)
             return -g
 
-        return _FunctionRHS(rhs, self.control)
+        def jac(t, a, seg=None, rows=None):  # the adjoint is linear in a: its Jacobian is -J(y(t))^T
+            y = dense.at(t) if rows is None else dense.at_rows(t, rows)
+            x = None if self.control is None else self.control.evaluate(t, seg, rows)
+            with torch.no_grad():
+                return -jacobian(f, t, y, x).transpose(-1, -2)
 
-    def _backsolve_rhs(self):
+        return _FunctionRHS(rhs, self.control, direction, jac)
+
+    def _backsolve_rhs(self, direction: float):
         f, n = self.prob.f, self.n
 
         def rhs(t, z, seg=None, rows=None):
@@ -185,13 +188,24 @@ class _Backward:
                 (g,) = torch.autograd.grad(out, y, z[:, n:])
             return torch.cat([out.detach(), -g], dim=1)
 
-        return _FunctionRHS(rhs, self.control)
+        def augmented(t, z, x=None):  # differentiable in z (for the stiff methods' Jacobian)
+            y, a = z[:, :n], z[:, n:]
+            out = f(t, y) if x is None else f(t, y, x)
+            (g,) = torch.autograd.grad(out, y, a, create_graph=True)
+            return torch.cat([out, -g], dim=1)
+
+        def jac(t, z, seg=None, rows=None):  # [[J, 0], [-∂(J^T a)/∂y, -J^T]], by autodiff of the system
+            x = None if self.control is None else self.control.evaluate(t, seg, rows)
+            return jacobian(augmented, t, z.detach(), x).detach()
+
+        return _FunctionRHS(rhs, self.control, direction, jac)
 
     # -- the solves ---------------------------------------------------------------------------------
 
     def _interval(self, a, hi, lo, dense: DenseHistory, quadrature: bool = False):
         """Adjoint from hi back to lo with u(t) from `dense`; accumulates the θ integral."""
-        rhs = self._adjoint_rhs(dense)
+        rhs = self._adjoint_rhs(dense, 1.0 if lo > hi else -1.0)
+        quadrature = quadrature or not hasattr(self.stepper, "stage_states")  # Rosenbrock, Auto*: no RK stages
 
         def stage_states(t, dt, z, K, accept, seg):
             ts, Z, w = self._stage_weights(t, dt, z, K, accept)
@@ -210,7 +224,7 @@ class _Backward:
     def _backsolve(self, a, hi, lo):
         n = self.n
         z = torch.cat([self.job.forward.result.y.detach(), a], dim=1)
-        rhs = self._backsolve_rhs()
+        rhs = self._backsolve_rhs(1.0 if lo > hi else -1.0)
 
         def stage_states(t, dt, zz, K, accept, seg):
             ts, Z, w = self._stage_weights(t, dt, zz, K, accept)
@@ -220,10 +234,14 @@ class _Backward:
         def jump(t, zz, landed):
             return torch.cat([zz[:, :n], self._jump(t, zz[:, n:], landed)], dim=1)
 
+        quadrature = not hasattr(self.stepper, "stage_states")  # Rosenbrock, Auto*: no RK stages
         res = integrate(self.stepper, rhs, z, hi, lo, self.cfg, self._stops(lo, hi),
                         refresh_at_stops=self.control is not None and self.control.discontinuous,
-                        on_stop=jump, on_step=stage_states, record=False)
+                        on_stop=jump, on_step=None if quadrature else stage_states, record=quadrature)
         self._record_stats(res)
+        if quadrature:
+            both = DenseHistory(self.stepper, rhs, res.steps, z, hi, res.t, -1.0 if lo < hi else 1.0)
+            self._gauss_legendre(_Columns(both, slice(n, None)), _Columns(both, slice(None, n)))
         return res.y[:, n:]
 
     def _resolve(self, y_lo, lo, hi) -> DenseHistory:
@@ -262,10 +280,10 @@ class _Backward:
         f = self.prob.f
         targets = list(self.params) + ([self.values] if self.values is not None else [])
         with torch.enable_grad():
-            if self.control_grad is None:
+            if self.values is None:
                 out = f(t, y.detach())
-            else:
-                out = f(t, y.detach(), self.control_grad.evaluate(t, seg, rows))
+            else:  # built afresh: a cubic control's slopes depend on the values too
+                out = f(t, y.detach(), self.control.with_values(self.values).evaluate(t, seg, rows))
             gs = torch.autograd.grad(out, targets, cot, allow_unused=True)
         for acc, g in zip(self.grads, gs):
             if g is not None:
@@ -297,13 +315,39 @@ class _Backward:
 
 
 class _FunctionRHS(RHS):
-    """An RHS from a plain function (the adjoint systems), integrated backwards."""
+    """An RHS from a plain function (the adjoint systems; backwards in time when the forward solve is not).
 
-    def __init__(self, fn, control):
-        self.fn, self.control, self.backward = fn, control, True
+    jac(t, y, seg, rows) → (B, m, m): the system's Jacobian, for stiff adjoint methods. Its time derivative
+    (Rosenbrock methods) is a finite difference: the system reads u(t) from a dense history, which forward-mode
+    autodiff cannot see through."""
+
+    def __init__(self, fn, control, direction: float, jac=None):
+        self.fn, self.control, self.backward, self.jac = fn, control, direction < 0, jac
 
     def __call__(self, t, y, seg=None, rows=None):
         return self.fn(t, y, seg, rows)
+
+    def first(self, t, y, seg=None):
+        return self.fn(t, y, seg, None)
+
+    def jacobian(self, t, y, seg=None, rows=None):
+        return self.jac(t, y, seg, rows)
+
+    def time_derivative(self, t, y, f0, dt, seg=None, rows=None):
+        return finite_difference_time_derivative(lambda tt, yy: self(tt, yy, seg, rows), t, y, f0, dt)
+
+
+class _Columns:
+    """Some state columns of a dense history (Backsolve's [u, a] → u or a), for the Gauss–Legendre quadrature."""
+
+    def __init__(self, history: DenseHistory, columns: slice):
+        self.history, self.columns, self.count = history, columns, history.count
+
+    def at(self, t):
+        return self.history.at(t)[..., self.columns]
+
+    def accepted_steps(self):
+        return self.history.accepted_steps()
 
 
 def _checkpoint_times(tspan, saveat):
