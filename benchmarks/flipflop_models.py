@@ -11,10 +11,10 @@ initial weights and mini-batch order.
     python benchmarks/flipflop_models.py --seeds 0 1 2 3 4 --jobs 1 --epochs 20
     python benchmarks/flipflop_models.py --table-only         # print the table of runs already done
 
-Each trial is a run folder under --out (config, checkpoint, metrics, figures); finished trials are reused,
-so an interrupted sweep continues where it stopped. Results go to --out/results.json and results.csv, and
-the table is printed. Times are wall-clock training times of one process with one torch thread; on a
-shared machine compare them only within one sweep.
+Each trial is a run folder under --runs (config, checkpoint, metrics, figures; default runs/, which git
+ignores); finished trials are reused, so an interrupted sweep continues where it stopped. Results go to
+--out/flipflop_models.json, .csv and .txt (the table), and the table is printed. Times are training times of one process with one torch thread, wall clock and
+CPU (the CPU time is less sensitive to other load on a shared machine); compare them within one sweep.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import multiprocessing as mp
 import statistics
 import sys
@@ -75,42 +74,52 @@ def trial(args: tuple) -> dict:
     return {"model": kind, "seed": seed, "latent": config["model"]["latent"], "width_F": config["model"]["width_F"],
             "n_params": summary["n_params"], "test_mse": summary["test_mse"],
             "normalized_test_mse": summary["normalized_test_mse"], "target_variance": summary["target_variance_test"],
-            "train_time_s": summary["train_time_s"], "test_nf": summary.get("test_nf"),
+            "train_time_s": summary["train_time_s"], "train_cpu_s": summary.get("train_cpu_s"),
+            "test_nf": summary.get("test_nf"),
             "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "folder": str(folder)}
 
 
+def _mean_sd(rs: list[dict], key: str):
+    """(mean, sd) of `key` over trials `rs`; (None, None) where no trial has it."""
+    v = [r[key] for r in rs if r.get(key) is not None]
+    if not v:
+        return None, None
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
 def aggregate(rows: list[dict]) -> list[dict]:
+    """One row per model: mean and sd over its seeds."""
     out = []
     for kind in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == kind]
-
-        def ms(key):
-            v = [r[key] for r in rs if r[key] is not None]
-            if not v:
-                return None, None
-            return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
-
-        mse, mse_sd = ms("test_mse")
-        nmse, nmse_sd = ms("normalized_test_mse")
-        t, t_sd = ms("train_time_s")
-        nf, _ = ms("test_nf")
+        mse, mse_sd = _mean_sd(rs, "test_mse")
+        nmse, nmse_sd = _mean_sd(rs, "normalized_test_mse")
+        t, t_sd = _mean_sd(rs, "train_time_s")
+        cpu, cpu_sd = _mean_sd(rs, "train_cpu_s")
+        nf, _ = _mean_sd(rs, "test_nf")
         out.append({"model": kind, "label": LABELS.get(kind, kind), "seeds": len(rs), "latent": rs[0]["latent"],
                     "n_params": rs[0]["n_params"], "test_mse_mean": mse, "test_mse_sd": mse_sd,
-                    "normalized_mean": nmse, "normalized_sd": nmse_sd, "train_time_mean_s": t, "train_time_sd_s": t_sd,
-                    "test_nf_mean": nf})
+                    "normalized_mean": nmse, "normalized_sd": nmse_sd, "train_time_mean_s": t,
+                    "train_time_sd_s": t_sd, "train_cpu_mean_s": cpu, "train_cpu_sd_s": cpu_sd, "test_nf_mean": nf})
     return out
 
 
 def table(agg: list[dict]) -> str:
-    head = f"{'model':<16}{'N':>4}{'params':>8}{'test MSE (mean ± sd)':>26}{'MSE / var':>18}{'train time [s]':>18}{'nf':>7}"
+    head = (f"{'model':<16}{'N':>4}{'params':>8}{'test MSE (mean ± sd)':>26}{'MSE / var':>18}"
+            f"{'wall [s]':>16}{'CPU [s]':>16}{'nf':>7}")
     lines = [head, "-" * len(head)]
     for a in agg:
         nf = f"{a['test_nf_mean']:.0f}" if a["test_nf_mean"] is not None else "-"
         lines.append(f"{a['label']:<16}{a['latent']:>4}{a['n_params']:>8}"
                      f"{a['test_mse_mean']:>15.4f} ± {a['test_mse_sd']:<8.4f}"
                      f"{a['normalized_mean']:>9.3f} ± {a['normalized_sd']:<6.3f}"
-                     f"{a['train_time_mean_s']:>10.0f} ± {a['train_time_sd_s']:<5.0f}{nf:>7}")
+                     f"{a['train_time_mean_s']:>8.0f} ± {a['train_time_sd_s']:<5.0f}"
+                     f"{_num(a['train_cpu_mean_s']):>8} ± {_num(a['train_cpu_sd_s']):<5}{nf:>7}")
     return "\n".join(lines)
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
 
 
 def main(argv=None) -> int:
@@ -119,7 +128,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, help="override the default number of epochs (for a quick look)")
     p.add_argument("--jobs", type=int, default=2, help="trials run in parallel, one torch thread each (default 2)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/flipflop_models"))
+    p.add_argument("--runs", type=Path, default=Path("runs/flipflop_models"), help="trial run folders")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
     p.add_argument("--table-only", action="store_true", help="only collect finished trials and print the table")
     args = p.parse_args(argv)
 
@@ -136,10 +146,10 @@ def main(argv=None) -> int:
     for kind in args.models:
         cfg = matched_model(kind, target, task.channels, task.channels)
         for seed in args.seeds:
-            jobs.append((kind, seed, cfg, base.to_dict(), str(args.out / f"{kind}-seed{seed}")))
+            jobs.append((kind, seed, cfg, base.to_dict(), str(args.runs / f"{kind}-seed{seed}")))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{len(jobs)} trials ({', '.join(args.models)} x seeds {args.seeds}); parameter target {target}; "
-          f"{base.train.epochs} epochs each; results in {args.out}", flush=True)
+          f"{base.train.epochs} epochs each; runs in {args.runs}, results in {args.out}", flush=True)
     t0 = time.perf_counter()
     rows = []
     if args.table_only:
@@ -174,15 +184,18 @@ def main(argv=None) -> int:
             "versions": {"gnode": gnode.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},
             "machine": {"processor": platform.processor() or platform.machine(), "cpus": mp.cpu_count()}}
-    (args.out / "results.json").write_text(json.dumps({"meta": meta, "summary": agg, "trials": rows}, indent=1) + "\n")
-    with open(args.out / "results.csv", "w", newline="") as f:
+    stem = args.out / "flipflop_models"
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": agg, "trials": rows}, indent=1) + "\n")
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    text = (table(agg) + f"\n\n(test MSE over seeds {args.seeds}; 'MSE / var' divides by the variance of the test "
+            "targets; training time of one process with one torch thread; nf = right-hand-side evaluations per test "
+            f"trajectory; {meta['machine']['cpus']} CPUs, torch {torch.__version__})\n")
+    stem.with_suffix(".txt").write_text(text)
     print()
-    print(table(agg))
-    print(f"\n(test MSE over {len(args.seeds)} seeds; 'MSE / var' divides by the variance of the test targets; "
-          f"nf = right-hand-side evaluations per test trajectory)")
+    print(text)
     return 0
 
 

@@ -10,6 +10,7 @@ that the two references agree to 1e-10 (measured: <= 2e-12 on Van der Pol mu = 1
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -45,8 +46,8 @@ class Method:
         """solve() keywords that run the method with the constant step h (adaptive ones with their error
         control switched off: huge tolerances accept every step, dtmax = dt keeps it constant)."""
         if self.adaptive:
-            return dict(dt=h, dtmax=h, reltol=1e6, abstol=1e6)
-        return dict(dt=h)
+            return {"dt": h, "dtmax": h, "reltol": 1e6, "abstol": 1e6}
+        return {"dt": h}
 
 
 # The one list: every method of the native engine, with its published orders.
@@ -126,7 +127,7 @@ class GatedField(torch.nn.Module):
     def __init__(self, n: int, dim: int = 0, tau: float = 1.0, gain: float = 1.5, seed: int = 0, dtype=F64):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+        r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)
         self.W = torch.nn.Parameter(gain * r(n, n) / math.sqrt(n))
         self.b = torch.nn.Parameter(0.1 * r(n))
         self.Wz = torch.nn.Parameter(r(n, n) / math.sqrt(n))
@@ -196,10 +197,10 @@ def scipy_reference(fun, u0: np.ndarray, ts, *, method: str = "DOP853", rtol: fl
     out = np.empty((u0.shape[0], ts.size, u0.shape[1]))
     for b, y in enumerate(np.asarray(u0, dtype=np.float64)):
         values = {float(grid[0]): y}
-        for lo, hi in zip(grid[:-1], grid[1:]):
+        for lo, hi in itertools.pairwise(grid):
             if len(bps):
                 k = int(np.searchsorted(bps, 0.5 * (lo + hi), side="right")) - 1
-                rhs = lambda t, u, k=k: fun(t, u, k)  # noqa: E731
+                rhs = lambda t, u, k=k: fun(t, u, k)
             else:
                 rhs = fun
             sol = scipy.integrate.solve_ivp(rhs, (lo, hi), y, method=method, rtol=rtol, atol=atol,

@@ -2,7 +2,6 @@
 resumption, Ctrl-C, info and julia setup."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -67,7 +66,7 @@ def test_help_lists_the_commands_and_each_has_its_own_help(capsys):
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_bad_options_give_one_line_and_exit_status_2(capsys, tmp_path, argv, message):
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -104,34 +103,49 @@ def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
     code, out, err = run(capsys, "train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress")
     assert code == 0 and "already finished" in out
     code, _, err = run(capsys, "train", "flipflop", "--out", str(out_dir), "--resume", "--lr", "0.5")
-    assert code == 2 and "train.lr: saved 0.01, now 0.5" in err
+    assert code == 2 and "train.lr: saved 0.05, now 0.5" in err
     # solver overrides make no sense for a discrete model
     code, _, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5")
     assert code == 2 and "discrete" in err
+    # a damaged checkpoint: one clear line, status 1, from every command that reads it
+    ck = out_dir / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[:-100])
+    for argv in (["evaluate", str(out_dir)], ["plot", str(out_dir)],
+                 ["train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and "checkpoint.pt is unreadable (truncated or corrupted?)" in err, argv
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    ck.unlink()
+    code, _, err = run(capsys, "evaluate", str(out_dir))
+    assert code == 1 and "no checkpoint at" in err
 
 
 def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
     out_dir = tmp_path / "gnode"
     code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gnode", "-N", "2", "--depth-F", "1",
                          "--depth-G", "1", "--epochs", "1", "--batch-size", "8", "--solver", "RK4", "--solver-dt", "0.25",
-                         "--out", str(out_dir), "--no-progress")
+                         "--out", str(out_dir), "--no-progress", "--no-figures")
     assert code == 0, err
     assert "mean nf per trajectory" in out
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["test_nf"] == 4 * 8  # RK4: 4 evaluations per step, one step per sample interval (2 / 0.25)
     hist = json.loads((out_dir / "history.json").read_text())
     assert hist[0]["train_nf"] == 32
+    # float32 cannot resolve reltol 1e-7: a one-line usage error naming the fix
+    code, out, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5", "--reltol", "1e-7")
+    assert code == 2 and "use float64" in err and len(err.strip().splitlines()) == 1
     code, out, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5", "--reltol", "1e-7",
-                         "--abstol", "1e-9", "--json")
+                         "--abstol", "1e-9", "--dtype", "float64", "--json")
     assert code == 0, err
     ev = json.loads(out)
-    assert ev["solver"]["alg"] == "Tsit5" and ev["test"]["nf"] > 32
+    assert ev["solver"]["alg"] == "Tsit5" and ev["dtype"] == "float64" and ev["test"]["nf"] > 32
     # RK4 at the sample step and Tsit5 at tight tolerance solve the same ODE: close, not identical
     assert ev["test"]["mse"] == pytest.approx(summary["test_mse"], rel=2e-2)
     assert ev["test"]["mse"] != summary["test_mse"]
 
 
-def test_ctrl_c_saves_and_resume_finishes_the_run(tmp_path):
+@pytest.mark.slow  # a separate Python process; the in-process SIGINT path is tested in test_trainer.py
+def test_ctrl_c_in_a_real_process_saves_and_exits_130(tmp_path):
     out_dir = tmp_path / "cut"
     argv = [sys.executable, "-m", "gnode.cli", "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "4",
             "--epochs", "2000", "--batch-size", "8", "--checkpoint-every", "1", "--out", str(out_dir),
@@ -144,7 +158,7 @@ def test_ctrl_c_saves_and_resume_finishes_the_run(tmp_path):
             assert time.time() < deadline, "no checkpoint after 60 s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -20,7 +20,7 @@ def decay(t, u):
 U0 = torch.tensor([[1.0, 1.0], [1.0, 100.0], [0.5, 1.0], [2.0, 100.0]], dtype=F64)
 T1 = 5.0
 EASY, HARD = [0, 2], [1, 3]
-TOL = dict(reltol=1e-6, abstol=1e-8)
+TOL = {"reltol": 1e-6, "abstol": 1e-8}
 TWO = [m for m in ADAPTIVE if m.name in ("Tsit5", "Vern7")]  # FSAL; lazy interpolation stages
 
 
@@ -65,7 +65,7 @@ def test_each_trajectory_is_solved_as_if_it_were_alone(m):
 
 def test_a_failing_trajectory_does_not_disturb_the_others():
     # u' = u^2 blows up at t = 1/u0: the row with u0 = 1 fails near t = 1, those with u0 <= 0.25 do not in [0, 2]
-    square = lambda t, u: u * u  # noqa: E731
+    square = lambda t, u: u * u
     u0 = torch.tensor([[0.25], [1.0], [-1.0]], dtype=F64)
     sol = gnode.solve(gnode.ODEProblem(square, u0, (0.0, 2.0)), gnode.Tsit5(), throw=False,
                       saveat=torch.tensor([0.5, 2.0], dtype=F64), **TOL)

@@ -30,10 +30,10 @@ ERROR_LIMITS = {"Euler": (1e-2, 1e-2), "Midpoint": (1e-4, 1e-4), "RK4": (1e-5, 1
 
 def options(m, dtype):
     if not m.adaptive:
-        return dict(dt=0.01)
+        return {"dt": 0.01}
     if dtype == torch.float32:
-        return dict(reltol=1e-5, abstol=1e-7)
-    return dict(reltol=1e-8, abstol=1e-10) if m.name == "BS3" else dict(reltol=1e-10, abstol=1e-12)
+        return {"reltol": 1e-5, "abstol": 1e-7}
+    return {"reltol": 1e-8, "abstol": 1e-10} if m.name == "BS3" else {"reltol": 1e-10, "abstol": 1e-12}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["float32", "float64"])

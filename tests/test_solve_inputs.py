@@ -20,8 +20,8 @@ FIELD = GatedField(N, DIM, gain=1.2, seed=3)
 _rng = np.random.default_rng(7)
 VALUES = 1.5 * _rng.standard_normal((BATCH, TIMES.size, DIM))
 U0 = 0.5 * _rng.standard_normal((BATCH, N))
-TOL = dict(reltol=1e-8, abstol=1e-10)
-MULTIPLE = 50  # allowed error / reltol; measured <= 3 (Tsit5, DP5, Vern7 on all three interpolations)
+TOL = {"reltol": 1e-8, "abstol": 1e-10}
+MULTIPLE = 20  # allowed error / reltol; measured <= 5 (Tsit5, DP5, Vern7 on all three interpolations)
 
 
 def input_numpy(times: np.ndarray, values: np.ndarray, kind: str):
@@ -60,7 +60,7 @@ def _reference(kind, ts, shared):
     out = []
     for b in range(U0.shape[0]):
         x = input_numpy(TIMES, VALUES[0 if shared else b], kind)
-        out.append(scipy_reference(lambda t, u, k: fun(t, u, x(t, k)), U0[b:b + 1], ts, breakpoints=TIMES)[0])
+        out.append(scipy_reference(lambda t, u, k, x=x: fun(t, u, x(t, k)), U0[b:b + 1], ts, breakpoints=TIMES)[0])
     return np.stack(out)
 
 
@@ -88,28 +88,32 @@ def test_control_evaluates_as_documented():
 @pytest.mark.parametrize("kind", INTERPOLATIONS)
 @pytest.mark.parametrize("m", NOT_BS3, ids=ids(NOT_BS3))
 def test_input_driven_solution_matches_scipy_piecewise(m, kind):
-    # zoh: x jumps at every breakpoint, so an FSAL method must recompute its first stage there; a stale one
-    # would put an O(dt) error into the step after each of the 7 jumps
+    # zoh: x jumps at every breakpoint, so an FSAL method must recompute its first stage there. Measured with
+    # that refresh switched off: errors 5e-7 (Tsit5), 7e-7 (DP5) and ~130 rejected steps per trajectory; with
+    # it: <= 6e-10 and <= 4 rejections.
     ts = np.linspace(0, 4, 17)
     sol = gnode.solve(problem(kind), m.alg, saveat=torch.tensor(ts), **TOL)
     err = max_error(sol.u, reference(kind, ts))
     assert err < MULTIPLE * TOL["reltol"], f"{m.name}/{kind}: error {err:.2e}"
+    assert sol.stats.nreject.max() <= 20, sol.stats.nreject.tolist()
 
 
 @pytest.mark.parametrize("kind", INTERPOLATIONS)
 def test_breakpoints_are_step_boundaries(kind):
     sol = gnode.solve(problem(kind), gnode.Tsit5(), **TOL)
-    t0, dt, valid = sol.interp.accepted_steps()
+    t0, _dt, valid = sol.interp.accepted_steps()
     for b in range(BATCH):
         starts = t0[valid[:, b], b]
         for s in TIMES[1:-1]:
             assert (starts == s).any(), f"no step starts at the breakpoint {s} ({kind}, trajectory {b})"
 
 
-def test_one_shared_input_drives_the_whole_batch():
+@pytest.mark.parametrize("alg", [gnode.Tsit5(), gnode.Vern7()], ids=["Tsit5", "Vern7"])
+def test_one_shared_input_drives_the_whole_batch(alg):
+    # values of batch 1 serve every trajectory (Vern7's lazy interpolation stages look inputs up by row)
     shared = VALUES[:1]
     ts = np.linspace(0, 4, 9)
-    sol = gnode.solve(problem("linear", values=shared), gnode.Tsit5(), saveat=torch.tensor(ts), **TOL)
+    sol = gnode.solve(problem("linear", values=shared), alg, saveat=torch.tensor(ts), **TOL)
     assert max_error(sol.u, reference("linear", ts, shared=True)) < MULTIPLE * TOL["reltol"]
 
 

@@ -16,7 +16,16 @@ import gnode
 from gnode.algorithms.explicit import EXPLICIT_ALGORITHMS
 from gnode.engines.registry import get_engine
 from helpers import (
-    F64, LINEAR_A, METHODS, Method, ids, kepler_exact, kepler_field, linear_exact, linear_field, slope,
+    F64,
+    LINEAR_A,
+    METHODS,
+    Method,
+    ids,
+    kepler_exact,
+    kepler_field,
+    linear_exact,
+    linear_field,
+    slope,
 )
 
 T_LINEAR = 2.0

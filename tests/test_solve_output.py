@@ -11,7 +11,7 @@ import gnode
 from helpers import ADAPTIVE, F64, LINEAR_A, ids, linear_exact, linear_field
 
 U0 = np.array([[1.0, -0.5, 0.25], [0.3, 0.8, -1.0]])
-TOL = dict(reltol=1e-9, abstol=1e-11)
+TOL = {"reltol": 1e-9, "abstol": 1e-11}
 ACCURATE = 1e-7  # allowed error at TOL on [0, 3] (measured <= 1e-9 for every method; BS3 runs looser below)
 
 
@@ -20,7 +20,7 @@ def linear_problem(tspan=(0.0, 3.0), u0=U0):
 
 
 def tol_for(m):
-    return dict(reltol=1e-7, abstol=1e-9) if m.name == "BS3" else TOL
+    return {"reltol": 1e-7, "abstol": 1e-9} if m.name == "BS3" else TOL
 
 
 @pytest.mark.parametrize("m", ADAPTIVE, ids=ids(ADAPTIVE))
@@ -91,7 +91,7 @@ def _accepted_step_starts(sol, b):
 @pytest.mark.parametrize("m", [gnode.Tsit5(), gnode.Vern7(), gnode.RK4()], ids=lambda a: a.name)
 def test_tstops_are_landed_on_exactly(m, tspan):
     stops = [0.3, 1.0 / 3.0, 1.7, 2.9000001, 5.0, -1.0]  # the last two lie outside tspan: ignored
-    kw = dict(dt=0.1) if not m.adaptive else TOL
+    kw = {"dt": 0.1} if not m.adaptive else TOL
     sol = gnode.solve(linear_problem(tspan), m, tstops=stops, **kw)
     d = 1.0 if tspan[1] > tspan[0] else -1.0
     for b in range(U0.shape[0]):
@@ -107,7 +107,7 @@ def test_tstops_are_landed_on_exactly(m, tspan):
 
 def test_fixed_step_methods_step_on_their_grid_and_their_dense_output_interpolates():
     sol = gnode.solve(linear_problem(), gnode.Euler(), dt=0.25)
-    starts, dts = _accepted_step_starts(sol, 0)
+    starts, _dts = _accepted_step_starts(sol, 0)
     torch.testing.assert_close(starts, torch.arange(0, 3, 0.25, dtype=F64))
     # Euler's dense output is the straight line between consecutive step ends
     grid = sol(torch.tensor([1.0, 1.25], dtype=F64))

@@ -14,8 +14,8 @@ problems that amplify perturbations (Van der Pol's fast transitions) need larger
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -23,8 +23,21 @@ import torch
 
 import gnode
 from helpers import (
-    ADAPTIVE, LINEAR_A, GatedField, Method, expm, ids, linear_exact, linear_field, lv_field, lv_numpy,
-    max_error, radau_reference, scipy_reference, vdp_field, vdp_numpy,
+    ADAPTIVE,
+    LINEAR_A,
+    GatedField,
+    Method,
+    expm,
+    ids,
+    linear_exact,
+    linear_field,
+    lv_field,
+    lv_numpy,
+    max_error,
+    radau_reference,
+    scipy_reference,
+    vdp_field,
+    vdp_numpy,
 )
 
 

@@ -49,7 +49,7 @@ def tiny_data(seed=0, n_train=48):
 
 
 def quiet(**kw):
-    base = dict(epochs=4, batch_size=16, lr=1e-2, progress=False, checkpoint_every=1)
+    base = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "progress": False, "checkpoint_every": 1}
     base.update(kw)
     return TrainConfig(**base)
 

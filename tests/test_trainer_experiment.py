@@ -12,7 +12,14 @@ import gnode
 from gnode.tasks import FlipFlopConfig, make_flipflop
 from gnode.training import TrainConfig
 from gnode.training.experiment import (
-    MODEL_KINDS, ModelConfig, RunConfig, SolverConfig, build_model, count_parameters, load_run, run_flipflop,
+    MODEL_KINDS,
+    ModelConfig,
+    RunConfig,
+    SolverConfig,
+    build_model,
+    count_parameters,
+    load_run,
+    run_flipflop,
 )
 from gnode.training.figures import plot_latents, plot_loss, plot_sequences
 from gnode.training.names import algorithm_from_name, sensealg_from_name
@@ -103,10 +110,10 @@ def test_run_folder_round_trip(tmp_path):
 
 
 def test_figures_are_written_for_any_latent_size(tmp_path):
-    # N = 2 and N > 3 (principal components) are drawn by the CLI tests' runs
+    # N > 3 (principal components) is drawn by the CLI test's GRU run
     g = torch.Generator().manual_seed(0)
     targets = torch.rand(4, 10, 3, generator=g) * 2 - 1
-    for n in (1, 3):
+    for n in (1, 2, 3):
         path = plot_latents(torch.randn(4, 10, n, generator=g), tmp_path / f"lat{n}.png", colors=(targets + 1) / 2)
         assert path.stat().st_size > 5000
     t = torch.linspace(0, 1, 10)

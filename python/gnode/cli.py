@@ -70,16 +70,16 @@ def _train_options():
             ("width_G", ["--width-G"], int, None, "hidden width of G"),
             ("phi_h", ["--phi-h"], str, ("tanh", "identity"), "output activation of F"),
             ("init", ["--init"], str, REGIMES, "initialisation regime of F (see gnode.models.init)"),
-            ("gain", ["--gain"], float, None, "gain of the regime (default: its own: 0.5, 1, 2)"),
+            ("gain", ["--gain"], float, None, "gain of the regime (default: the regime's own, 0.5, 1 or 2)"),
             ("tau", ["--tau"], float, None, "time constant tau"),
             ("h0", ["--h0"], str, ("zeros", "learnable"), "initial state"),
             ("dtype", ["--dtype"], str, tuple(DTYPES), "floating-point type of model and data"),
         ],
         "solver": [
-            ("alg", ["--solver"], str, None, "ODE method by name, e.g. Tsit5, RK4, DP5 or a call such as Tsit5() "
-             "(gnode info lists them)"),
-            ("sensealg", ["--sensealg"], str, None, "gradient method, e.g. BackpropAdjoint, BacksolveAdjoint, "
-             "'InterpolatingAdjoint(checkpointing=True)'"),
+            ("alg", ["--solver"], str, None, ("ODE method by name, e.g. Tsit5, RK4, DP5 or a call such as Tsit5() "
+                                               "(gnode info lists them)")),
+            ("sensealg", ["--sensealg"], str, None, ("gradient method, e.g. BackpropAdjoint, "
+                                                     "BacksolveAdjoint, 'InterpolatingAdjoint(checkpointing=True)'")),
             ("engine", ["--engine"], str, None, "ODE engine (gnode info lists them)"),
             ("reltol", ["--reltol"], float, None, "relative tolerance (adaptive methods)"),
             ("abstol", ["--abstol"], float, None, "absolute tolerance (adaptive methods)"),
@@ -96,10 +96,10 @@ def _train_options():
             ("weight_decay", ["--weight-decay"], float, None, "Adam weight decay"),
             ("grad_clip", ["--grad-clip"], float, None, "clip the gradient norm to this (0: no clipping)"),
             ("val_every", ["--val-every"], int, None, "validate every this many epochs"),
-            ("patience", ["--patience"], int, None, "stop after this many validations without improvement "
-             "(0: never)"),
-            ("checkpoint_every", ["--checkpoint-every"], int, None, "checkpoint every this many epochs "
-             "(0: only at the end and on Ctrl-C)"),
+            ("patience", ["--patience"], int, None, ("stop after this many validations without "
+                                                     "improvement (0: never)")),
+            ("checkpoint_every", ["--checkpoint-every"], int, None, ("checkpoint every this many "
+                                                                    "epochs (0: only at the end and on Ctrl-C)")),
             ("seed", ["--seed"], int, None, "seed of the initial weights and the mini-batch order"),
         ],
     }
@@ -110,12 +110,14 @@ _SECTION_TITLES = {"task": "task (continuous flip-flop)", "model": "model", "sol
 
 
 def _section_defaults():
+    """The config class of each section and the values of `gnode train flipflop`'s defaults (RunConfig())."""
     from gnode.tasks.flipflop import FlipFlopConfig
-    from gnode.training.experiment import ModelConfig, SolverConfig
+    from gnode.training.experiment import ModelConfig, RunConfig, SolverConfig
     from gnode.training.trainer import TrainConfig
 
     classes = {"task": FlipFlopConfig, "model": ModelConfig, "solver": SolverConfig, "train": TrainConfig}
-    return classes, {s: {f.name: f.default for f in fields(c)} for s, c in classes.items()}
+    run = RunConfig()
+    return classes, {s: {f.name: getattr(getattr(run, s), f.name) for f in fields(c)} for s, c in classes.items()}
 
 
 def _add_train_flipflop(sub):
@@ -135,9 +137,10 @@ def _add_train_flipflop(sub):
         g = p.add_argument_group(_SECTION_TITLES[section])
         for field_name, flags, typ, choices, text in opts:
             default = defaults[section][field_name]
-            shown = {"grad_clip": default, "patience": default if default is not None else 0}.get(field_name, default)
-            g.add_argument(*flags, dest=f"{section}.{field_name}", type=typ, choices=choices, metavar=None if choices else typ.__name__.upper(),
-                           help=f"{text} (default: {shown})")
+            shown = 0 if field_name == "patience" and default is None else default  # 0 means "never" there
+            g.add_argument(*flags, dest=f"{section}.{field_name}", type=typ, choices=choices,
+                           metavar=None if choices else typ.__name__.upper(),
+                           help=text if "default" in text else f"{text} (default: {shown})")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, help="run folder (default: runs/flipflop-<model>-<date-time>; must not hold "
                                             "a run unless --resume)")
@@ -172,7 +175,7 @@ def _build_config(given: dict[str, dict], base=None, progress: bool = True):
     classes, _ = _section_defaults()
     base = base or RunConfig()
     parts = {}
-    for section, cls in classes.items():
+    for section in classes:
         current = getattr(base, section)
         changes = dict(given.get(section, {}))
         if section == "train":
@@ -187,7 +190,12 @@ def _build_config(given: dict[str, dict], base=None, progress: bool = True):
 def _cmd_train_flipflop(args) -> int:
     import torch
 
-    from gnode.training.experiment import read_config, run_flipflop
+    from gnode.training.experiment import (
+        RunSetupError,
+        config_differences,
+        read_config,
+        run_flipflop,
+    )
 
     given = _given_options(args)
     progress = not getattr(args, "no_progress", False)
@@ -206,9 +214,9 @@ def _cmd_train_flipflop(args) -> int:
             raise UsageError(str(e)) from None
         config = _build_config(given, saved, progress)
         if config.results_affecting() != saved.results_affecting():
-            from gnode.training.experiment import _differences
-            raise UsageError(f"options differ from the saved run ({_differences(saved.results_affecting(), config.results_affecting())}); "
-                             "resume with the same options (or none), or start a new run")
+            diff = config_differences(saved.results_affecting(), config.results_affecting())
+            raise UsageError(f"options differ from the saved run ({diff}); resume with the same options (or none), "
+                             "or start a new run")
     else:
         config = _build_config(given, None, progress)
         if out is None:
@@ -219,7 +227,7 @@ def _cmd_train_flipflop(args) -> int:
         print(f"\ninterrupted: checkpoint saved in {out}; continue with\n  gnode train flipflop --out {out} --resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except ValueError as e:  # options that only turn out wrong when the run is set up
+    except RunSetupError as e:  # options that only turn out wrong when the run is set up
         raise UsageError(str(e)) from None
     s = result.summary
     print(f"run folder: {out}")
@@ -235,7 +243,8 @@ def _print_summary(s: dict) -> None:
     rows = [("status", s.get("status")), ("epochs", f"{s.get('epochs_run')} (best {s.get('best_epoch')})"),
             ("test MSE", f"{s['test_mse']:.4g}"), ("target variance", f"{s['target_variance_test']:.4g}"),
             ("test MSE / variance", f"{s['normalized_test_mse']:.3g}" if s.get("normalized_test_mse") is not None else "-"),
-            ("parameters", s.get("n_params")), ("train time", f"{s.get('train_time_s', 0):.1f} s")]
+            ("parameters", s.get("n_params")),
+            ("train time", f"{s.get('train_time_s', 0):.1f} s wall clock, {s.get('train_cpu_s', 0):.1f} s CPU")]
     if "test_nf" in s:
         rows.append(("mean nf per trajectory (test)", f"{s['test_nf']:.0f}"))
     w = max(len(k) for k, _ in rows)
@@ -358,7 +367,7 @@ def _cmd_info(args) -> int:
         try:
             eng = registry.get_engine(name)
             ok, why = eng.available()
-        except Exception as e:  # an engine whose construction fails is unavailable, and says why
+        except Exception as e:  # noqa: BLE001 - whatever breaks an engine's construction makes it unavailable
             ok, why = False, f"{type(e).__name__}: {e}"
             eng = None
         line = f"  {name:<8} {'available' if ok else 'NOT available'}"
@@ -386,7 +395,7 @@ def _cmd_julia_setup(args) -> int:
         return EXIT_FAILURE
     try:
         result = setup()
-    except Exception as e:  # Julia missing, no network, ...: report, do not dump a traceback
+    except Exception as e:  # noqa: BLE001 - Julia missing, no network, ...: report, no traceback
         print(f"gnode julia setup: failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
               file=sys.stderr)
         return EXIT_FAILURE

@@ -74,13 +74,18 @@ class Control:
         last = self.times.numel() - (1 if self.interpolation == "zoh" else 2)  # zoh: T-1 is "after the last sample"
         return k.clamp_(0, max(last, 0))
 
+    @staticmethod
+    def _rows(a: torch.Tensor, rows, P: int) -> torch.Tensor:
+        """The per-point rows of `a` (batch, time, dim): a[rows], or a shared (batch 1) input expanded."""
+        if a.shape[0] == 1:
+            return a.expand(P, -1, -1)
+        return a if rows is None else a[rows]
+
     def evaluate(self, t: torch.Tensor, segment: torch.Tensor | None = None,
                  rows: torch.Tensor | None = None) -> torch.Tensor:
         """x at times `t` (P,) for batch rows `rows` (P,) (default: all rows, P = batch) → (P, dim)."""
         seg = self.segment(t) if segment is None else segment
-        v = self.values if rows is None else self.values[rows]
-        if v.shape[0] == 1 and t.shape[0] != 1:
-            v = v.expand(t.shape[0], -1, -1)
+        v = self._rows(self.values, rows, t.shape[0])
         ar = torch.arange(v.shape[0], device=v.device)
         if self.interpolation == "zoh" or self.times.numel() == 1:
             return v[ar, seg] if self.times.numel() > 1 else v[:, 0]
@@ -90,9 +95,7 @@ class Control:
         s = ((t - t0) / h).clamp(0, 1)[:, None]
         if self.interpolation == "linear":
             return x0 + s * (x1 - x0)
-        m = self._slopes if rows is None else self._slopes[rows]
-        if m.shape[0] == 1 and t.shape[0] != 1:
-            m = m.expand(t.shape[0], -1, -1)
+        m = self._rows(self._slopes, rows, t.shape[0])
         m0, m1 = m[ar, seg] * h[:, None], m[ar, seg + 1] * h[:, None]
         s2, s3 = s * s, s * s * s
         return ((2 * s3 - 3 * s2 + 1) * x0 + (s3 - 2 * s2 + s) * m0

@@ -57,6 +57,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                    help=f"candidates with q above this are dropped (default: {d.slow_tol:g})")
     p.add_argument("--dedup-tol", type=float, default=d.dedup_tol,
                    help=f"points closer than this are one point (default: {d.dedup_tol:g})")
+    p.add_argument("--outlier-scale", type=float, default=d.outlier_scale,
+                   help="drop points farther than this times the states' spread from every starting state; "
+                        f"0 keeps all (default: {d.outlier_scale:g})")
     p.add_argument("--opt-steps", type=int, default=d.opt_steps, help=f"Adam steps on q (default: {d.opt_steps})")
     p.add_argument("--newton-steps", type=int, default=d.newton_steps,
                    help=f"Newton (Levenberg-Marquardt) polish steps (default: {d.newton_steps})")
@@ -84,7 +87,8 @@ def run_analyze(args) -> int:
     torch.set_num_threads(args.threads or 1)
     try:
         finder = FixedPointConfig(opt_steps=args.opt_steps, newton_steps=args.newton_steps,
-                                  fixed_tol=args.fixed_tol, slow_tol=args.slow_tol, dedup_tol=args.dedup_tol)
+                                  fixed_tol=args.fixed_tol, slow_tol=args.slow_tol, dedup_tol=args.dedup_tol,
+                                  outlier_scale=args.outlier_scale or None)
         config = AnalysisConfig(split=args.split, sequences=args.sequences, initial_states=args.initial_states,
                                 noise=args.noise, input=tuple(args.input) if args.input else None,
                                 marginal_tol=args.marginal_tol, finder=finder,

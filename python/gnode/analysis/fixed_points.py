@@ -15,7 +15,8 @@ continuous attractor). Here
      model's Jacobian, mu shrinking on success and growing on failure, per point. With mu -> 0 this is
      Newton's step J delta = -f (quadratic convergence at a regular root); at a singular J (a continuum
      of fixed points: a ring, a line) it tends to the minimum-norm step onto the continuum;
-  3. candidates are deduplicated greedily in order of increasing q (a point within `dedup_tol` of a kept
+  3. candidates with q above `slow_tol` are dropped, and so are outliers far from every initial state;
+     the rest are deduplicated greedily in order of increasing q (a point within `dedup_tol` of a kept
      one is dropped, and counted with it);
   4. each point is classified by the eigenvalues of its Jacobian (`gnode.analysis.spectra.classify`):
      stable, marginally stable (real parts within `marginal_tol` of 0; the number of marginal directions is
@@ -45,6 +46,11 @@ class FixedPointConfig:
     slow_tol:      fixed_tol < q <= slow_tol is a slow point; candidates with larger q are dropped
                    (None: keep every candidate).
     dedup_tol:     two points closer than this (Euclidean, state units) are the same point.
+    outlier_scale: drop candidates farther from every initial state than outlier_scale times the initial
+                   states' RMS distance from their mean (None: keep all). Newton along a nearly flat
+                   direction, or into a region where a gate has closed (G ~ 0 makes f ~ 0 anywhere), can
+                   land far from where the network ever goes; such points say nothing about its computation
+                   (Golub & Sussillo's FixedPointFinder, JOSS 2018, drops them the same way).
     marginal_tol:  |Re lambda| <= marginal_tol is a marginal direction (1 / time units).
     dtype:         the dtype of the search (the model is copied and cast); float64 by default, so that Newton
                    can reach q ~ 1e-25 even for a float32 model.
@@ -58,6 +64,7 @@ class FixedPointConfig:
     fixed_tol: float = 1e-12
     slow_tol: float | None = 1e-6
     dedup_tol: float = 1e-3
+    outlier_scale: float | None = 1.0
     marginal_tol: float = 1e-3
     dtype: torch.dtype | None = torch.float64
 
@@ -76,6 +83,8 @@ class FixedPointConfig:
              f"marginal_tol must be a number >= 0, got {self.marginal_tol!r}")
         need(self.slow_tol is None or (isinstance(self.slow_tol, (int, float)) and self.slow_tol >= self.fixed_tol),
              f"slow_tol must be None or a number >= fixed_tol = {self.fixed_tol}, got {self.slow_tol!r}")
+        need(self.outlier_scale is None or (isinstance(self.outlier_scale, (int, float)) and self.outlier_scale > 0),
+             f"outlier_scale must be None or a positive number, got {self.outlier_scale!r}")
         need(self.opt_steps + self.newton_steps > 0, "opt_steps and newton_steps cannot both be 0")
 
 
@@ -104,6 +113,7 @@ class FixedPoints:
     config: FixedPointConfig
     n_candidates: int = 0
     n_dropped: int = 0  # candidates whose q stayed above slow_tol
+    n_outliers: int = 0  # candidates dropped as too far from every initial state
     candidates: torch.Tensor | None = field(default=None, repr=False)  # every polished candidate (C, n)
     candidate_q: torch.Tensor | None = field(default=None, repr=False)
 
@@ -133,6 +143,7 @@ class FixedPoints:
             "n_points": len(self), "n_fixed": int(self.fixed.sum()), "n_slow": int((~self.fixed).sum()),
             "n_marginally_stable_fixed": int(self.mask(MARGINAL, fixed_only=True).sum()),
             "counts": self.counts(), "n_candidates": self.n_candidates, "n_dropped": self.n_dropped,
+            "n_outliers": self.n_outliers,
             "input": None if self.x is None else self.x.tolist(), "config": cfg,
         }
 
@@ -292,6 +303,12 @@ def find_fixed_points(model, initial_states: torch.Tensor, x=None, *,
     finite = torch.isfinite(q) & torch.isfinite(h).all(-1)
     keep = finite if config.slow_tol is None else finite & (q <= config.slow_tol)
     n_dropped = int((~keep).sum())
+    n_outliers = 0
+    if config.outlier_scale is not None:
+        spread = (h0 - h0.mean(0)).pow(2).sum(-1).mean().sqrt()
+        near = torch.cdist(torch.nan_to_num(h), h0).amin(-1) <= config.outlier_scale * spread
+        n_outliers = int((keep & ~near).sum())
+        keep = keep & near
     pts, qs = h[keep], q[keep]
     if pts.shape[0]:
         idx, count = deduplicate(pts, qs, config.dedup_tol)
@@ -307,7 +324,7 @@ def find_fixed_points(model, initial_states: torch.Tensor, x=None, *,
         classes, marg, up = [], torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
     return FixedPoints(points=pts, q=qs, speed=(2 * qs).sqrt(), fixed=qs <= config.fixed_tol, eigenvalues=lam,
                        eigenvectors=vec, classes=classes, n_marginal=marg, n_unstable=up, count=count,
-                       x=field_.x, config=config, n_candidates=h0.shape[0], n_dropped=n_dropped,
+                       x=field_.x, config=config, n_candidates=h0.shape[0], n_dropped=n_dropped, n_outliers=n_outliers,
                        candidates=h, candidate_q=q)
 
 

@@ -51,10 +51,11 @@ def _project(X: torch.Tensor, origin: torch.Tensor, basis: torch.Tensor):
     return ((X.detach().double() - origin) @ basis.T).numpy()
 
 
-def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, max_trajectories: int = 40,
+def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, max_trajectories: int = 12,
                    title: str | None = None, show_slow: bool = True, segment: float | None = None):
     """Fixed points coloured by class, over trajectories (B, T, n): in 3-D for n = 3 (2-D for n = 2), in the
-    leading 3 principal components of the trajectories for n > 3. Filled markers are fixed points, hollow
+    leading 3 principal components of the trajectories for n > 3. Up to `max_trajectories` are drawn as
+    lines, and every visited state as a faint dot. Filled markers are fixed points, hollow
     ones slow points; a short line through each marginally stable point follows its marginal
     eigenvector(s) — the local direction of the (approximate) continuous attractor."""
     import matplotlib.pyplot as plt
@@ -76,10 +77,15 @@ def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, ma
             tr = tr[None]
         for b in range(min(max_trajectories, tr.shape[0])):
             p = _project(tr[b][torch.isfinite(tr[b]).all(-1)], origin, basis)
-            ax.plot(*p.T, color="0.55", lw=0.6, alpha=0.5, zorder=1)
-        pts = _project(tr.reshape(-1, n)[torch.isfinite(tr.reshape(-1, n)).all(-1)], origin, basis)
+            ax.plot(*p.T, color="0.5", lw=0.5, alpha=0.35, zorder=1)
+        flat = tr.reshape(-1, n)
+        pts = _project(flat[torch.isfinite(flat).all(-1)], origin, basis)
         if pts.size:
             extent = float(pts.max(0).max() - pts.min(0).min()) or 1.0
+            # every visited state, faintly: where the trajectories dwell (between inputs) shows as dense
+            step = max(1, pts.shape[0] // 6000)
+            ax.scatter(*pts[::step].T, color="0.6", s=0.5, alpha=0.25, zorder=0, label="_states",
+                       **({"depthshade": False} if dims == 3 else {}))
     elif len(fps):
         p = _project(fps.points, origin, basis)
         extent = float(p.max(0).max() - p.min(0).min()) or 1.0

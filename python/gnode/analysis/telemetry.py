@@ -27,7 +27,7 @@ import torch
 
 from gnode.analysis.spectra import spectral_radius_krylov, stiffness_ratio
 from gnode.analysis.stability import amplification, stability_bound
-from gnode.analysis.vector_field import unwrap_vector_field
+from gnode.analysis.vector_field import jacobian_vector_product, unwrap_vector_field
 
 EXACT_MAX_N = 64  # above this, "auto" uses the Krylov estimate instead of dense eigenvalues
 METHODS = ("auto", "exact", "krylov")
@@ -180,7 +180,7 @@ def _jacobian(f, args) -> torch.Tensor:
 
 def _jvp(f, args, v) -> torch.Tensor:
     t, h, rest = args[0], args[1], args[2:]
-    return torch.func.jvp(lambda hh: f(t, hh, *rest), (h,), (v,))[1]
+    return jacobian_vector_product(lambda hh: f(t, hh, *rest), h, v)
 
 
 # ---- along a solution ----------------------------------------------------------------------------------

@@ -39,6 +39,21 @@ def _takes_input(f) -> bool:
     return len(params) >= 3
 
 
+def jacobian_vector_product(fn, h: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """J v row-wise for a row-wise fn(h) (P, n) -> (P, n), by two reverse passes and no J: with
+    g(u) = J^T u (one vector-Jacobian product, kept differentiable), J v = d(g(u) . v)/du (the
+    "double-backward trick"; g is linear in u, so any u works). Forward-mode AD would do it in one pass,
+    but torch's first forward-mode call loads its TorchScript decompositions: seconds and deprecation
+    warnings for a few small products."""
+    with torch.enable_grad():
+        hh = h.detach().requires_grad_(True)
+        out = fn(hh)
+        u = torch.zeros_like(out, requires_grad=True)
+        (g,) = torch.autograd.grad(out, hh, u, create_graph=True)
+        (jv,) = torch.autograd.grad(g, u, v)
+    return jv.detach()
+
+
 class FrozenField:
     """h -> f(t*, h, x*) for a model or callable `f` with the input held at `x` and time at `t`.
 
@@ -123,11 +138,8 @@ class FrozenField:
         return torch.stack(rows, dim=1)
 
     def jvp(self, h: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """J(h) v row-wise (P, n) by forward-mode autodiff, without forming J (for large n)."""
-        args = self._args(h)
-        rest = args[:1], args[2:]
-        _, out = torch.func.jvp(lambda hh: self.f(*rest[0], hh, *rest[1]), (h,), (v,))
-        return out
+        """J(h) v row-wise (P, n), without forming J (for large n); see `jacobian_vector_product`."""
+        return jacobian_vector_product(self, h, v)
 
     def timescales(self, h: torch.Tensor) -> torch.Tensor | None:
         """tau / G_i(h, x*) (P, n) for a gated model (a model with `timescales`), else None."""

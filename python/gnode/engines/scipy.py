@@ -13,8 +13,9 @@ pair) and `BS3()` its RK23 (the same Bogacki–Shampine 3(2) pair).
 
 Breakpoints (`tstops` and the inputs' sample times) are handled by restarting the solver on each piece
 between them, with the input's segment fixed on the piece (so a zero-order hold is never straddled).
-`saveat` and `sol(t)` use the solvers' dense output. Statistics: `nf` (nfev), `njacs` (njev), `nw` (LU
-factorisations, nlu), `naccept` (steps taken); SciPy does not report rejected steps, so `nreject` stays 0.
+`saveat` and `sol(t)` use the solvers' dense output. Statistics: `nf` (SciPy's nfev, which leaves out the
+evaluations spent on finite-difference Jacobians), `njacs` (njev), `nw` (LU factorisations, nlu), `naccept`
+(steps taken); SciPy does not report rejected steps, so `nreject` stays 0.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class ScipyEngine(AbstractEngine):
 
     def solve(self, prob, alg, sensealg, opts) -> ODESolution:
         u0 = prob.u0.detach()
-        B, n = u0.shape
+        B = u0.shape[0]
         stops = _breakpoints(prob, opts)
         runs = [_Trajectory(prob, alg, opts, b, stops).run() for b in range(B)]
         stats = SolveStats.zeros(B, u0.device)
@@ -179,7 +180,8 @@ class _Trajectory:
         self.prob, self.alg, self.opts, self.b = prob, alg, opts, b
         self.stops = stops
         self.like = prob.u0.detach()
-        self.row = torch.tensor([b], device=self.like.device)
+        shared = prob.inputs is not None and prob.inputs.batch == 1  # one input for the whole batch
+        self.row = torch.tensor([0 if shared else b], device=self.like.device)
         self.retcode = ReturnCode.Default
         self.message = ""
         self.t = prob.tspan[0]
@@ -223,7 +225,7 @@ class _Trajectory:
 
     # -- the solve ------------------------------------------------------------------------------------
 
-    def run(self) -> "_Trajectory":
+    def run(self) -> _Trajectory:
         import scipy.integrate
 
         solver_class = getattr(scipy.integrate, method_of(self.alg))
@@ -235,8 +237,8 @@ class _Trajectory:
             if self.prob.inputs is not None:
                 mid = torch.tensor([0.5 * (a + end)], dtype=self.like.dtype, device=self.like.device)
                 seg = self.prob.inputs.segment(mid)
-            kwargs = dict(rtol=opts.reltol, atol=opts.abstol,
-                          max_step=opts.dtmax if opts.dtmax is not None else math.inf)
+            kwargs = {"rtol": opts.reltol, "atol": opts.abstol,
+                      "max_step": opts.dtmax if opts.dtmax is not None else math.inf}
             if opts.dt is not None:
                 kwargs["first_step"] = min(opts.dt, abs(end - a))
             if getattr(self.alg, "implicit", False) and getattr(self.alg, "jac", False):

@@ -3,4 +3,4 @@
 from gnode.tasks.data import SequenceSplit, TaskData
 from gnode.tasks.flipflop import FlipFlopConfig, flipflop_targets, make_flipflop, render_inputs
 
-__all__ = ["SequenceSplit", "TaskData", "FlipFlopConfig", "make_flipflop", "flipflop_targets", "render_inputs"]
+__all__ = ["FlipFlopConfig", "SequenceSplit", "TaskData", "flipflop_targets", "make_flipflop", "render_inputs"]

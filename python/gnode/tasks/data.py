@@ -34,12 +34,12 @@ class SequenceSplit:
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
-    def to(self, *args, **kwargs) -> "SequenceSplit":
+    def to(self, *args, **kwargs) -> SequenceSplit:
         """A copy moved/cast like `Tensor.to` (e.g. `split.to(torch.float64)`)."""
         return SequenceSplit(self.times.to(*args, **kwargs), self.inputs.to(*args, **kwargs),
                              self.targets.to(*args, **kwargs))
 
-    def take(self, index) -> "SequenceSplit":
+    def take(self, index) -> SequenceSplit:
         """The sequences at `index` (an int tensor, a slice or a list)."""
         return SequenceSplit(self.times, self.inputs[index], self.targets[index])
 

@@ -49,9 +49,9 @@ class FlipFlopConfig:
 
     channels: int = 3
     duration: float = 20.0
-    dt: float = 0.25
-    pulse_prob: float = 0.04
-    pulse_width: float = 0.5
+    dt: float = 1.0
+    pulse_prob: float = 0.12
+    pulse_width: float = 1.0
     amplitude: str = "uniform"
     scale: float = 1.0
     min_amplitude: float = 0.0
@@ -87,12 +87,12 @@ class FlipFlopConfig:
     @property
     def steps(self) -> int:
         """T, the number of samples per sequence."""
-        return int(round(self.duration / self.dt)) + 1
+        return round(self.duration / self.dt) + 1
 
     @property
     def width_steps(self) -> int:
         """Pulse width in samples (>= 1)."""
-        return max(1, int(round(self.pulse_width / self.dt)))
+        return max(1, round(self.pulse_width / self.dt))
 
     def times(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.arange(self.steps, dtype=torch.float64).mul(self.dt).to(dtype or torch.get_default_dtype())

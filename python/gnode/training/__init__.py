@@ -16,7 +16,22 @@ From Python (the command line `gnode train flipflop` does the same through `gnod
 
 from gnode.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gnode.training.metrics import MetricsLog
-from gnode.training.trainer import TrainConfig, Trainer, TrainingDiverged, TrainResult, evaluate_model
+from gnode.training.trainer import (
+           TrainConfig,
+           Trainer,
+           TrainingDiverged,
+           TrainResult,
+           evaluate_model,
+)
 
-__all__ = ["Trainer", "TrainConfig", "TrainResult", "TrainingDiverged", "evaluate_model", "CheckpointError",
-           "load_checkpoint", "save_checkpoint", "MetricsLog"]
+__all__ = [
+           "CheckpointError",
+           "MetricsLog",
+           "TrainConfig",
+           "TrainResult",
+           "Trainer",
+           "TrainingDiverged",
+           "evaluate_model",
+           "load_checkpoint",
+           "save_checkpoint",
+]

@@ -83,8 +83,9 @@ def plot_sequences(times, inputs, targets, outputs, path: str | Path, *, n_seque
     return Path(path)
 
 
-def plot_latents(h, path: str | Path, *, colors=None, n_lines: int = 8) -> Path:
-    """Latent states h (B, T, N) of test sequences: the first `n_lines` trajectories as lines, every state
+def plot_latents(h, path: str | Path, *, colors=None, n_lines: int = 8, dense=None) -> Path:
+    """Latent states h (B, T, N) of test sequences: the first `n_lines` trajectories as lines (through
+    `dense` (L, M, N), the continuous-time trajectories of the first L sequences, when given), every state
     as a point coloured by `colors` (B, T, 3) in [0, 1] (e.g. the targets mapped to RGB), so that memories
     that the network holds apart show as separated colours. N > 3 is projected on its top 3 principal
     components."""
@@ -92,21 +93,23 @@ def plot_latents(h, path: str | Path, *, colors=None, n_lines: int = 8) -> Path:
     h = _np(h)
     b, steps, n = h.shape
     flat = h.reshape(-1, n)
+    lines = h if dense is None else _np(dense)
     label = [f"$h_{i + 1}$" for i in range(min(n, 3))]
     if n > 3:
-        centred = flat - flat.mean(0)
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        mean = flat.mean(0)
+        _, s, vt = np.linalg.svd(flat - mean, full_matrices=False)
         share = s[:3] ** 2 / max((s ** 2).sum(), 1e-300)
-        flat = centred @ vt[:3].T
+        flat = (flat - mean) @ vt[:3].T
+        lines = (lines - mean) @ vt[:3].T
         label = [f"PC{i + 1} ({100 * share[i]:.0f}%)" for i in range(3)]
         n = 3
-    pts = flat.reshape(b, steps, n)
+    pts = lines
     c = None if colors is None else np.clip(_np(colors), 0, 1).reshape(-1, 3)
     if n == 3:
         fig = plt.figure(figsize=(6, 5.5), constrained_layout=True)
         ax = fig.add_subplot(projection="3d")
         ax.scatter(*flat.T, c=c, s=3, alpha=0.5, depthshade=False)
-        for k in range(min(n_lines, b)):
+        for k in range(min(n_lines, pts.shape[0])):
             ax.plot(*pts[k].T, lw=0.8, color="0.2", alpha=0.7)
         ax.set_xlabel(label[0])
         ax.set_ylabel(label[1])
@@ -115,13 +118,13 @@ def plot_latents(h, path: str | Path, *, colors=None, n_lines: int = 8) -> Path:
         fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
         if n == 2:
             ax.scatter(*flat.T, c=c, s=3, alpha=0.5)
-            for k in range(min(n_lines, b)):
+            for k in range(min(n_lines, pts.shape[0])):
                 ax.plot(*pts[k].T, lw=0.8, color="0.2", alpha=0.7)
             ax.set_xlabel(label[0])
             ax.set_ylabel(label[1])
         else:
-            for k in range(min(n_lines, b)):
-                ax.plot(pts[k, :, 0], lw=1)
+            for k in range(min(n_lines, pts.shape[0])):
+                ax.plot(np.linspace(0, steps - 1, pts.shape[1]), pts[k, :, 0], lw=1)
             ax.set_xlabel("sample")
             ax.set_ylabel(label[0])
     ax.set_title("latent trajectories" + (" (colour: targets as RGB)" if c is not None else ""))
@@ -141,17 +144,21 @@ def draw_run_figures(folder: str | Path, model, data, history: list[dict], *, n_
         out = model(test.inputs, test.times)
     model.train(was)
     y = out if isinstance(out, torch.Tensor) else out.y
+    n_lines = 8
+    dense = _dense(model, out, test.times, max(n_sequences, n_lines))
     paths = [plot_loss(history, folder / LOSS_PNG, target_variance=data.test.target_variance()),
              plot_sequences(test.times, test.inputs, test.targets, y, folder / SEQUENCES_PNG, n_sequences=n_sequences,
-                            dense=_dense_outputs(model, out, test.times, n_sequences))]
+                            dense=None if dense is None else (dense[0], dense[2]))]
     h = getattr(out, "h", None)
     if h is not None:
-        paths.append(plot_latents(h, folder / LATENTS_PNG, colors=_target_colors(test.targets)))
+        paths.append(plot_latents(h, folder / LATENTS_PNG, colors=_target_colors(test.targets), n_lines=n_lines,
+                                  dense=None if dense is None else dense[1]))
     return paths
 
 
-def _dense_outputs(model, out, times: torch.Tensor, n: int):
-    """(t, y(t)) on a fine grid from the solution's dense output, for ODE models with a linear readout."""
+def _dense(model, out, times: torch.Tensor, n: int):
+    """(t, h(t), y(t)) of the first n sequences on a grid 8x finer than the samples, from the solution's
+    dense output, for ODE models with a linear readout; None otherwise."""
     sol = getattr(out, "sol", None)
     readout = getattr(model, "readout", None)
     if sol is None or readout is None:
@@ -160,7 +167,8 @@ def _dense_outputs(model, out, times: torch.Tensor, n: int):
                        device=times.device)
     try:
         with torch.no_grad():
-            return t, readout(sol(t)[:n])
+            h = sol(t)[:n]
+            return t, h, readout(h)
     except NotImplementedError:  # an engine without dense output
         return None
 

@@ -49,7 +49,7 @@ class MetricsLog:
         atomic_write_text(folder / HISTORY_CSV, self.to_csv())
 
     @classmethod
-    def read(cls, folder: str | Path) -> "MetricsLog":
+    def read(cls, folder: str | Path) -> MetricsLog:
         path = Path(folder) / HISTORY_JSON
         if not path.exists():
             raise FileNotFoundError(f"no {HISTORY_JSON} in {folder}: is it a gnode run folder?")

@@ -21,15 +21,19 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from gnode.tasks.data import SequenceSplit, TaskData
-from gnode.training.checkpoint import CheckpointError, atomic_write_json, load_checkpoint, save_checkpoint
+from gnode.training.checkpoint import (
+    atomic_write_json,
+    load_checkpoint,
+    save_checkpoint,
+)
 from gnode.training.metrics import MetricsLog
 
 CHECKPOINT = "checkpoint.pt"
@@ -131,7 +135,8 @@ class _Progress:
     best_val: float = math.inf
     best_epoch: int = 0
     bad_validations: int = 0
-    wall_time: float = 0.0
+    wall_time: float = 0.0              # seconds of training (and validation), summed over resumptions
+    cpu_time: float = 0.0               # CPU seconds of this process over the same spans (robust to a busy machine)
     status: str = "running"
 
 
@@ -149,7 +154,7 @@ class Trainer:
     def __init__(self, model: nn.Module, data: TaskData, config: TrainConfig | None = None,
                  out_dir: str | Path | None = None, *, run_config: dict | None = None,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 on_step: Callable[["Trainer"], None] | None = None):
+                 on_step: Callable[[Trainer], None] | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Trainer: model must be a torch.nn.Module, got {type(model).__name__}")
         params = [p for p in model.parameters() if p.requires_grad]
@@ -271,10 +276,11 @@ class Trainer:
             if p.perm is None:
                 p.perm = torch.randperm(len(train), generator=self.generator).tolist()
                 p.step_in_epoch, p.sums = 0, {}
-            t_start = time.perf_counter()
+            t_start, c_start = time.perf_counter(), time.process_time()
             while p.step_in_epoch < n_batches:
                 if self._stop_requested:
                     p.wall_time += time.perf_counter() - t_start
+                    p.cpu_time += time.process_time() - c_start
                     return True
                 s = p.step_in_epoch
                 idx = torch.tensor(p.perm[s * cfg.batch_size:(s + 1) * cfg.batch_size], device=train.inputs.device)
@@ -289,6 +295,7 @@ class Trainer:
                 if self.on_step is not None:
                     self.on_step(self)
             p.wall_time += time.perf_counter() - t_start
+            p.cpu_time += time.process_time() - c_start
             self._mid_update = True  # epoch counter, validation, schedule and log change together
             self._end_epoch(bar)
             self._mid_update = False
@@ -334,9 +341,10 @@ class Trainer:
         p.perm, p.step_in_epoch, p.sums = None, 0, {}
         val = None
         if p.epoch % cfg.val_every == 0 or p.epoch == cfg.epochs:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ev = self.evaluate("val")
             p.wall_time += time.perf_counter() - t0
+            p.cpu_time += time.process_time() - c0
             val = ev["loss"]
             row["val_loss"] = val
             if "nf" in ev:
@@ -352,6 +360,7 @@ class Trainer:
         else:
             self.scheduler.step()
         row["wall_time"] = p.wall_time
+        row["cpu_time"] = p.cpu_time
         self.log.append(row)
         bar.set_postfix(_postfix(p.epoch, {"loss": row["train_loss"], "seqs": 1,
                                            **({"nf": row["train_nf"]} if "train_nf" in row else {})}, p.best_val))
@@ -379,7 +388,7 @@ class Trainer:
             "test_mse": test["loss"], "test_mse_per_channel": test["per_channel"],
             "val_mse": val["loss"], "target_variance_test": var,
             "normalized_test_mse": test["loss"] / var if var > 0 else None,
-            "train_time_s": p.wall_time, "eval_time_s": eval_time,
+            "train_time_s": p.wall_time, "train_cpu_s": p.cpu_time, "eval_time_s": eval_time,
             "n_params": sum(q.numel() for q in self.model.parameters()),
             "steps": p.global_step,
         }

@@ -38,6 +38,11 @@ class DenseHistory:
 
     def __call__(self, tq: torch.Tensor) -> torch.Tensor:
         """u at times tq (Q,), the same for every trajectory → (B, Q, n); NaN past where one stopped."""
+        d, lo = self.direction, self.direction * self.t_init - self.slack
+        before = d * tq < lo
+        if before.any():
+            bad = float(tq[before.nonzero()[0, 0]])
+            raise ValueError(f"dense output asked at t = {bad:.6g}, before the start of the solve (t0 = {self.t_init:.6g})")
         return self.at(tq[None, :].expand(self.y_init.shape[0], -1))
 
     def at(self, t: torch.Tensor) -> torch.Tensor:

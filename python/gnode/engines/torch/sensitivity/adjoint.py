@@ -295,7 +295,9 @@ class _Backward:
         """∫ a^T ∂f/∂θ dt over the backward steps, `order` Gauss–Legendre nodes per step."""
         if (not self.params and self.values is None) or adj.count.max() == 0:
             return
-        x, wq = np.polynomial.legendre.leggauss(self.sensealg.order)
+        # QuadratureAdjoint's own node count; elsewhere (a stiff adjoint method without RK stages) 5 nodes,
+        # exact to degree 9: beyond the order of every interpolant the history can hold
+        x, wq = np.polynomial.legendre.leggauss(getattr(self.sensealg, "order", 5))
         t0, dt, valid = adj.accepted_steps()  # (M, B)
         nodes = torch.tensor((x + 1) / 2, dtype=dt.dtype, device=dt.device)
         weights = torch.tensor(wq / 2, dtype=dt.dtype, device=dt.device)

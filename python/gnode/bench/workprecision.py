@@ -1,0 +1,332 @@
+"""The work-precision runner: trials → measured points (error, time, nf, ..., memory) → results.
+
+    from gnode.bench import BenchConfig, ProblemSpec, plan, run_set
+    trials = plan([ProblemSpec.of("gnode_critical", batch=16), "robertson"], gradients=True)
+    results = run_set(trials, BenchConfig(repeats=3))
+    results.write("bench-out")                  # results.json, results.csv, figures/*.png
+
+For each trial (problem × solver × mode) and each tolerance, in order from loose to tight:
+  1. `prepare` (problem objects, JIT compilation — its time is recorded as `compile_seconds`, not counted);
+  2. a detailed, untimed run: the solution at the saved and dense times, per-trajectory return codes,
+     statistics, the gradient; errors against the reference (`gnode.bench.errors`);
+  3. if it succeeded: wall time = minimum over `repeats` runs after a warm-up (`gnode.bench.measure`), with
+     torch on `threads` threads; then peak memory in one more run (optional);
+  4. a failure (any trajectory without `Success`, or an exception) is recorded with its return code and
+     message; the trial's tighter tolerances are then skipped (recorded as skipped), as they would fail too
+     and could take long. So are they when one run took longer than `point_budget` seconds.
+
+Nothing here is global: the runner reads no module state and restores torch's thread setting, so a trial can
+run inside a Ray or torch.distributed worker (`run_trial` takes and returns plain data).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from gnode.bench.cache import ReferenceCache
+from gnode.bench.errors import gradient_error, solution_errors
+from gnode.bench.measure import min_time, time_once, torch_threads
+from gnode.bench.specs import ProblemSpec, Trial
+from gnode.retcode import ReturnCode
+
+METRIC_CHOICES = ("final", "l2", "L2", "linf", "Linf")
+STOPPING_CODES = {ReturnCode.MaxIters.name, ReturnCode.DtLessThanMin.name, ReturnCode.Unstable.name}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How points are measured.
+
+    repeats:       timed runs per point (after one warm-up); the minimum is reported.
+    threads:       torch intra-op threads during the trials (None: leave as is). 1 by default: the fair
+                   setting on a shared machine, and the one the peers are measured with.
+    maxiters:      step budget per trajectory for every solver.
+    memory:        measure peak memory (one extra untimed run per point).
+    point_budget:  seconds; a point whose single run took longer ends its trial's tolerance sweep.
+    metric:        the solution error the diagrams and matched-error comparisons use ("l2" by default;
+                   gradient points always use the gradient error).
+    cache_dir, use_cache: where reference solutions are cached (default: the user cache folder).
+    extended_reference: also compute the mpmath reference for problems that have one.
+    reference_rtol: rtol of the SciPy float64 reference.
+    """
+
+    repeats: int = 3
+    threads: int | None = 1
+    maxiters: int = 100_000
+    memory: bool = True
+    point_budget: float = 30.0
+    metric: str = "l2"
+    cache_dir: str | None = None
+    use_cache: bool = True
+    extended_reference: bool = True
+    reference_rtol: float = 1e-13
+
+    def __post_init__(self):
+        if self.metric not in METRIC_CHOICES:
+            raise ValueError(f"BenchConfig.metric must be one of {METRIC_CHOICES}, got {self.metric!r}")
+        if not (isinstance(self.repeats, int) and self.repeats >= 1):
+            raise ValueError(f"BenchConfig.repeats must be an integer >= 1, got {self.repeats!r}")
+
+    def cache(self) -> ReferenceCache:
+        return ReferenceCache(self.cache_dir, enabled=self.use_cache)
+
+
+@dataclass
+class ProblemReferences:
+    """The references of one problem (arrays stay out of the results file; their summaries go in)."""
+
+    solution: object  # gnode.bench.reference.Reference
+    extended: object | None = None
+    gradient: object | None = None  # GradientReference
+    notes: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        out = {"solution": self.solution.summary()}
+        if self.extended is not None:
+            ext, ref = self.extended, self.solution
+            out["extended"] = ext.summary()
+            out["float64_vs_extended"] = solution_errors(ref.u_save, ext.u_save, ref.u_dense, ext.u_dense)
+        if self.gradient is not None:
+            out["gradient"] = self.gradient.summary()
+        out.update(self.notes)
+        return out
+
+
+def problem_references(problem, config: BenchConfig, *, gradient: bool) -> ProblemReferences:
+    """The float64 reference (cached), the extended-precision one when asked and available, and the reference
+    gradient when `gradient`."""
+    from gnode.bench.reference import mp_reference, reference_gradient, reference_solution
+
+    cache = config.cache()
+    refs = ProblemReferences(reference_solution(problem, rtol=config.reference_rtol, cache=cache))
+    if config.extended_reference and problem.mp_f is not None and problem.inputs is None:
+        refs.extended = mp_reference(problem, cache=cache)
+    if gradient and problem.differentiable:
+        with torch_threads(config.threads):
+            refs.gradient = reference_gradient(problem, cache=cache)
+    return refs
+
+
+# --------------------------------------------------------------------------------------------------- a trial
+
+def _base_row(problem, solver, trial: Trial, reltol: float, abstol: float) -> dict:
+    return {"problem": problem.name, "solver": solver.label, "family": solver.family, "package": solver.package,
+            "engine": solver.engine, "method": solver.method, "sensealg": solver.sensealg,
+            "mode": "gradient" if trial.gradient else "forward", "reltol": reltol, "abstol": abstol,
+            "batch": problem.batch, "n": problem.n}
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def run_trial(trial: Trial, config: BenchConfig, *, problem=None, references: ProblemReferences | None = None,
+              on_point=None) -> list[dict]:
+    """Measure one trial at each of its tolerances (module docstring); returns one row (a plain dict) per
+    tolerance. `problem`/`references` may be passed in when the caller already built them."""
+    problem = problem if problem is not None else trial.problem.build()
+    solver = trial.solver.build()
+    rows = []
+    ok, why = solver.available()
+    if ok:
+        ok, why = solver.supports(problem, trial.gradient)
+    if not ok:
+        for r in trial.reltols:
+            row = _base_row(problem, solver, trial, r, r * problem.atol_ratio)
+            row.update(status="skipped", message=why)
+            rows.append(row)
+            if on_point is not None:
+                on_point(row)
+        return rows
+    if references is None:
+        references = problem_references(problem, config, gradient=trial.gradient)
+    stop_reason = None
+    with torch_threads(config.threads):
+        for reltol in sorted(trial.reltols, reverse=True):
+            abstol = reltol * problem.atol_ratio
+            row = _base_row(problem, solver, trial, reltol, abstol)
+            if stop_reason is not None:
+                row.update(status="skipped", message=stop_reason)
+            else:
+                stop_reason = _measure_point(row, problem, solver, trial, config, references)
+            rows.append(row)
+            if on_point is not None:
+                on_point(row)
+    return rows
+
+
+def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
+    """Fill `row`; return why the tighter tolerances should be skipped, or None."""
+    try:
+        prepared = solver.prepare(problem, row["reltol"], row["abstol"], gradient=trial.gradient,
+                                  maxiters=config.maxiters)
+        row["compile_seconds"] = prepared.compile_seconds
+        start = time.perf_counter()
+        outcome = prepared.detailed()
+        detailed_seconds = time.perf_counter() - start
+    except Exception as e:  # a solver that raises is a failed point, recorded, not a crashed benchmark
+        row.update(status="error", retcode=ReturnCode.Failure.name, message=_short(e),
+                   traceback=traceback.format_exc(limit=3))
+        return f"an exception at reltol {row['reltol']:.0e}"
+    row.update(outcome.stats)
+    row["retcode"] = outcome.retcode
+    row["n_failed"] = int(np.sum(outcome.retcodes != int(ReturnCode.Success)))
+    if outcome.message:
+        row["message"] = outcome.message
+    ref = refs.solution
+    row.update(solution_errors(outcome.u_save, ref.u_save, outcome.u_dense,
+                               ref.u_dense if outcome.u_dense is not None else None))
+    if refs.extended is not None:
+        ext = solution_errors(outcome.u_save, refs.extended.u_save)
+        row["l2_extended"], row["final_extended"] = ext["l2"], ext["final"]
+    if trial.gradient and refs.gradient is not None and outcome.grad is not None:
+        row["grad_error"] = gradient_error(outcome.grad, refs.gradient.g)
+    if not outcome.successful:
+        row.update(status="failed", time_to_failure=detailed_seconds)
+        return (f"failed with {outcome.retcode} at reltol {row['reltol']:.0e}"
+                if outcome.retcode in STOPPING_CODES or row["n_failed"] == problem.batch else None)
+    if detailed_seconds > config.point_budget:  # too slow to repeat: time it once, skip tighter tolerances
+        row["time"] = time_once(prepared.run)
+        row["times"] = [row["time"]]
+    else:
+        row["time"], row["times"] = min_time(prepared.run, config.repeats,
+                                             budget=config.point_budget * config.repeats)
+    if config.memory:
+        try:
+            row["peak_memory_bytes"], row["memory_method"] = prepared.peak_memory()
+        except Exception as e:
+            row["peak_memory_bytes"], row["memory_method"] = None, f"failed: {_short(e)}"
+    row["status"] = "ok"
+    if max(detailed_seconds, row["time"]) > config.point_budget:
+        return f"the point at reltol {row['reltol']:.0e} took {max(detailed_seconds, row['time']):.1f} s " \
+               f"(> point_budget {config.point_budget:g} s)"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------- a set
+
+@dataclass
+class BenchResults:
+    """Every measured point (`rows`), the references of each problem, the machine, and the configuration."""
+
+    rows: list[dict]
+    references: dict[str, dict]
+    meta: dict
+    config: dict
+    problems: dict[str, dict] = field(default_factory=dict)
+
+    def comparisons(self) -> dict:
+        from gnode.bench.compare import compare_all
+        return compare_all(self.rows, self.config.get("metric", "l2"))
+
+    def write(self, folder, *, figures: bool = True) -> dict[str, str]:
+        from gnode.bench.report import write_results
+        return write_results(self, folder, figures=figures)
+
+
+def machine_notes() -> dict:
+    """The machine and software a run was measured on."""
+    import os
+
+    import torch
+
+    notes = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+             "python": platform.python_version(), "cpu_count": os.cpu_count(),
+             "torch": torch.__version__, "torch_threads_default": torch.get_num_threads(),
+             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    try:
+        notes["load_average"] = os.getloadavg()
+    except OSError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    notes["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import importlib.metadata as md
+    for pkg in ("gnode", "numpy", "scipy", "torchdiffeq", "torchode", "jax", "jaxlib", "diffrax", "equinox",
+                "mpmath", "ray"):
+        try:
+            notes[f"version_{pkg}"] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return notes
+
+
+def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_address: str | None = None,
+            use_ray: bool = False, progress: bool = True, log=print) -> BenchResults:
+    """Run every trial (locally, or as Ray tasks with `use_ray`) and collect the results."""
+    config = config or BenchConfig()
+    meta = machine_notes()
+    start = time.perf_counter()
+    if use_ray:
+        from gnode.bench.distributed import run_on_ray
+        rows, refs, probs = run_on_ray(trials, config, address=ray_address, log=log)
+    else:
+        rows, refs, probs = _run_local(trials, config, progress=progress, log=log)
+    meta["wall_seconds"] = time.perf_counter() - start
+    try:
+        import os
+        meta["load_average_end"] = os.getloadavg()
+    except OSError:
+        pass
+    return BenchResults(rows, refs, meta, asdict(config), probs)
+
+
+def _run_local(trials, config, *, progress, log):
+    from tqdm.auto import tqdm
+
+    by_problem: dict[ProblemSpec, list[Trial]] = {}
+    for t in trials:
+        by_problem.setdefault(t.problem, []).append(t)
+    rows, refs, probs = [], {}, {}
+    total = sum(len(t.reltols) for t in trials)
+    bar = tqdm(total=total, disable=not progress, unit="point", dynamic_ncols=True)
+    try:
+        for spec, group in by_problem.items():
+            try:
+                problem = spec.build()
+            except (FileNotFoundError, ImportError, ValueError) as e:
+                log(f"skipping problem {spec.name}: {e}")
+                for t in group:
+                    for r in t.reltols:
+                        rows.append({"problem": spec.name, "solver": _label(t.solver), "mode":
+                                     "gradient" if t.gradient else "forward", "reltol": r,
+                                     "status": "skipped", "message": f"problem unavailable: {e}"})
+                    bar.update(len(t.reltols))
+                continue
+            probs[problem.name] = {"description": problem.description, "batch": problem.batch, "n": problem.n,
+                                   "tspan": list(problem.tspan), "saves": int(problem.saveat.numel()),
+                                   "stiff": problem.stiff, "atol_ratio": problem.atol_ratio,
+                                   "n_params": int(sum(p.numel() for p in problem.params)), **problem.meta}
+            bar.set_description(f"{problem.name}: references")
+            t0 = time.perf_counter()
+            ref = problem_references(problem, config, gradient=any(t.gradient for t in group))
+            refs[problem.name] = {**ref.summary(), "seconds_here": time.perf_counter() - t0}
+            for t in group:
+                bar.set_description(f"{problem.name}: {_label(t.solver)}"[:60])
+                rows += run_trial(t, config, problem=problem, references=ref, on_point=lambda r: bar.update(1))
+    finally:
+        bar.close()
+    return rows, refs, probs
+
+
+def _label(spec) -> str:
+    try:
+        return spec.label
+    except Exception:
+        return f"{spec.package} {spec.method}"
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

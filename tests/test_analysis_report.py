@@ -1,0 +1,165 @@
+"""Figures and the `gnode analyze` report: nullclines drawn where the in-plane components vanish, the attractor
+view shows every point once by class, and a run folder gets its figures and consistent JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import gnode  # noqa: E402
+from gnode.analysis import AnalysisConfig, FixedPointConfig, analyze_model, find_fixed_points  # noqa: E402
+from gnode.analysis.cli import add_subparser  # noqa: E402
+from gnode.analysis.plots import CLASS_STYLE, plot_attractor, plot_flow_slice  # noqa: E402
+from gnode.models import GatedNODE, SequenceModel  # noqa: E402
+
+D = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def ring(t, h):
+    return h * (1 - h.pow(2).sum(-1, keepdim=True))
+
+
+def test_flow_slice_nullclines_lie_where_the_components_vanish():
+    # ring: f1 = h1 (1 - r^2) vanishes on h1 = 0 and r = 1; f2 = h2 (1 - r^2) on h2 = 0 and r = 1
+    fig = plot_flow_slice(ring, center=torch.zeros(2, dtype=D), basis=torch.eye(2, dtype=D),
+                          extent=(-1.5, 1.5, -1.5, 1.5), grid=61)
+    ax = fig.axes[0]
+    contours = [c for c in ax.collections if type(c).__name__ in ("QuadContourSet", "ContourSet")]
+    assert len(contours) == 2
+    for comp, cs in enumerate(contours):
+        verts = torch.tensor([v for path in cs.get_paths() for v in path.vertices.tolist()], dtype=D)
+        assert verts.shape[0] > 50
+        r = verts.norm(dim=-1)
+        on_axis = verts[:, comp].abs() < 0.03
+        on_circle = (r - 1).abs() < 0.03
+        assert bool((on_axis | on_circle).all()), "a nullcline vertex off {h_i = 0} and the unit circle"
+        assert bool(on_axis.any()) and bool(on_circle.any())
+    plt.close(fig)
+    with pytest.raises(ValueError, match="orthonormal"):
+        plot_flow_slice(ring, center=torch.zeros(2, dtype=D), basis=torch.tensor([[1.0, 0], [1.0, 0]], dtype=D),
+                        extent=(-1, 1, -1, 1))
+
+
+def test_attractor_view_draws_each_point_once_with_its_class_colour():
+    fps = find_fixed_points(ring, torch.randn(60, 2, generator=torch.Generator().manual_seed(0), dtype=D),
+                            config=FixedPointConfig(opt_steps=100))
+    traj = torch.randn(3, 20, 2, dtype=D)
+    fig = plot_attractor(fps, traj)
+    ax = fig.axes[0]
+    drawn = {}
+    for coll in ax.collections:
+        label = coll.get_label()
+        if label and not label.startswith("_"):
+            drawn[label] = coll.get_offsets().shape[0]
+    assert sum(drawn.values()) == len(fps)
+    assert drawn[f"{CLASS_STYLE['marginally_stable'][2]} (fixed): {len(fps) - 1}"] == len(fps) - 1
+    assert drawn[f"{CLASS_STYLE['unstable'][2]} (fixed): 1"] == 1
+    plt.close(fig)
+
+
+def test_attractor_view_of_a_high_dimensional_system_uses_the_leading_principal_components():
+    # a 5-D ring: the ring in the plane spanned by a and b, fast decay elsewhere; trajectories on that ring
+    g = torch.Generator().manual_seed(1)
+    Q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=D))
+    a, b = Q[:, 0], Q[:, 1]
+
+    def ring5(t, h):
+        u, v = h @ a, h @ b
+        r2 = (u * u + v * v)[:, None]
+        inplane = u[:, None] * a + v[:, None] * b
+        return inplane * (1 - r2) - (h - inplane)
+
+    th = torch.linspace(0, 6.28, 50, dtype=D)
+    traj = (torch.cos(th)[:, None] * a + torch.sin(th)[:, None] * b)[None]
+    fps = find_fixed_points(ring5, traj[0][::5] + 0.05 * torch.randn(10, 5, generator=g, dtype=D),
+                            config=FixedPointConfig(opt_steps=50))
+    assert set(fps.classes) == {"marginally_stable"}
+    fig = plot_attractor(fps, traj)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("PC1 (") and ax.get_ylabel().startswith("PC2 (")
+    plt.close(fig)
+
+
+def small_model():
+    g = torch.Generator().manual_seed(0)
+    vf = GatedNODE(3, 2, depth_F=2, depth_G=2, width_F=8, width_G=8, init="critical", generator=g, dtype=torch.float32)
+    return SequenceModel(vf, 2, alg=gnode.RK4(), solve_kwargs={"dt": 0.25}), g
+
+
+def test_analyze_model_writes_figures_and_consistent_json(tmp_path):
+    model, g = small_model()
+    x = torch.zeros(4, 11, 2)
+    x[:, 1] = torch.rand(4, 2, generator=g) * 2 - 1  # a pulse, then silence
+    times = torch.linspace(0, 5, 11)
+    cfg = AnalysisConfig(sequences=4, initial_states=64, grid=9,
+                         finder=FixedPointConfig(opt_steps=100, newton_steps=10))
+    summary = analyze_model(model, x, times, tmp_path / "out", config=cfg)
+    out = tmp_path / "out"
+    for name in ("attractor.png", "flow_slices.png", "spectra.png", "telemetry.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    s = json.loads((out / "summary.json").read_text())
+    points = json.loads((out / "fixed_points.json").read_text())
+    assert s["fixed_points"]["n_points"] == len(points["points"]) == len(summary["fixed_points_object"])
+    assert s["marginal_tol"] == pytest.approx(1 / 5.0)  # default: 1 / the sequences' duration
+    assert s["telemetry"]["alg"] == "RK4" and s["telemetry"]["points"] == 4 * 20
+    n_fixed = sum(p["fixed"] for p in points["points"])
+    assert s["fixed_points"]["n_fixed"] == n_fixed
+    for p in points["points"]:
+        assert len(p["point"]) == 3 and len(p["eigenvalues"]) == 3 and p["class"] in CLASS_STYLE
+    assert set(s["figures"]) == {"attractor", "flow_slices", "spectra", "telemetry"}
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="gnode")
+    sub = p.add_subparsers(dest="command")
+    add_subparser(sub)
+    return p.parse_args(argv)
+
+
+def test_cli_reports_bad_options_and_missing_runs(tmp_path, capsys):
+    args = parse(["analyze", str(tmp_path / "nowhere")])
+    assert args.func(args) == 1
+    assert "no run folder" in capsys.readouterr().err
+    args = parse(["analyze", str(tmp_path), "--sequences", "0"])
+    assert args.func(args) == 2
+    assert "sequences must be a positive integer" in capsys.readouterr().err
+    args = parse(["analyze", str(tmp_path), "--dedup-tol", "-1"])
+    assert args.func(args) == 2
+    assert "dedup_tol must be a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_analyzes_a_trained_run(tmp_path, capsys):
+    from gnode.tasks import FlipFlopConfig
+    from gnode.training import TrainConfig
+    from gnode.training.experiment import ModelConfig, RunConfig, SolverConfig, run_flipflop
+
+    cfg = RunConfig(task=FlipFlopConfig(duration=4.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=16,
+                                        n_val=8, n_test=8),
+                    model=ModelConfig(kind="gnode", latent=3, width_F=8, width_G=8), solver=SolverConfig(alg="RK4"),
+                    train=TrainConfig(epochs=1, batch_size=8, progress=False))
+    run_flipflop(cfg, tmp_path / "run", figures=False)
+    args = parse(["analyze", str(tmp_path / "run"), "--initial-states", "64", "--opt-steps", "50", "--json"])
+    assert args.func(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["weights"] == "best" and s["model"]["n"] == 3
+    assert (tmp_path / "run" / "analysis" / "attractor.png").exists()
+    args = parse(["analyze", str(tmp_path / "run"), "--input", "1", "2"])
+    assert args.func(args) == 2
+    assert "--input needs 3 numbers" in capsys.readouterr().err
