@@ -38,7 +38,7 @@ def run(capsys, *argv):
 def test_help_lists_the_commands_and_each_has_its_own_help(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for command in ("train", "evaluate", "plot", "info", "julia"):
+    for command in ("train", "evaluate", "plot", "analyze", "info", "julia"):
         assert command in out
     for argv, words in [(["train", "--help"], ["flipflop"]),
                         (["train", "flipflop", "--help"], ["--model", "--latent", "--solver", "--sensealg", "--engine",

@@ -3,6 +3,7 @@
     gnode train flipflop [options]   train a model on the continuous flip-flop into a run folder
     gnode evaluate RUN               test (and validation) MSE of a trained run, optionally under another solver
     gnode plot RUN                   (re)draw a run's figures
+    gnode analyze RUN                fixed points, attractor views and stiffness telemetry (gnode.analysis)
     gnode info                       versions, device, engines and whether each is available here
     gnode julia setup                install/precompile the Julia side of the "julia" engine
 
@@ -445,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run", type=Path, metavar="RUN", help="run folder")
     pl.add_argument("--sequences", type=int, default=3, help="test sequences to show (default 3)")
     pl.set_defaults(func=_cmd_plot)
+
+    from gnode.analysis.cli import add_subparser as add_analyze  # `gnode analyze RUN` (gnode.analysis)
+
+    add_analyze(sub)
 
     info = sub.add_parser("info", help="versions, device and available engines",
                           description="Print the gnode, Python and torch versions, the device, and every ODE engine "

@@ -130,6 +130,49 @@ def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, ma
     return fig
 
 
+def plot_state_speed(model, trajectories: torch.Tensor, *, x=None, fps=None, ax=None, max_states: int = 6000,
+                     title: str | None = None):
+    """Every visited state (trajectories (B, T, n)) coloured by log10 |f(h, x*)|, the speed of the flow with
+    the input held at x*, in the same coordinates as `plot_attractor`. An approximate continuous attractor
+    shows as a region of slow states where the trajectories dwell; fixed points (black) sit inside it."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    field = model if isinstance(model, FrozenField) else FrozenField(model, x, dtype=torch.float64)
+    tr = trajectories.detach()
+    tr = tr[None] if tr.ndim == 2 else tr
+    n = tr.shape[-1]
+    flat = tr.reshape(-1, n)
+    flat = flat[torch.isfinite(flat).all(-1)]
+    flat = flat[:: max(1, flat.shape[0] // max_states)].to(field.dtype)
+    with torch.no_grad():
+        speed = field(flat).norm(dim=-1).numpy()
+    dims = 3 if n >= 3 else 2
+    origin, basis, labels = attractor_basis(fps, tr, dims)
+    if basis.shape[0] < dims:
+        basis = torch.cat([basis, torch.zeros(dims - basis.shape[0], n, dtype=basis.dtype)])
+        labels = labels + [""]
+    if ax is None:
+        fig = plt.figure(figsize=(7.5, 6.5))
+        ax = fig.add_subplot(111, projection="3d" if dims == 3 else None)
+    fig = ax.figure
+    p = _project(flat, origin, basis)
+    colour = np.log10(np.maximum(speed, np.finfo(np.float64).tiny))
+    sc = ax.scatter(*p.T, c=colour, cmap="viridis", s=3, alpha=0.8, **({"depthshade": False} if dims == 3 else {}))
+    fig.colorbar(sc, ax=ax, shrink=0.7, label=r"$\log_{10}|f(h, x^*)|$")
+    if fps is not None and len(fps):
+        q = _project(fps.points[fps.fixed], origin, basis)
+        if q.size:
+            ax.scatter(*q.T, color="k", marker="D", s=14, label=f"fixed points: {q.shape[0]}")
+            ax.legend(loc="upper left", fontsize=7)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    if dims == 3:
+        ax.set_zlabel(labels[2])
+    ax.set_title(title or "visited states coloured by the speed of the flow at x*")
+    return fig
+
+
 def plot_flow_slice(model, *, x=None, center: torch.Tensor, basis: torch.Tensor, extent: tuple[float, float, float, float],
                     grid: int = 41, fps=None, trajectories: torch.Tensor | None = None, ax=None,
                     labels: tuple[str, str] = ("$e_1$", "$e_2$"), title: str | None = None,

@@ -2,7 +2,8 @@
 telemetry, written as figures and JSON into the run folder (`gnode analyze RUN`).
 
     RUN/analysis/attractor.png     fixed/slow points coloured by class over the task trajectories (3-D for
-                                   N = 3, leading principal components for N > 3)
+                                   N = 3, leading principal components for N > 3), and beside it the
+                                   visited states coloured by the speed of the flow at x*
     RUN/analysis/flow_slices.png   the flow with nullclines on 2-D slices through the trajectories' mean
     RUN/analysis/spectra.png       the Jacobian eigenvalues of every point, coloured by class
     RUN/analysis/telemetry.png     dt*rho(J)/bound, rho(J), gate timescales, stiffness ratio over time
@@ -30,6 +31,7 @@ from gnode.analysis.plots import (
     plot_attractor,
     plot_flow_slice,
     plot_spectra,
+    plot_state_speed,
     plot_telemetry,
 )
 from gnode.analysis.telemetry import stiffness_telemetry
@@ -140,8 +142,14 @@ def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_d
     # figures
     t0 = time.perf_counter()
     paths = {}
-    fig = plot_attractor(fps, traj, title=f"fixed and slow points at x* = {_fmt(x_star)} (N = {n}), "
-                                          f"marginal: |Re lambda| <= {tol:.3g}")
+    dims = 3 if n >= 3 else 2
+    fig = plt.figure(figsize=(15, 6.5))
+    left = fig.add_subplot(121, projection="3d" if dims == 3 else None)
+    right = fig.add_subplot(122, projection="3d" if dims == 3 else None)
+    plot_attractor(fps, traj, ax=left, title=f"fixed and slow points at x* = {_fmt(x_star)}; marginal: "
+                                             f"|Re lambda| <= {tol:.3g}")
+    plot_state_speed(vf, traj, x=x_star if d_in else None, fps=fps, ax=right)
+    fig.tight_layout()
     paths["attractor"] = _save(plt, fig, out_dir / FIGURES["attractor"])
     paths["flow_slices"] = _save(plt, _flow_slices(plt, vf, x_star if d_in else None, fps, traj, config.grid),
                                  out_dir / FIGURES["flow_slices"])

@@ -36,14 +36,20 @@ class DenseHistory:
         m = torch.arange(starts.shape[0], device=starts.device)[:, None]
         self.starts = torch.where(m < self.count, starts, torch.full_like(starts, float("inf"))).T.contiguous()  # (B, M)
 
-    def __call__(self, tq: torch.Tensor) -> torch.Tensor:
+    def at_times(self, tq: torch.Tensor) -> torch.Tensor:
         """u at times tq (Q,), the same for every trajectory → (B, Q, n); NaN past where one stopped."""
-        d, lo = self.direction, self.direction * self.t_init - self.slack
-        before = d * tq < lo
-        if before.any():
-            bad = float(tq[before.nonzero()[0, 0]])
-            raise ValueError(f"dense output asked at t = {bad:.6g}, before the start of the solve (t0 = {self.t_init:.6g})")
         return self.at(tq[None, :].expand(self.y_init.shape[0], -1))
+
+    def __call__(self, tq: torch.Tensor) -> torch.Tensor:
+        """`at_times` for users (`sol(t)`): a time outside the solved span is an error, not a NaN."""
+        d, lo = self.direction, self.direction * self.t_init - self.slack
+        outside = (d * tq < lo) | (d * tq > self.reach.max())
+        if outside.any():
+            bad = float(tq[outside.nonzero()[0, 0]])
+            end = float(self.t_final[(d * self.t_final).argmax()])
+            raise ValueError(f"dense output asked at t = {bad:.6g}, outside the solved span "
+                             f"[{self.t_init:.6g}, {end:.6g}]")
+        return self.at_times(tq)
 
     def at(self, t: torch.Tensor) -> torch.Tensor:
         """u of trajectory b at its own times t[b]: t (B,) → (B, n), or (B, Q) → (B, Q, n)."""

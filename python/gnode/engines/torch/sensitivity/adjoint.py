@@ -61,10 +61,10 @@ class _Adjoint(torch.autograd.Function):
         prob, opts = job.prob, job.opts
         control = prob.inputs.with_values(values) if prob.inputs is not None else None
         fwd = run_forward(prob, job.alg, opts, y0=u0, control=control)
-        u = fwd.dense(opts.saveat)
+        u = fwd.dense.at_times(opts.saveat)
         if isinstance(job.sensealg, InterpolatingAdjoint) and job.sensealg.checkpointing:
             times = _checkpoint_times(prob.tspan, opts.saveat)
-            job.checkpoints = (times, fwd.dense(times))
+            job.checkpoints = (times, fwd.dense.at_times(times))
         job.forward = fwd
         ctx.job = job
         return u

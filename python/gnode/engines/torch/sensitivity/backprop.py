@@ -7,4 +7,4 @@ from gnode.engines.torch.setup import make_solution, run_forward
 
 def solve_backprop(prob, alg, opts):
     fwd = run_forward(prob, alg, opts)
-    return make_solution(prob, alg, opts, fwd, fwd.dense(opts.saveat))
+    return make_solution(prob, alg, opts, fwd, fwd.dense.at_times(opts.saveat))
