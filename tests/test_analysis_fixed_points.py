@@ -23,13 +23,6 @@ from gnode.models import GatedNODE
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def starts(count, n, scale=1.5, seed=0):
     g = torch.Generator().manual_seed(seed)

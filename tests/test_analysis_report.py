@@ -11,23 +11,16 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import gnode  # noqa: E402
-from gnode.analysis import AnalysisConfig, FixedPointConfig, analyze_model, find_fixed_points  # noqa: E402
-from gnode.analysis.cli import add_subparser  # noqa: E402
-from gnode.analysis.plots import CLASS_STYLE, plot_attractor, plot_flow_slice  # noqa: E402
-from gnode.models import GatedNODE, SequenceModel  # noqa: E402
+import gnode
+from gnode.analysis import AnalysisConfig, FixedPointConfig, analyze_model, find_fixed_points
+from gnode.analysis.cli import add_subparser
+from gnode.analysis.plots import CLASS_STYLE, plot_attractor, plot_flow_slice
+from gnode.models import GatedNODE, SequenceModel
 
 D = torch.float64
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def ring(t, h):

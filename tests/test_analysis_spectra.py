@@ -29,13 +29,6 @@ from gnode.analysis import (
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 EXPLICIT = [gnode.Euler(), gnode.Midpoint(), gnode.RK4(), gnode.BS3(), gnode.DP5(), gnode.Tsit5(), gnode.Vern7()]
 

@@ -10,18 +10,16 @@ import pytest
 import torch
 
 import gnode
-from gnode.analysis import pointwise_telemetry, stability_bound, stiffness_telemetry, telemetry_summary
+from gnode.analysis import (
+    pointwise_telemetry,
+    stability_bound,
+    stiffness_telemetry,
+    telemetry_summary,
+)
 from gnode.models import GatedNODE, MinimalGRU, SequenceModel
 
 D = torch.float64
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def linear(A):
@@ -148,6 +146,7 @@ def test_training_log_summary_of_a_gnode_batch():
     assert set(s) == {"stiff_rho_max", "stiff_ratio_max", "stiff_stability_limited_fraction", "stiff_tau_min",
                       "stiff_tau_max", "stiff_tau_spread_max", "stiff_stiffness_ratio_median"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in s.values())
+    assert telemetry_summary(model, None) == {}  # a discrete model has no solution
     full = stiffness_telemetry(model, out.sol)
     assert s["stiff_rho_max"] <= full.summary()["rho_max"] + 1e-12
     assert s["stiff_tau_min"] >= 1.0  # tau = 1 and G <= 1
@@ -159,8 +158,29 @@ def test_training_log_summary_of_a_gnode_batch():
     k = torch.searchsorted(times, t.contiguous(), right=True) - 1
     xk = x[torch.arange(6), k]
     for b in range(6):
-        J = torch.autograd.functional.jacobian(lambda hh: vf(torch.zeros(1, dtype=D), hh[None], xk[b:b + 1])[0], h[b])
+        xb = xk[b:b + 1]
+        J = torch.autograd.functional.jacobian(lambda hh, xb=xb: vf(torch.zeros(1, dtype=D), hh[None], xb)[0], h[b])
         assert float(full.rho[b, m_]) == pytest.approx(float(torch.linalg.eigvals(J).abs().max()), rel=1e-10)
+
+
+def test_a_solution_without_step_history_gives_telemetry_at_the_saved_times():
+    # the scipy engine keeps no steps: spectra and timescales at saveat, dt unknown (NaN), inputs must be given
+    m = mgru_by_hand()
+    times = torch.arange(4, dtype=D)
+    control = gnode.Control(times, torch.tensor([[[0.0], [1.5], [-2.0], [0.7]]], dtype=D))
+    prob = gnode.ODEProblem(m, torch.tensor([[0.2, -0.1]], dtype=D), (0.0, 3.0), inputs=control)
+    sol = gnode.solve(prob, gnode.DP5(), engine="scipy", saveat=torch.tensor([0.5, 1.5, 2.5], dtype=D))
+    with pytest.raises(ValueError, match="pass inputs= the problem's gnode.Control"):
+        stiffness_telemetry(m, sol)
+    tel = stiffness_telemetry(m, sol, inputs=control)
+    assert not tel.from_steps and tel.valid.all() and torch.isnan(tel.dt).all()
+    for j, xv in enumerate([0.0, 1.5, -2.0]):  # x on [k, k+1) is x_k
+        assert float(tel.tau_min[0, j]) == pytest.approx(hand_timescales(xv)[0], rel=1e-12)
+    s = tel.summary()
+    assert math.isnan(s["ratio_max"]) and math.isnan(s["stability_limited_fraction"])
+    h = sol.u[0]
+    J = m.jacobian(sol.t, h, control.evaluate(sol.t, None, torch.zeros(3, dtype=torch.long)))
+    torch.testing.assert_close(tel.rho[0], torch.linalg.eigvals(J).abs().amax(-1), rtol=1e-12, atol=0)
 
 
 def test_bad_arguments_are_named():

@@ -16,7 +16,12 @@
     >>> fps.counts(), fps.points[fps.mask("marginally_stable")]
 """
 
-from gnode.analysis.fixed_points import FixedPointConfig, FixedPoints, find_fixed_points, sample_states
+from gnode.analysis.fixed_points import (
+    FixedPointConfig,
+    FixedPoints,
+    find_fixed_points,
+    sample_states,
+)
 from gnode.analysis.report import AnalysisConfig, analyze_model, analyze_run
 from gnode.analysis.spectra import (
     CLASSES,
@@ -31,13 +36,38 @@ from gnode.analysis.spectra import (
     stiffness_ratio,
 )
 from gnode.analysis.stability import amplification, stability_bound, stability_polynomial
-from gnode.analysis.telemetry import StiffnessTelemetry, pointwise_telemetry, stiffness_telemetry, telemetry_summary
+from gnode.analysis.telemetry import (
+    StiffnessTelemetry,
+    pointwise_telemetry,
+    stiffness_telemetry,
+    telemetry_summary,
+)
 from gnode.analysis.vector_field import FrozenField
 
 __all__ = [
-    "AnalysisConfig", "CLASSES", "FixedPointConfig", "FixedPoints", "FrozenField", "MARGINAL", "SADDLE",
-    "STABLE", "StiffnessTelemetry", "UNSTABLE", "amplification", "analyze_model", "analyze_run", "classify",
-    "eigenvalues", "find_fixed_points", "pointwise_telemetry", "sample_states", "spectral_radius",
-    "spectral_radius_krylov", "stability_bound", "stability_polynomial", "stiffness_ratio",
-    "stiffness_telemetry", "telemetry_summary",
+    "CLASSES",
+    "MARGINAL",
+    "SADDLE",
+    "STABLE",
+    "UNSTABLE",
+    "AnalysisConfig",
+    "FixedPointConfig",
+    "FixedPoints",
+    "FrozenField",
+    "StiffnessTelemetry",
+    "amplification",
+    "analyze_model",
+    "analyze_run",
+    "classify",
+    "eigenvalues",
+    "find_fixed_points",
+    "pointwise_telemetry",
+    "sample_states",
+    "spectral_radius",
+    "spectral_radius_krylov",
+    "stability_bound",
+    "stability_polynomial",
+    "stiffness_ratio",
+    "stiffness_telemetry",
+    "telemetry_summary",
 ]

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from gnode.analysis.spectra import CLASSES, MARGINAL, classify, count_directions, sort_eigenvalues
+from gnode.analysis.spectra import CLASSES, MARGINAL, classify, count_directions
 from gnode.analysis.vector_field import FrozenField
 
 
@@ -304,8 +304,8 @@ def find_fixed_points(model, initial_states: torch.Tensor, x=None, *,
     keep = finite if config.slow_tol is None else finite & (q <= config.slow_tol)
     n_dropped = int((~keep).sum())
     n_outliers = 0
-    if config.outlier_scale is not None:
-        spread = (h0 - h0.mean(0)).pow(2).sum(-1).mean().sqrt()
+    spread = (h0 - h0.mean(0)).pow(2).sum(-1).mean().sqrt()
+    if config.outlier_scale is not None and float(spread) > 0:  # one start (or identical ones): no scale, keep all
         near = torch.cdist(torch.nan_to_num(h), h0).amin(-1) <= config.outlier_scale * spread
         n_outliers = int((keep & ~near).sum())
         keep = keep & near
@@ -328,5 +328,14 @@ def find_fixed_points(model, initial_states: torch.Tensor, x=None, *,
                        candidates=h, candidate_q=q)
 
 
-__all__ = ["FixedPointConfig", "FixedPoints", "find_fixed_points", "sample_states", "kinetic_energy",
-           "minimise_q", "newton_polish", "deduplicate", "analyse_points", "sort_eigenvalues"]
+__all__ = [
+    "FixedPointConfig",
+    "FixedPoints",
+    "analyse_points",
+    "deduplicate",
+    "find_fixed_points",
+    "kinetic_energy",
+    "minimise_q",
+    "newton_polish",
+    "sample_states",
+]

@@ -60,6 +60,8 @@ def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, ma
     eigenvector(s) — the local direction of the (approximate) continuous attractor."""
     import matplotlib.pyplot as plt
 
+    if not len(fps) and trajectories is None:
+        raise ValueError("nothing to draw: no fixed or slow points and no trajectories")
     n = fps.points.shape[-1] if len(fps) else trajectories.shape[-1]
     dims = 3 if n >= 3 else 2
     origin, basis, labels = attractor_basis(fps, trajectories, dims)
@@ -100,8 +102,9 @@ def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, ma
                 continue
             p = _project(fps.points[m], origin, basis)
             kind = "fixed" if fixed else "slow"
-            style = dict(color=colour, marker=marker, s=28 if fixed else 22, depthshade=False) if dims == 3 else \
-                dict(color=colour, marker=marker, s=28 if fixed else 22)
+            style = {"color": colour, "marker": marker, "s": 28 if fixed else 22}
+            if dims == 3:
+                style["depthshade"] = False
             if not fixed:
                 style.update(facecolors="none", edgecolors=colour)
                 style.pop("color")
@@ -236,7 +239,7 @@ def plot_flow_slice(model, *, x=None, center: torch.Tensor, basis: torch.Tensor,
                 colour, marker, label = CLASS_STYLE[cls]
                 p = inplane[m].numpy()
                 ax.scatter(p[:, 0], p[:, 1], color=colour, marker=marker, s=30, edgecolors="k", linewidths=0.4,
-                           label=f"{label}: {int(m.sum())}", zorder=4)
+                           label=f"{label} (fixed or slow, near the slice): {int(m.sum())}", zorder=4)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_xlabel(labels[0])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,6 @@ import torch
 
 from gnode.analysis.fixed_points import FixedPointConfig, find_fixed_points, sample_states
 from gnode.analysis.plots import (
-    attractor_basis,
     plot_attractor,
     plot_flow_slice,
     plot_spectra,
@@ -165,7 +165,7 @@ def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_d
         "marginal_tol": tol,
         "fixed_points": fps.summary(),
         "telemetry": _finite(tel.summary()),
-        "figures": {k: str(v) for k, v in paths.items()},
+        "figures": {k: Path(v).name for k, v in paths.items()},  # beside this file: the folder can move
         "timings": timings,
         "config": {k: (str(v) if not isinstance(v, (int, float, str, type(None), tuple, list, dict)) else v)
                    for k, v in asdict(config).items() if k != "finder"},
@@ -197,7 +197,7 @@ def analyze_run(folder: str | Path, out_dir: str | Path | None = None, *,
     summary["run"] = str(folder)
     summary["weights"] = run.weights
     on_disk = json.loads((out_dir / "summary.json").read_text())
-    on_disk.update(run=str(folder), weights=run.weights)
+    on_disk.update(run=os.path.relpath(folder, out_dir), weights=run.weights)  # relative: the folder can move
     _write_json(out_dir / "summary.json", on_disk)
     return summary
 

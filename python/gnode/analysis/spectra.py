@@ -12,7 +12,7 @@ Methods for Large Eigenvalue Problems", 2nd ed. 2011, ch. 6). Each iterate costs
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -65,13 +65,18 @@ class StiffnessTelemetry:
     method: str
     from_steps: bool
 
+    def _limited(self) -> torch.Tensor:
+        """1 where |dt| rho > 0.9 bound (a step limited by stability), 0 where not, NaN where dt is unknown."""
+        hit = (self.ratio > 0.9).to(self.rho.dtype)
+        return torch.where(torch.isnan(self.ratio), self.ratio, hit)
+
     def per_trajectory(self) -> dict[str, torch.Tensor]:
         """(B,) per trajectory: the largest rho, dt*rho/bound, gate spread, the smallest and largest
         timescale, and the fraction of steps with dt*rho above 0.9 of the bound (stability-limited)."""
         out = {"rho_max": _masked(self.rho, self.valid, "max"),
                "ratio_max": _masked(self.ratio, self.valid, "max"),
                "ratio_median": _masked(self.ratio, self.valid, "median"),
-               "stability_limited_fraction": _masked((self.ratio > 0.9).to(self.rho.dtype), self.valid, "mean"),
+               "stability_limited_fraction": _masked(self._limited(), self.valid, "mean"),
                "steps": self.valid.sum(-1)}
         if self.tau_min is not None:
             out["tau_min"] = _masked(self.tau_min, self.valid, "min")
@@ -87,7 +92,7 @@ class StiffnessTelemetry:
              "rho_max": _flat(self.rho, v, "max"), "rho_median": _flat(self.rho, v, "median"),
              "dt_rho_max": _flat(self.dt_rho, v, "max"), "ratio_max": _flat(self.ratio, v, "max"),
              "ratio_median": _flat(self.ratio, v, "median"),
-             "stability_limited_fraction": _flat((self.ratio > 0.9).to(self.rho.dtype), v, "mean")}
+             "stability_limited_fraction": _flat(self._limited(), v, "mean")}
         if self.amplification is not None:
             s["amplification_max"] = _flat(self.amplification, v, "max")
         if self.max_real is not None:
@@ -155,7 +160,7 @@ def pointwise_telemetry(f, t: torch.Tensor, h: torch.Tensor, x: torch.Tensor | N
                 parts["stiffness_ratio"].append(stiffness_ratio(lam))
             else:
                 v0 = torch.randn(hh.shape, generator=gen, dtype=hh.dtype, device=hh.device)
-                parts["rho"].append(spectral_radius_krylov(lambda v: _jvp(f, args, v), v0, krylov_iters))
+                parts["rho"].append(spectral_radius_krylov(lambda v, a=args: _jvp(f, a, v), v0, krylov_iters))
             if gated:
                 tau = f.timescales(*args)
                 lo, hi = tau.amin(-1), tau.amax(-1)
@@ -235,6 +240,9 @@ def stiffness_telemetry(model, sol, *, inputs=None, alg=None, method: str = "aut
     if not (isinstance(bound, (int, float)) and bound > 0):
         raise ValueError(f"the stability bound must be a positive number (or inf), got {bound!r}")
     t0, dt, valid, h, x, from_steps = _step_points(sol, inputs)
+    if x is None and (getattr(f, "d_in", 0) or 0) > 0:
+        raise ValueError(f"the model takes d_in={f.d_in} inputs but the solution keeps no record of them "
+                         f"({getattr(sol, 'engine', '?')} engine); pass inputs= the problem's gnode.Control")
     B, M = t0.shape
     if max_points is not None:
         if not (isinstance(max_points, int) and max_points >= 1):
@@ -281,7 +289,10 @@ def stiffness_telemetry(model, sol, *, inputs=None, alg=None, method: str = "aut
 def telemetry_summary(model, sol, *, max_points: int = 2048) -> dict[str, float]:
     """A few floats for a training log line, from the solution of one batch: the largest rho(J) and
     dt*rho/bound, the fraction of stability-limited steps, the gate timescales' extremes and spread, and
-    the median stiffness ratio. About `max_points` points are evaluated (cheap: one Jacobian each)."""
+    the median stiffness ratio. About `max_points` points are evaluated (cheap: one Jacobian each).
+    Returns {} when there is no solution (a discrete-time model's forward gives sol = None)."""
+    if sol is None:
+        return {}
     s = stiffness_telemetry(model, sol, max_points=max_points).summary()
     keys = ("rho_max", "ratio_max", "stability_limited_fraction", "tau_min", "tau_max", "tau_spread_max",
             "stiffness_ratio_median")
