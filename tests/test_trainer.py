@@ -181,6 +181,8 @@ def test_resume_rejects_other_settings_and_missing_checkpoints(tmp_path):
         Trainer(TinyRNN(hidden=5), data, quiet(epochs=1), tmp_path).fit(resume=True)
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         Trainer(TinyRNN(), data, quiet(), tmp_path / "empty").fit(resume=True)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):  # never overwritten by a fresh run
+        Trainer(TinyRNN(), data, quiet(epochs=1), tmp_path).fit()
 
 
 def test_resuming_a_finished_run_returns_its_summary_without_training(tmp_path):

@@ -447,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--sequences", type=int, default=3, help="test sequences to show (default 3)")
     pl.set_defaults(func=_cmd_plot)
 
-    from gnode.analysis.cli import add_subparser as add_analyze  # `gnode analyze RUN` (gnode.analysis)
+    from gnode.analysis.cli import (
+        add_subparser as add_analyze,  # `gnode analyze RUN` (gnode.analysis)
+    )
 
     add_analyze(sub)
 

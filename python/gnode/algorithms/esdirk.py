@@ -22,12 +22,16 @@ class AbstractESDIRK(AbstractAlgorithm):
     kappa:     stop when the predicted remaining error η ‖Δz‖ < kappa (in the step's error norm; η = θ/(1-θ)
                from the contraction rate θ). OrdinaryDiffEq.jl's default 1/100.
     max_iter:  Newton iterations per stage before the step is rejected.
-    fast_rate: keep the Jacobian for the next step when every stage contracted at least this fast.
+    fast_rate: keep the Jacobian for the next step when every stage contracted at least this fast. The
+               default 0.05 is tighter than OrdinaryDiffEq.jl's 0.2: a Jacobian here costs a few evaluations
+               (structured, or one batched backward pass), less than the extra Newton iterations a stale one
+               causes — measured with KenCarp4 at rtol 1e-7 on Robertson/HIRES/Van der Pol: 0.75/1.11/2.25 s
+               with 0.05 against 1.38/1.30/2.60 s with 0.2 (a new J every step: 0.62/1.07/1.90 s).
     """
 
     kappa: float = 0.01
     max_iter: int = 10
-    fast_rate: float = 0.2
+    fast_rate: float = 0.05
 
     def __post_init__(self):
         if not (0 < self.kappa < 1):

@@ -16,7 +16,7 @@ def run_on_ray(trials, config, *, address: str | None = None, log=print):
     except ImportError as e:
         raise ImportError("--ray needs Ray: pip install 'ray[default]' (or run without --ray: trials run locally "
                           "by default)") from e
-    from gnode.bench.workprecision import problem_references, run_trial
+    from gnode.bench.workprecision import problem_info, problem_references, run_trial
 
     started = not ray.is_initialized()
     if started:
@@ -26,9 +26,7 @@ def run_on_ray(trials, config, *, address: str | None = None, log=print):
     def references_task(spec, cfg, gradient):
         problem = spec.build()
         refs = problem_references(problem, cfg, gradient=gradient)
-        info = {"description": problem.description, "batch": problem.batch, "n": problem.n,
-                "tspan": list(problem.tspan), "stiff": problem.stiff, **problem.meta}
-        return problem.name, refs.summary(), info
+        return problem.name, refs.summary(), problem_info(problem, cfg)
 
     @ray.remote(num_cpus=1)
     def trial_task(trial, cfg):

@@ -149,9 +149,10 @@ class BenchProblem:
 
 # ------------------------------------------------------------------------------------------------ builders
 
-def _gnode_problem(name: str, model, u0: torch.Tensor, tspan, saveat, *, inputs=None, stiff=False,
+def gnode_problem(name: str, model, u0: torch.Tensor, tspan, saveat, *, inputs=None, stiff=False,
                    description="", atol_ratio=1e-2, meta=None) -> BenchProblem:
-    """A BenchProblem around a float64 gnODE-family model, with its NumPy/mpmath/JAX twins."""
+    """A BenchProblem around any float64 gnODE-family model (`gnode.models.GatedNODE` or a reduction), with the
+    NumPy, mpmath (when smooth) and JAX twins of its vector field that the references and diffrax need."""
     from gnode.bench.fields import GnodeWeights, mp_rhs, numpy_jacobian, numpy_rhs
 
     w = GnodeWeights.from_model(model)
@@ -180,7 +181,7 @@ def random_gnode(regime: str = "critical", *, n: int = 32, hidden: int = 64, dep
                       generator=gen, dtype=F64)
     u0 = torch.randn(batch, n, generator=gen, dtype=F64)
     saveat = torch.linspace(0.0, t1, saves, dtype=F64)
-    return _gnode_problem(f"gnode_{regime}", model, u0, (0.0, t1), saveat,
+    return gnode_problem(f"gnode_{regime}", model, u0, (0.0, t1), saveat,
                           description=f"random gnODE, {regime} init, n={n}, depth {depth}, hidden {hidden}, "
                                       f"batch {batch}, t in [0, {t1:g}]",
                           meta={"regime": regime, "n": n, "hidden": hidden, "depth": depth, "batch": batch,
@@ -198,7 +199,7 @@ def small_gnode(*, n: int = 3, batch: int = 2, t1: float = 4.0, seed: int = 3, g
         for layer in (model.F.layers[0], model.G.layers[0]):
             layer.bias.copy_(0.1 * torch.randn(n, generator=gen, dtype=F64))
     u0 = torch.randn(batch, n, generator=gen, dtype=F64)
-    return _gnode_problem("gnode_small", model, u0, (0.0, t1), torch.linspace(0.0, t1, 9, dtype=F64),
+    return gnode_problem("gnode_small", model, u0, (0.0, t1), torch.linspace(0.0, t1, 9, dtype=F64),
                           description=f"smooth gnODE (tanh F, sigmoid G, depth 1), n={n}, batch {batch}, "
                                       f"t in [0, {t1:g}]; has an mpmath reference",
                           meta={"n": n, "batch": batch, "seed": seed})
@@ -216,7 +217,7 @@ def stiff_gnode_problem(*, n: int = 8, batch: int = 8, g_min: float = 1e-4, tau:
         p.requires_grad_(True)  # the gradient benchmarks differentiate the weights
     u0 = torch.as_tensor(sp.u0, dtype=F64)
     saveat = torch.linspace(0.0, t1, saves, dtype=F64)
-    return _gnode_problem("gnode_stiff", model, u0, (0.0, t1), saveat, stiff=True,
+    return gnode_problem("gnode_stiff", model, u0, (0.0, t1), saveat, stiff=True,
                           description=f"stiff gnODE: {sp.description}, batch {batch}",
                           meta={"n": n, "batch": batch, "g_min": g_min, "tau": tau, "seed": seed})
 
@@ -273,7 +274,7 @@ def flipflop_problem(run: str | Path | None = None, *, batch: int = 16, weights:
     control = Control(times, x, getattr(seq, "interpolation", "zoh"))
     t0, t1 = float(times[0]), float(times[-1])
     saveat = times if times.numel() <= 201 else torch.linspace(t0, t1, 101, dtype=F64)
-    return _gnode_problem("flipflop", vf, u0, (t0, t1), saveat, inputs=control,
+    return gnode_problem("flipflop", vf, u0, (t0, t1), saveat, inputs=control,
                           description=f"trained flip-flop gnODE ({Path(run).name}, {loaded.weights} weights, "
                                       f"N={vf.n}), {k} test sequences, t in [{t0:g}, {t1:g}]",
                           meta={"run": str(run), "weights": loaded.weights, "batch": k,
@@ -293,7 +294,7 @@ def with_parameters(problem: BenchProblem, theta: torch.Tensor) -> BenchProblem:
     with torch.no_grad():
         for p, chunk in zip(params, torch.split(theta.to(F64), sizes)):
             p.copy_(chunk.reshape(p.shape))
-    new = _gnode_problem(problem.name, model, problem.u0, problem.tspan, problem.saveat, inputs=problem.inputs,
+    new = gnode_problem(problem.name, model, problem.u0, problem.tspan, problem.saveat, inputs=problem.inputs,
                          stiff=problem.stiff, description=problem.description, atol_ratio=problem.atol_ratio,
                          meta=problem.meta)
     return replace(new, loss_weights=problem.loss_weights)

@@ -200,14 +200,32 @@ def stiff_gnode(n: int = 8, batch: int = 8, *, g_min: float = 1e-4, g_max: float
     for p in model.parameters():
         p.requires_grad_(False)
     u0 = torch.randn(batch, n, generator=gen, dtype=torch.float64).numpy()
+    # the same field in NumPy for SciPy (a torch call per evaluation made the reference ~20x slower)
+    W, b_f = model.F.layers[0].weight.numpy().copy(), model.F.layers[0].bias.numpy().copy()
+    Wz, b_z = model.G.layers[0].weight.numpy().copy(), model.G.layers[0].bias.numpy().copy()
+
+    def parts(y):
+        F = np.tanh(W @ y + b_f)
+        G = 1 / (1 + np.exp(-(Wz @ y + b_z)))
+        return F, G
 
     def f_np(t, y, b=0):
-        with torch.no_grad():
-            return model(torch.zeros(1, dtype=torch.float64), torch.as_tensor(y)[None])[0].numpy()
+        F, G = parts(y)
+        return G * (F - y) / tau
 
     def jac_np(t, y, b=0):
-        with torch.no_grad():
-            return model.jacobian(torch.zeros(1, dtype=torch.float64), torch.as_tensor(y)[None])[0].numpy()
+        F, G = parts(y)
+        dF = (1 - F ** 2)[:, None] * W - np.eye(n)
+        dG = (G * (1 - G))[:, None] * Wz
+        return (G[:, None] * dF + (F - y)[:, None] * dG) / tau
+
+    with torch.no_grad():  # the NumPy copy is the model
+        y = u0[0]
+        torch_f = model(torch.zeros(1, dtype=torch.float64), torch.as_tensor(y)[None])[0].numpy()
+        torch_J = model.jacobian(torch.zeros(1, dtype=torch.float64), torch.as_tensor(y)[None])[0].numpy()
+    if not (np.allclose(f_np(0, y), torch_f, rtol=1e-12, atol=0) and np.allclose(jac_np(0, y), torch_J, rtol=1e-10,
+                                                                                   atol=1e-10 / tau)):
+        raise RuntimeError("stiff_gnode: the NumPy copy of the gnODE differs from GatedNODE; its layout changed?")
 
     return StiffProblem(f"gnode_n{n}_b{batch}", model, f_np, jac_np, u0, (0.0, t1),
                         description=f"gnODE, n={n}, gates {g_min:g}..{g_max:g}, tau={tau:g}: timescales "

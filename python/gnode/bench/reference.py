@@ -14,8 +14,9 @@ trusted: below that level the measured "error" of a solver is the reference's ow
 Gradients (`reference_gradient`): dL/dθ of L = sum(w * u(saveat)) from the native engine at the tightest
 tolerance it runs well at (Vern7, or Rodas5P for stiff problems, reltol 1e-12) with `InterpolatingAdjoint`
 (the continuous adjoint: the gradient of the exact solution's loss, up to the tolerance), checked on a
-sub-batch against central finite differences of L computed with the SciPy reference (Richardson-extrapolated
-in the step, along random directions). The spread between the adjoint at reltol 1e-12 and at 1e-10 is
+sub-batch against central finite differences of L computed with the SciPy reference (along random directions,
+at several steps: the random gnODEs have ReLU kinks, across which the differences converge only to first
+order in the step). The spread between the adjoint at reltol 1e-12 and at 1e-10 is
 recorded too, as an estimate of the reference's own error.
 """
 
@@ -183,9 +184,12 @@ class GradientReference:
     cached: bool = False
 
     def summary(self) -> dict:
+        best = {}
+        for c in self.fd_checks:  # per direction, the best-agreeing step
+            best[c["direction"]] = min(best.get(c["direction"], float("inf")), c["rel_diff"])
         return {"method": self.method, "spread_vs_rtol_1e-10": self.spread, "fd_checks": self.fd_checks,
                 "seconds": self.seconds, "cached": self.cached,
-                "fd_max_rel_diff": max((c["rel_diff"] for c in self.fd_checks), default=None)}
+                "fd_rel_diff": max(best.values()) if best else None}
 
 
 def _adjoint_gradient(problem: BenchProblem, rtol: float) -> np.ndarray:
@@ -203,12 +207,12 @@ def _adjoint_gradient(problem: BenchProblem, rtol: float) -> np.ndarray:
 
 
 def reference_gradient(problem: BenchProblem, *, cache: ReferenceCache | None = None, fd_batch: int = 2,
-                       fd_directions: int = 2, fd_step: float = 1e-3, check: bool = True) -> GradientReference:
+                       fd_directions: int = 2, fd_steps=(1e-3, 1e-4, 1e-5), check: bool = True) -> GradientReference:
     """The reference gradient of `problem`'s loss (module docstring), cached with its checks."""
     if not problem.differentiable:
         raise ValueError(f"problem {problem.name} has no parameters to differentiate")
     key = (Digest("gradient").add("problem", problem.fingerprint())
-           .add("fd", (fd_batch, fd_directions, float(fd_step), check)).hexdigest())
+           .add("fd", (fd_batch, fd_directions, tuple(map(float, fd_steps)), check)).hexdigest())
     if cache is not None and (hit := cache.get(key)) is not None:
         import json
         return GradientReference(hit["g"], str(hit["method"]), float(hit["spread"]),
@@ -219,7 +223,7 @@ def reference_gradient(problem: BenchProblem, *, cache: ReferenceCache | None = 
         g = _adjoint_gradient(problem, 1e-12)
         g_loose = _adjoint_gradient(problem, 1e-10)
     spread = float(np.linalg.norm(g - g_loose) / max(np.linalg.norm(g), 1e-300))
-    checks = _fd_checks(problem, fd_batch, fd_directions, fd_step) if check else []
+    checks = _fd_checks(problem, fd_batch, fd_directions, fd_steps) if check else []
     ref = GradientReference(g, method, spread, checks, time.perf_counter() - start)
     if cache is not None:
         import json
@@ -228,9 +232,11 @@ def reference_gradient(problem: BenchProblem, *, cache: ReferenceCache | None = 
     return ref
 
 
-def _fd_checks(problem: BenchProblem, batch: int, directions: int, h: float) -> list[dict]:
-    """Directional derivatives g·v of the adjoint reference vs central differences of L with the SciPy
-    reference, Richardson-extrapolated: D = (4 D(h) - D(2h)) / 3, error O(h^4) + O(eps_ref / h)."""
+def _fd_checks(problem: BenchProblem, batch: int, directions: int, steps) -> list[dict]:
+    """Directional derivatives g·v of the adjoint reference vs central differences (L(θ+hv) - L(θ-hv)) / 2h
+    of L computed with the SciPy reference, on the first `batch` trajectories, at several relative steps h.
+    Error of the difference: O(h^2) for a smooth field, O(h) across ReLU kinks (the solution is C^1 but not
+    C^2 in θ there), plus O(eps_ref / h); the smallest difference over the steps is the one to read."""
     from gnode.bench.gnode_problems import with_parameters
 
     sub = subproblem(problem, batch)
@@ -238,21 +244,20 @@ def _fd_checks(problem: BenchProblem, batch: int, directions: int, h: float) -> 
         g = _adjoint_gradient(sub, 1e-12)
     theta = torch.cat([p.detach().reshape(-1) for p in sub.params])
     gen = torch.Generator().manual_seed(7)
+    w = sub.loss_weights.numpy()
     out = []
 
     def loss_at(delta):
-        p = with_parameters(sub, theta + delta)
-        ref = reference_solution(p, rtol=REFERENCE_RTOL)
-        return float((sub.loss_weights.numpy() * ref.u_save).sum())
+        return float((w * reference_solution(with_parameters(sub, theta + delta)).u_save).sum())
 
     for k in range(directions):
         v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype)
-        v = v / v.norm() * theta.norm()  # a relative step: each direction moves θ by h ‖θ‖
-        d1 = (loss_at(h * v) - loss_at(-h * v)) / (2 * h)
-        d2 = (loss_at(2 * h * v) - loss_at(-2 * h * v)) / (4 * h)
-        fd = (4 * d1 - d2) / 3
+        v = v / v.norm() * theta.norm()  # a relative step: θ moves by h ‖θ‖
         ad = float(g @ v.numpy())
-        out.append({"direction": k, "adjoint": ad, "fd": fd, "rel_diff": abs(ad - fd) / max(abs(fd), 1e-300)})
+        for h in steps:
+            fd = (loss_at(h * v) - loss_at(-h * v)) / (2 * h)
+            out.append({"direction": k, "step": h, "adjoint": ad, "fd": fd,
+                        "rel_diff": abs(ad - fd) / max(abs(fd), 1e-300)})
     return out
 
 

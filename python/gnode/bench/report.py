@@ -12,8 +12,8 @@ from pathlib import Path
 
 FIRST_COLUMNS = ("problem", "mode", "solver", "family", "package", "engine", "method", "sensealg", "reltol",
                  "abstol", "status", "retcode", "n_failed", "final", "l2", "linf", "L2", "Linf", "l2_extended",
-                 "grad_error", "time", "compile_seconds", "nf", "nf_max", "f_calls", "naccept", "nreject",
-                 "njacs", "nw", "nsolve", "adjoint_nf", "peak_memory_bytes", "memory_method", "batch", "n",
+                 "grad_error", "time", "overhead", "compile_seconds", "nf", "nf_max", "f_calls", "naccept", "nreject",
+                 "njacs", "nw", "nsolve", "nf_backward", "peak_memory_bytes", "memory_method", "batch", "n",
                  "time_to_failure", "message")
 
 

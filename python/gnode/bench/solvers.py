@@ -15,8 +15,10 @@ Statistics (`Outcome.stats`), per trajectory and averaged over the batch unless 
     nf        right-hand-side evaluations the solver spent on the trajectory (its own count; for libraries
               that solve the batch as one system, such as torchdiffeq, every trajectory shares the count)
     nf_max    the largest per-trajectory nf
-    f_calls   calls of the vector field on the batch (what a batched solver pays; counted by a wrapper)
+    f_calls   calls of the vector field on the batch in the forward solve (what a batched solver pays;
+              counted by a hook or wrapper)
     naccept, nreject, njacs, nw, nsolve   as in `gnode.SolveStats`, where the solver reports them
+    nf_backward  (gradients) f or vector-Jacobian evaluations of a continuous adjoint's backward solve
 """
 
 from __future__ import annotations
@@ -217,25 +219,27 @@ class _EngineRun(Prepared):
             prob = self.prob if f is self.p.f else self.p.ode_problem(f)
             if self.gradient:
                 sol = self._solve(prob, self.p.saveat)
+                forward_calls, forward_rows = counter.calls, counter.rows  # the backward pass may call f too
                 grads = torch.autograd.grad(self.p.loss(sol.u), self.p.params, allow_unused=True)
                 grad = flat_grad([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.p.params)])
                 u_save = sol.u.detach().cpu().numpy()
                 u_dense = None
-                if sol.interp is not None:
+                if sol.interp is not None and bool((sol.retcodes == int(ReturnCode.Success)).all()):
                     with torch.no_grad():
                         u_dense = sol(t_all)[:, i_dense].detach().cpu().numpy()
             else:
                 with torch.no_grad():
                     sol = self._solve(prob, t_all)
+                forward_calls, forward_rows = counter.calls, counter.rows
                 u = sol.u.detach().cpu().numpy()
                 u_save, u_dense = u[:, i_save], u[:, i_dense]
         st = sol.stats
         stats = {k: float(v.double().mean()) for k, v in st.as_dict().items()}
         stats["nf_max"] = float(st.nf.max())
-        stats["f_calls"] = counter.calls or None
-        stats["f_rows"] = counter.rows or None
+        stats["f_calls"] = forward_calls or None  # forward solve only, in every mode
+        stats["f_rows"] = forward_rows or None
         if self.gradient and sol.adjoint_stats is not None:
-            stats["adjoint_nf"] = float(sol.adjoint_stats.nf.double().mean())
+            stats["nf_backward"] = float(sol.adjoint_stats.nf.double().mean())
         return Outcome(u_save, u_dense, sol.retcodes.cpu().numpy(), stats, grad)
 
     def peak_memory(self):

@@ -11,7 +11,9 @@ For each trial (problem × solver × mode) and each tolerance, in order from loo
      statistics, the gradient; errors against the reference (`gnode.bench.errors`);
   3. if it succeeded: wall time = minimum over `repeats` runs after a warm-up (`gnode.bench.measure`), with
      torch on `threads` threads; then peak memory in one more run (optional);
-  4. a failure (any trajectory without `Success`, or an exception) is recorded with its return code and
+  4. `overhead` (forward, torch solvers): time / (f_calls × the time of one bare f call on the batch) - 1,
+     the share of the time not spent in the vector field;
+  5. a failure (any trajectory without `Success`, or an exception) is recorded with its return code and
      message; the trial's tighter tolerances are then skipped (recorded as skipped), as they would fail too
      and could take long. So are they when one run took longer than `point_budget` seconds.
 
@@ -96,6 +98,32 @@ class ProblemReferences:
             out["gradient"] = self.gradient.summary()
         out.update(self.notes)
         return out
+
+
+def bare_f_seconds(problem, threads: int | None = 1, calls: int = 50, repeats: int = 5) -> float:
+    """Seconds per call of the problem's vector field on the whole batch (no grad, min over repeats): the
+    floor under any torch solver's cost, from which a point's `overhead` is measured."""
+    import torch
+
+    t = torch.full((problem.batch,), float(problem.tspan[0]), dtype=problem.u0.dtype)
+    x = None if problem.inputs is None else problem.inputs.evaluate(t)
+    f = problem.f
+
+    def many():
+        for _ in range(calls):
+            f(t, problem.u0) if x is None else f(t, problem.u0, x)
+
+    with torch_threads(threads), torch.no_grad():
+        best, _ = min_time(many, repeats)
+    return best / calls
+
+
+def problem_info(problem, config: BenchConfig) -> dict:
+    """What the results file says about a problem (sizes, description, bare f cost)."""
+    return {"description": problem.description, "batch": problem.batch, "n": problem.n,
+            "tspan": list(problem.tspan), "saves": int(problem.saveat.numel()), "stiff": problem.stiff,
+            "atol_ratio": problem.atol_ratio, "n_params": int(sum(p.numel() for p in problem.params)),
+            "f_seconds": bare_f_seconds(problem, config.threads), **problem.meta}
 
 
 def problem_references(problem, config: BenchConfig, *, gradient: bool) -> ProblemReferences:
@@ -275,6 +303,10 @@ def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_addre
     else:
         rows, refs, probs = _run_local(trials, config, progress=progress, log=log)
     meta["wall_seconds"] = time.perf_counter() - start
+    for r in rows:  # solver overhead over the bare f calls it made (forward, torch solvers that counted them)
+        fs = probs.get(r.get("problem"), {}).get("f_seconds")
+        if r.get("mode") == "forward" and r.get("status") == "ok" and r.get("f_calls") and fs:
+            r["overhead"] = r["time"] / (r["f_calls"] * fs) - 1
     try:
         import os
         meta["load_average_end"] = os.getloadavg()
@@ -305,10 +337,7 @@ def _run_local(trials, config, *, progress, log):
                                      "status": "skipped", "message": f"problem unavailable: {e}"})
                     bar.update(len(t.reltols))
                 continue
-            probs[problem.name] = {"description": problem.description, "batch": problem.batch, "n": problem.n,
-                                   "tspan": list(problem.tspan), "saves": int(problem.saveat.numel()),
-                                   "stiff": problem.stiff, "atol_ratio": problem.atol_ratio,
-                                   "n_params": int(sum(p.numel() for p in problem.params)), **problem.meta}
+            probs[problem.name] = problem_info(problem, config)
             bar.set_description(f"{problem.name}: references")
             t0 = time.perf_counter()
             ref = problem_references(problem, config, gradient=any(t.gradient for t in group))

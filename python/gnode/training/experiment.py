@@ -31,8 +31,10 @@ The defaults (`RunConfig()`, what `gnode train flipflop` runs) and why, as measu
 - Training: Adam, lr 5e-2 with cosine decay to 5%, batch 32, 40 epochs (640 steps), gradient clipping
   at norm 1. lr 2e-2 ended 22% worse, 1e-1 trained erratically (3x worse at epoch 17), and 80 epochs
   at 2e-2 did not beat 40 at 5e-2.
-Result (seed 0): test MSE 0.0186 against a target variance of 0.196 (9.5%), 65 s of CPU time. About a
-third of the remaining error sits on pulses with |amplitude| < 0.1, which barely differ from no pulse
+Result: `gnode train flipflop` reaches a test MSE of 0.0186 against a target variance of 0.196 (9.5%) in
+62 s end to end on the idle 2-core machine (56 s of training; 2 minutes when other jobs share the CPU);
+over seeds 0, 1, 2 the test MSE is 0.0202 +- 0.0015 (benchmarks/flipflop_models.py). About a third of
+the remaining error sits on pulses with |amplitude| < 0.1, which barely differ from no pulse
 (`FlipFlopConfig.min_amplitude` removes them).
 """
 

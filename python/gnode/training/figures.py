@@ -91,7 +91,7 @@ def plot_latents(h, path: str | Path, *, colors=None, n_lines: int = 8, dense=No
     components."""
     plt = _pyplot()
     h = _np(h)
-    b, steps, n = h.shape
+    _, steps, n = h.shape
     flat = h.reshape(-1, n)
     lines = h if dense is None else _np(dense)
     label = [f"$h_{i + 1}$" for i in range(min(n, 3))]

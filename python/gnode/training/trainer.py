@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gnode.analysis.telemetry import telemetry_summary
+from gnode.solution import ODESolution
 from gnode.tasks.data import SequenceSplit, TaskData
 from gnode.training.checkpoint import (
     atomic_write_json,
@@ -203,6 +205,9 @@ class Trainer:
             if self.progress.status != "running":
                 return TrainResult(self.progress.status, self._read_summary(), list(self.log.rows),
                                    already_finished=True)
+        elif self.checkpoint_path is not None and self.checkpoint_path.exists() and self.progress.global_step == 0:
+            raise ValueError(f"{self.out_dir} already holds a checkpoint; continue it with fit(resume=True) or "
+                             "train into another out_dir")
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self._stop_requested = False
@@ -322,6 +327,8 @@ class Trainer:
         self._mid_update = True
         self.optimizer.step()
         self._mid_update = False
+        sol = getattr(out, "sol", None)  # the epoch's stiffness telemetry reads the last batch's solve
+        self._last_sol = sol if isinstance(sol, ODESolution) else None
         row = {"loss": float(loss.detach()) * len(batch), "seqs": len(batch), "grad_norm": gnorm}
         if stats is not None:
             row.update({k: v * len(batch) for k, v in stats.items()})
@@ -337,6 +344,8 @@ class Trainer:
         for k in ("nf", "naccept", "nreject"):
             if k in s:
                 row[f"train_{k}"] = s[k] / seqs
+        with torch.no_grad():  # stiffness of the last batch: rho(J), dt*rho/bound, gate timescales (stiff_*)
+            row.update(telemetry_summary(self.model, getattr(self, "_last_sol", None)))
         p.epoch += 1
         p.perm, p.step_in_epoch, p.sums = None, 0, {}
         val = None

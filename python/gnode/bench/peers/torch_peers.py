@@ -11,7 +11,7 @@ Input breakpoints are passed as `jump_t`. Failures (its assertions) map to retur
 
 torchode (Lienen & Günnemann 2022) solves each trajectory with its own step size, like gnode's native engine.
 Methods: Dopri5, Tsit5, Heun; `IntegralController`; gradients: "AutoDiffAdjoint" (backprop through the
-solver). It has no notion of breakpoints, so on problems with zero-order-hold inputs its steps straddle the
+solver, with `backprop_through_step_size_control=False`: see `_TorchodeRun._solver`). It has no notion of breakpoints, so on problems with zero-order-hold inputs its steps straddle the
 jumps (what a user of it would get).
 """
 
@@ -130,6 +130,7 @@ class _TorchdiffeqRun(Prepared):
         try:
             if self.gradient:
                 u = self._odeint(f, self.p.saveat).transpose(0, 1)
+                forward_calls = counter.calls
                 grads = torch.autograd.grad(self.p.loss(u), self.p.params, allow_unused=True)
                 grad = flat_grad([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.p.params)])
                 u_save = u.detach().numpy()
@@ -142,11 +143,13 @@ class _TorchdiffeqRun(Prepared):
             nan = np.full((B, self.p.saveat.numel(), self.p.n), np.nan)
             return Outcome(nan, None, np.full(B, int(code)), {"nf": float(counter.calls)}, None,
                            f"torchdiffeq: {str(e).splitlines()[0][:200]}")
-        calls = float(counter.calls)
-        stats = {"nf": calls, "nf_max": calls, "f_calls": counter.calls, "f_rows": counter.rows,
-                 "naccept": float(f.accepted), "nreject": float(f.rejected)}
-        if self.gradient and self.s.sensealg == "backprop":
-            stats["naccept"] = stats["nreject"] = None  # the hooks count forward steps only; keep it simple
+        calls = float(counter.calls if not self.gradient else forward_calls)
+        stats = {"nf": calls, "nf_max": calls, "f_calls": int(calls), "naccept": float(f.accepted),
+                 "nreject": float(f.rejected)}
+        if self.gradient:
+            stats["nf_backward"] = float(counter.calls - forward_calls)  # the adjoint's f/vjp calls
+            if self.s.sensealg == "adjoint":
+                stats["naccept"] = stats["nreject"] = None  # the hooks also fire in the backward solve
         return Outcome(u_save, u_dense, np.full(B, int(ReturnCode.Success)), stats, grad)
 
     def peak_memory(self):
@@ -197,7 +200,10 @@ class _TorchodeRun(Prepared):
         term = torchode.ODETerm(f)
         step = getattr(torchode, self.s.method)(term=term)
         ctrl = torchode.IntegralController(atol=self.abstol, rtol=self.reltol, term=term)
-        return torchode.AutoDiffAdjoint(step, ctrl, max_steps=self.maxiters)
+        # step sizes as constants of the backward pass, as gnode's BackpropAdjoint treats them: torchode's
+        # default (backprop through the controller too) gave relative gradient errors of 1e1..1e16 on the
+        # random gnODEs (measured), which no user would want
+        return torchode.AutoDiffAdjoint(step, ctrl, max_steps=self.maxiters, backprop_through_step_size_control=False)
 
     def _solve(self, solver, t):
         import torchode
@@ -221,18 +227,20 @@ class _TorchodeRun(Prepared):
             solver = self.solver if f is self.f else self._solver(f)
             if self.gradient:
                 sol = self._solve(solver, self.p.saveat)
+                calls = counter.calls
                 grads = torch.autograd.grad(self.p.loss(sol.ys), self.p.params, allow_unused=True)
                 grad = flat_grad([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.p.params)])
                 u_save = sol.ys.detach().numpy()
             else:
                 with torch.no_grad():
                     sol = self._solve(solver, t_all)
+                calls = counter.calls
                 u = sol.ys.numpy()
                 u_save, u_dense = u[:, i_save], u[:, i_dense]
         st = {k: v.double() for k, v in sol.stats.items()}
         stats = {"nf": float(st["n_f_evals"].mean()), "nf_max": float(st["n_f_evals"].max()),
                  "naccept": float(st["n_accepted"].mean()), "nreject": float((st["n_steps"] - st["n_accepted"]).mean()),
-                 "f_calls": counter.calls or None, "f_rows": counter.rows or None}
+                 "f_calls": calls or None}
         codes = np.array([int(_TORCHODE_STATUS.get(int(c), ReturnCode.Failure)) for c in sol.status.tolist()])
         return Outcome(u_save, u_dense, codes, stats, grad)
 

@@ -17,6 +17,7 @@ differentiates the Jacobian too.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.autograd.forward_ad as fwad
@@ -60,7 +61,10 @@ def time_derivative(fn, t: torch.Tensor, y: torch.Tensor, f0: torch.Tensor, dt: 
     and dt (B,) (its sign: the direction for the finite-difference fallback)."""
     try:
         with fwad.dual_level():
-            out = fn(fwad.make_dual(t, torch.ones_like(t)), y)
+            with warnings.catch_warnings():  # torch's own first-use import of its jvp decompositions warns
+                warnings.simplefilter("ignore", DeprecationWarning)
+                dual_t = fwad.make_dual(t, torch.ones_like(t))
+            out = fn(dual_t, y)
             tangent = fwad.unpack_dual(out).tangent
         return torch.zeros_like(f0) if tangent is None else tangent
     except _FUNC_FAILURES:

@@ -27,7 +27,7 @@ from gnode.engines.torch.linalg import Factorized
 class NewtonOptions:
     kappa: float = 0.01
     max_iter: int = 10
-    fast_rate: float = 0.2
+    fast_rate: float = 0.05
     reltol: float = 1e-6
     abstol: float = 1e-8
 
@@ -42,7 +42,7 @@ class StageSolution:
     z: torch.Tensor  # (B, n) the stage increment dt F
     iterations: torch.Tensor  # (B,) long: Newton iterations (= evaluations of f) per trajectory
     failed: torch.Tensor  # (B,) bool: diverged or out of iterations
-    rate: torch.Tensor  # (B,) the slowest contraction rate seen (0 if one iteration sufficed)
+    rate: torch.Tensor  # (B,) the slowest contraction rate measured (theta0 where one iteration sufficed)
 
 
 def solve_stage(f_stage, base: torch.Tensor, gamma: float, z0: torch.Tensor, dt: torch.Tensor, W: Factorized,
@@ -58,7 +58,7 @@ def solve_stage(f_stage, base: torch.Tensor, gamma: float, z0: torch.Tensor, dt:
     ndz_prev = None
     iterations = torch.zeros(B, dtype=torch.long, device=z0.device)
     failed = torch.zeros(B, dtype=torch.bool, device=z0.device)
-    rate = torch.zeros_like(theta0)
+    rate = theta0.clone()  # the rate of this solve; where none is measured (one iteration), the guess stands
     for k in range(opts.max_iter):
         u = base + gamma * z
         fu = f_stage(u)
@@ -69,7 +69,8 @@ def solve_stage(f_stage, base: torch.Tensor, gamma: float, z0: torch.Tensor, dt:
             finite = torch.isfinite(ndz)
             if k > 0:
                 theta = torch.where(active, ndz / ndz_prev.clamp(min=torch.finfo(ndz.dtype).tiny), theta)
-                rate = torch.where(active & (ndz > floor), torch.maximum(rate, theta), rate)
+                measured = active & (ndz > floor)  # increments at rounding level say nothing about θ
+                rate = torch.where(measured & (k == 1), theta, torch.where(measured, torch.maximum(rate, theta), rate))
             eta = theta / (1 - theta)
             tiny = ndz <= floor
             converged = finite & (tiny | ((theta < 1) & (eta * ndz < opts.kappa)))

@@ -1,0 +1,207 @@
+"""`gnode bench`: run a work-precision set from the command line.
+
+Wire it into the `gnode` command with
+    from gnode.bench.cli import add_subparser as add_bench_subparser
+    add_bench_subparser(sub)            # sub = the gnode parser's subparsers
+`add_subparser` registers the "bench" command with `func=run_command`, which returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+DEFAULT_PROBLEMS = ("gnode_stable", "gnode_critical", "gnode_chaotic", "gnode_stiff", "robertson", "vanderpol",
+                    "hires")
+QUICK = {"reltols": (1e-3, 1e-5, 1e-7), "repeats": 1, "batch": 8, "n": 8, "hidden": 16, "t1": 5.0}
+
+
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    """Add `gnode bench` to `subparsers` (the gnode parser's `add_subparsers()` object)."""
+    from gnode.bench.gnode_problems import PROBLEMS
+
+    names = "\n".join(f"  {k:15s} {d}" for k, (_, d) in PROBLEMS.items())
+    p = subparsers.add_parser(
+        "bench", help="work-precision benchmarks of solvers, engines and peers",
+        description=textwrap.fill(
+            "Measure work-precision sets: each problem solved by many methods, engines (gnode's native torch "
+            "engine, julia when available, scipy) and peer libraries (torchdiffeq, torchode, diffrax, when "
+            "installed) at many tolerances, recording error (final, l2, L2 as DiffEqDevTools defines them; "
+            "the relative gradient error with --gradients), wall time (min of repeats after a warm-up, torch on "
+            "one thread), f evaluations, steps, Jacobians and peak memory. Errors are against SciPy float64 "
+            "references at rtol 1e-13, cached in the user cache folder. Writes results.json, results.csv, "
+            "comparisons.txt and figures/*.png into --out and prints the matched-error comparison.", 88),
+        epilog="problems:\n" + names + "\n\nexamples:\n"
+               "  gnode bench --quick\n"
+               "  gnode bench --problems gnode_critical robertson --gradients --out bench-out\n"
+               "  gnode bench --problems gnode_critical --solvers Tsit5 dopri5 --reltols 1e-4 1e-6 1e-8\n"
+               "  gnode bench --problems flipflop --run runs/ff3\n"
+               "  gnode bench --list",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_argument_group("what to measure")
+    what.add_argument("--problems", nargs="+", metavar="NAME", choices=list(PROBLEMS),
+                      help=f"problems (default: {' '.join(DEFAULT_PROBLEMS)})")
+    what.add_argument("--gradients", action="store_true", help="also measure gradients (problems with parameters)")
+    what.add_argument("--no-forward", action="store_true", help="measure gradients only")
+    what.add_argument("--engines", nargs="+", default=["torch", "julia"], metavar="ENGINE",
+                      help="gnode engines (default: torch julia; julia is skipped with its reason when not "
+                           "available; add scipy for SciPy's solvers on every problem)")
+    what.add_argument("--peers", nargs="*", default=["torchdiffeq", "torchode", "diffrax"], metavar="PEER",
+                      help="peer libraries (default: torchdiffeq torchode diffrax; none: --peers)")
+    what.add_argument("--solvers", nargs="+", metavar="TEXT",
+                      help="keep only solvers whose label contains one of these (e.g. Tsit5 dopri5 Rodas5P)")
+    what.add_argument("--reltols", nargs="+", type=float, metavar="RTOL",
+                      help="tolerances (default: 1e-3..1e-10 non-stiff, 1e-3..1e-9 stiff, 1e-3..1e-8 gradients); "
+                           "abstol = reltol * the problem's atol ratio")
+    what.add_argument("--quick", action="store_true",
+                      help="a small set: 3 tolerances, 1 repeat, batch 8, n 8, hidden 16, t1 5")
+    what.add_argument("--list", action="store_true", help="list the problems, their default solvers and which "
+                      "engines and peers are available here, then exit")
+    size = p.add_argument_group("problem sizes")
+    size.add_argument("--batch", type=int, help="trajectories per problem (random/stiff gnODEs, flipflop)")
+    size.add_argument("--n", type=int, help="latent size of the random gnODEs (default 32)")
+    size.add_argument("--hidden", type=int, help="hidden width of the random gnODEs (default 64)")
+    size.add_argument("--t1", type=float, help="end time of the random gnODEs (default 20)")
+    size.add_argument("--run", metavar="FOLDER", help="trained flip-flop run folder for the flipflop problem")
+    how = p.add_argument_group("how to measure")
+    how.add_argument("--repeats", type=int, help="timed runs per point after a warm-up (default 3)")
+    how.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    how.add_argument("--maxiters", type=int, default=100_000, help="step budget per trajectory (default 100000)")
+    how.add_argument("--no-memory", action="store_true", help="skip the peak-memory run of each point")
+    how.add_argument("--point-budget", type=float, default=30.0,
+                     help="seconds; a slower point ends its solver's tolerance sweep (default 30)")
+    how.add_argument("--metric", choices=("l2", "final", "L2", "linf", "Linf"), default="l2",
+                     help="solution error of the diagrams and comparisons (default l2)")
+    how.add_argument("--cache-dir", help="reference cache folder (default: $GNODE_CACHE_DIR or the user cache)")
+    how.add_argument("--no-cache", action="store_true", help="recompute every reference")
+    how.add_argument("--no-extended", action="store_true", help="skip the mpmath reference of small problems")
+    how.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run trials as Ray tasks (local Ray, or the cluster at ADDRESS); default: locally")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default="bench-results", help="output folder (default: bench-results)")
+    out.add_argument("--no-figures", action="store_true", help="write no figures")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_command)
+    return p
+
+
+def _problem_specs(args):
+    from gnode.bench.specs import ProblemSpec
+
+    names = args.problems or list(DEFAULT_PROBLEMS)
+    quick = QUICK if args.quick else {}
+    specs = []
+    for name in names:
+        opts = {}
+        if name.startswith("gnode_") and name not in ("gnode_small", "gnode_stiff"):
+            for k in ("batch", "n", "hidden", "t1"):
+                v = getattr(args, k) if getattr(args, k) is not None else quick.get(k)
+                if v is not None:
+                    opts[k] = v
+        elif name in ("gnode_stiff", "flipflop"):
+            v = args.batch if args.batch is not None else quick.get("batch")
+            if v is not None:
+                opts["batch"] = v
+        if name == "flipflop":
+            opts["run"] = args.run
+        specs.append(ProblemSpec.of(name, **opts))
+    return specs
+
+
+def _available_line(solver_spec) -> str:
+    s = solver_spec.build()
+    ok, why = s.available()
+    return f"{s.label}" + ("" if ok else f"   [not available: {why}]")
+
+
+def run_command(args) -> int:
+    """The `gnode bench` handler: plan, run, write, print. Returns the exit status."""
+    from gnode.bench.compare import format_comparisons
+    from gnode.bench.specs import default_solvers, plan
+    from gnode.bench.workprecision import BenchConfig, run_set
+
+    for name, v in (("--batch", args.batch), ("--n", args.n), ("--hidden", args.hidden), ("--repeats", args.repeats),
+                    ("--threads", args.threads), ("--maxiters", args.maxiters)):
+        if v is not None and v < 1:
+            return _usage(f"{name} must be >= 1, got {v}")
+    if args.reltols is not None and not all(0 < r < 1 for r in args.reltols):
+        return _usage(f"--reltols must lie in (0, 1), got {args.reltols}")
+    if args.problems and "flipflop" in args.problems and not args.run:
+        return _usage("the flipflop problem needs --run FOLDER (a run trained with `gnode train flipflop --out "
+                      "FOLDER`)")
+    specs = _problem_specs(args)
+    if args.list:
+        for spec in specs:
+            try:
+                problem = spec.build()
+            except Exception as e:
+                print(f"{spec.name}: unavailable ({e})")
+                continue
+            print(f"{problem.name}: {problem.description}")
+            for gradient in (False, True):
+                if gradient and not problem.differentiable:
+                    continue
+                print(f"  {'gradient' if gradient else 'forward'}:")
+                for s in default_solvers(problem, gradient, engines=tuple(args.engines), peers=tuple(args.peers)):
+                    print(f"    {_available_line(s)}")
+        return 0
+    reltols = args.reltols or (QUICK["reltols"] if args.quick else None)
+    trials = plan(specs, gradients=args.gradients or args.no_forward, forward=not args.no_forward, reltols=reltols,
+                  engines=tuple(args.engines), peers=tuple(args.peers))
+    if args.solvers:
+        trials = [t for t in trials if any(k.lower() in t.solver.label.lower() for k in args.solvers)]
+    if not trials:
+        print("gnode bench: nothing to measure (check --problems, --solvers, --peers, --engines)")
+        return 2
+    repeats = args.repeats or (QUICK["repeats"] if args.quick else 3)
+    config = BenchConfig(repeats=repeats, threads=args.threads, maxiters=args.maxiters, memory=not args.no_memory,
+                         point_budget=args.point_budget, metric=args.metric, cache_dir=args.cache_dir,
+                         use_cache=not args.no_cache, extended_reference=not args.no_extended)
+    points = sum(len(t.reltols) for t in trials)
+    print(f"gnode bench: {len(trials)} trials, {points} points, {len({t.problem for t in trials})} problems; "
+          f"torch threads {args.threads}, {repeats} repeats" + (", on Ray" if args.ray is not None else ""))
+    results = run_set(trials, config, use_ray=args.ray is not None, ray_address=args.ray or None,
+                      progress=not args.quiet)
+    files = results.write(args.out, figures=not args.no_figures)
+    _print_summary(results)
+    print()
+    print(format_comparisons(results.comparisons()))
+    print()
+    for what, path in files.items():
+        print(f"wrote {what}: {path}")
+    return 0
+
+
+def _usage(message: str) -> int:
+    import sys
+    print(f"gnode bench: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gnode.bench.cli ...`: the same command without the rest of `gnode`."""
+    parser = argparse.ArgumentParser(prog="gnode")
+    add_subparser(parser.add_subparsers(dest="command", required=True))
+    import sys
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+def _print_summary(results) -> None:
+    rows = results.rows
+    counts = {}
+    for r in rows:
+        counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
+    print("\npoints: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    skipped = sorted({(r["solver"], r.get("message", "")) for r in rows
+                      if r.get("status") == "skipped" and "not available" in r.get("message", "")})
+    for solver, why in skipped:
+        print(f"  skipped {solver}: {why}")
+    for r in rows:
+        if r.get("status") in ("failed", "error"):
+            print(f"  {r['status']}: {r['problem']} {r['solver']} reltol {r['reltol']:.0e}: {r.get('retcode')} "
+                  f"{r.get('message', '')}".rstrip())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
