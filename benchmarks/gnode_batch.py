@@ -1,14 +1,19 @@
-"""Native engine vs torchdiffeq and torchode on one random gnODE batch, forward and forward+backward.
+"""Native engine vs torchdiffeq, torchode and diffrax on one random gnODE batch, forward and with gradients.
 
     python benchmarks/gnode_batch.py            # batch 64, n 32, hidden 64, float64, t in [0, 20]
     python benchmarks/gnode_batch.py --quick    # fewer tolerances and repeats
 
-Every solver integrates the same vector field, with the same weights, from the same states, saving at the same
-21 times. Errors are against a reference (Vern7, rtol 1e-12, checked against SciPy DOP853 per trajectory). Each
-solver runs at several tolerances; times are the minimum over repeats after a warm-up, with torch on one
-thread. "At matched error" interpolates each solver's log time against log error and compares at the same
-error. `overhead` is (solve time - time of the same number of bare f calls) / bare f time. Results are written
-to benchmarks/results/gnode_batch.json beside the printed table.
+A thin front end to `gnode.bench` (the same runner as `gnode bench`), on the problem of the design's
+performance target: tau dh/dt = G ⊙ (-h + F), F = tanh(W2 relu(W1 h + b1) + b2), G = sigmoid(V2 relu(V1 h + c1)
++ c2), weights N(0, 1.5^2 / fan_in), biases N(0, 0.01), seed 0; u0 ~ N(0, 1), seed 1; saved at 21 times.
+Every solver integrates the same vector field, with the same weights, from the same states, at the same
+tolerances (abstol = reltol / 100). Errors are the max abs error over the saved times against SciPy DOP853 at
+rtol 1e-13 (cached); gradient points use the relative error of dL/dθ against the reference gradient. Times are
+the minimum over repeats after a warm-up, torch on one thread, JAX on one thread after compilation (its compile
+time is recorded apart). `overhead` = time / (batched f calls × the time of one bare f call) - 1.
+
+Writes benchmarks/results/gnode_batch.json (the `gnode bench` results format) and figures beside it
+(benchmarks/results/gnode_batch/), and prints the points and the ratios at matched error.
 """
 
 from __future__ import annotations
@@ -16,196 +21,86 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import time
+import shutil
+import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import gnode
+from gnode.bench import BenchConfig, ProblemSpec, SolverSpec, Trial, format_comparisons, run_set
+from gnode.bench.gnode_problems import gnode_problem
 
 N, HIDDEN, BATCH, T_END = 32, 64, 64, 20.0
+F64 = torch.float64
 
 
-class RandomGnODE(torch.nn.Module):
-    """tau dh/dt = G ⊙ (-h + F): F = tanh(W2 relu(W1 h + b1) + b2), G = sigmoid(V2 relu(V1 h + c1) + c2)."""
+def random_gnode(n=N, hidden=HIDDEN, batch=BATCH, t1=T_END, gain=1.5, seed=0):
+    """The benchmark's random gnODE as a `gnode.models.GatedNODE` (depth 2 F and G, ReLU hidden layers)."""
+    from gnode.models import GatedNODE
 
-    def __init__(self, n=N, hidden=HIDDEN, gain=1.5, seed=0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.F1, self.F2 = torch.nn.Linear(n, hidden), torch.nn.Linear(hidden, n)
-        self.G1, self.G2 = torch.nn.Linear(n, hidden), torch.nn.Linear(hidden, n)
-        with torch.no_grad():
-            for layer in (self.F1, self.F2, self.G1, self.G2):
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * gain / layer.in_features ** 0.5)
-                layer.bias.copy_(torch.randn(layer.bias.shape, generator=g) * 0.1)
-        self.calls = 0
-
-    def forward(self, t, h):
-        self.calls += 1
-        F = torch.tanh(self.F2(torch.relu(self.F1(h))))
-        G = torch.sigmoid(self.G2(torch.relu(self.G1(h))))
-        return G * (F - h)
-
-
-def reference(f, u0, ts, check=4):
-    """Vern7 at rtol 1e-12 with per-trajectory steps, checked against SciPy DOP853 (rtol 1e-12) per trajectory
-    on the first `check` trajectories (one batched SciPy system would crawl: it must resolve every trajectory's
-    ReLU kinks at once)."""
-    from scipy.integrate import solve_ivp
-
+    model = GatedNODE(n, depth_F=2, depth_G=2, width_F=[hidden], width_G=[hidden], dtype=F64)
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        ref = gnode.solve(gnode.ODEProblem(f, u0, (0.0, T_END)), gnode.Vern7(), saveat=ts, reltol=1e-12, abstol=1e-14).u
-    worst = 0.0
-    for i in range(check):
-        def rhs(t, y):
-            with torch.no_grad():
-                return f(torch.full((1,), t), torch.from_numpy(y)[None])[0].numpy()
-        r = solve_ivp(rhs, (0.0, T_END), u0[i].numpy(), method="DOP853", t_eval=ts.numpy(), rtol=1e-12, atol=1e-14)
-        assert r.success, r.message
-        worst = max(worst, float((torch.from_numpy(r.y.T) - ref[i]).abs().max()))
-    print(f"reference: gnode Vern7 rtol 1e-12 vs SciPy DOP853 rtol 1e-12 on {check} trajectories: max |diff| {worst:.1e}")
-    return ref, worst
+        for layer in (*model.F.layers, *model.G.layers):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, dtype=F64) * gain / layer.weight.shape[1] ** 0.5)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=g, dtype=F64) * 0.1)
+    u0 = torch.randn(batch, n, generator=torch.Generator().manual_seed(1), dtype=F64)
+    return gnode_problem("gnode_batch", model, u0, (0.0, t1), torch.linspace(0.0, t1, 21, dtype=F64),
+                         description=f"random gnODE (gain 1.5, biases 0.1), n={n}, hidden {hidden}, batch {batch}, "
+                                     f"t in [0, {t1:g}]",
+                         meta={"n": n, "hidden": hidden, "batch": batch, "gain": gain, "seed": seed})
 
 
-def solvers():
-    """name → (solve(f, u0, ts, rtol, atol) → u (B, T, n)), for those installed."""
-    out = {}
-    for alg in (gnode.Tsit5(), gnode.DP5(), gnode.Vern7()):
-        out[f"gnode {alg.name}"] = lambda f, u0, ts, rtol, atol, alg=alg: gnode.solve(
-            gnode.ODEProblem(f, u0, (0.0, T_END)), alg, saveat=ts, reltol=rtol, abstol=atol).u
-    out["gnode Tsit5 InterpolatingAdjoint"] = lambda f, u0, ts, rtol, atol: gnode.solve(
-        gnode.ODEProblem(f, u0, (0.0, T_END)), gnode.Tsit5(), saveat=ts, reltol=rtol, abstol=atol,
-        sensealg=gnode.InterpolatingAdjoint()).u
-    try:
-        import torchdiffeq
-
-        out["torchdiffeq dopri5"] = lambda f, u0, ts, rtol, atol: torchdiffeq.odeint(
-            f, u0, ts, method="dopri5", rtol=rtol, atol=atol).transpose(0, 1)
-        out["torchdiffeq dopri5 adjoint"] = lambda f, u0, ts, rtol, atol: torchdiffeq.odeint_adjoint(
-            f, u0, ts, method="dopri5", rtol=rtol, atol=atol, adjoint_params=tuple(f.parameters())).transpose(0, 1)
-    except ImportError:
-        print("torchdiffeq not installed: pip install torchdiffeq (or the bench extra)")
-    try:
-        import torchode
-
-        def tode(method):
-            def solve(f, u0, ts, rtol, atol):
-                term = torchode.ODETerm(f)
-                step = method(term=term)
-                ctrl = torchode.IntegralController(atol=atol, rtol=rtol, term=term)
-                solver = torchode.AutoDiffAdjoint(step, ctrl)
-                sol = solver.solve(torchode.InitialValueProblem(y0=u0, t_eval=ts.expand(u0.shape[0], -1)))
-                return sol.ys
-            return solve
-
-        out["torchode Dopri5"] = tode(torchode.Dopri5)
-        out["torchode Tsit5"] = tode(torchode.Tsit5)
-    except ImportError:
-        print("torchode not installed: pip install torchode (or the bench extra)")
-    return out
-
-
-FORWARD_ONLY = {"gnode Tsit5 InterpolatingAdjoint", "torchdiffeq dopri5 adjoint"}  # measured with gradients only
-GRADIENT_SKIP = {"gnode Vern7"}
-
-
-def measure(fn, repeats):
-    fn()  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+def trials(tols):
+    forward = [SolverSpec("gnode", a) for a in (gnode.Tsit5(), gnode.DP5(), gnode.Vern7())]
+    forward += [SolverSpec("torchdiffeq", "dopri5"), SolverSpec("torchode", "Dopri5"), SolverSpec("torchode", "Tsit5"),
+                SolverSpec("diffrax", "Tsit5"), SolverSpec("diffrax", "Dopri5")]
+    gradient = [SolverSpec("gnode", gnode.Tsit5(), gnode.BackpropAdjoint()),
+                SolverSpec("gnode", gnode.DP5(), gnode.BackpropAdjoint()),
+                SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()),
+                SolverSpec("torchdiffeq", "dopri5", "backprop"), SolverSpec("torchdiffeq", "dopri5", "adjoint"),
+                SolverSpec("torchode", "Tsit5", "AutoDiffAdjoint"),
+                SolverSpec("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"),
+                SolverSpec("diffrax", "Tsit5", "BacksolveAdjoint")]
+    spec = ProblemSpec.of("gnode_batch", factory=random_gnode)
+    return [Trial(spec, s, tols) for s in forward] + [Trial(spec, s, tols, True) for s in gradient]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="3 tolerances, 2 repeats, no continuous adjoints")
+    p.add_argument("--quick", action="store_true", help="3 tolerances, 2 repeats")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "gnode_batch.json"))
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
-    tols = [1e-4, 1e-6, 1e-8] if args.quick else [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
-    repeats = 2 if args.quick else 3
-    f = RandomGnODE()
-    u0 = torch.randn(BATCH, N, generator=torch.Generator().manual_seed(1))
-    ts = torch.linspace(0.0, T_END, 21)
-    ref, ref_check = reference(f, u0, ts)
-    x, tt = torch.randn(BATCH, N), torch.zeros(BATCH)
-    rows = []
-    for name, solve in solvers().items():
-        if args.quick and name in FORWARD_ONLY:
-            continue  # the continuous adjoints: full run only
-        for rtol in tols:
-            atol = rtol * 1e-2
-            row = {"solver": name, "rtol": rtol, "atol": atol}
-            if name not in FORWARD_ONLY:
-                with torch.no_grad():
-                    f.calls = 0
-                    solve(f, u0, ts, rtol, atol)
-                    row["nf"] = f.calls
-                    row["time_forward"], u = measure(lambda: solve(f, u0, ts, rtol, atol), repeats)
-                    row["time_bare_f"], _ = measure(lambda: [f(tt, x) for _ in range(row["nf"])], repeats)
-                row["error"] = float((u - ref).abs().max())
-                row["overhead"] = (row["time_forward"] - row["time_bare_f"]) / row["time_bare_f"]
-            if name not in GRADIENT_SKIP:
-                def fwd_bwd():
-                    for q in f.parameters():
-                        q.grad = None
-                    u = solve(f, u0, ts, rtol, atol)
-                    (u ** 2).sum().backward()
-                    return u
-                row["time_gradient"], u = measure(fwd_bwd, repeats)
-                row.setdefault("error", float((u.detach() - ref).abs().max()))
-            rows.append(row)
-            print(_fmt(row), flush=True)
-    summary = matched(rows)
-    meta = {"machine": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": BATCH, "n": N,
-            "hidden": HIDDEN, "t_end": T_END, "dtype": "float64", "reference_vs_scipy": ref_check}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows, "matched": summary}, indent=1))
-    print(f"\nwrote {args.out}")
+    tols = (1e-4, 1e-6, 1e-8) if args.quick else tuple(10.0 ** -k for k in range(3, 9))
+    config = BenchConfig(repeats=2 if args.quick else 3, threads=1, metric="linf", memory=not args.quick)
+    results = run_set(trials(tols), config)
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = results.write(tmp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(files["json"], out)
+        figures = out.with_suffix("")
+        figures.mkdir(exist_ok=True)
+        for what, path in files.items():
+            if what.startswith("figure"):
+                shutil.copyfile(path, figures / Path(path).name)
+    for r in results.rows:
+        print(_fmt(r))
+    print()
+    print(format_comparisons(results.comparisons()))
+    print(f"\nwrote {out} and figures in {figures}")
+    return json.loads(out.read_text())
 
 
 def _fmt(r):
     def g(k, f="{:9.4f}"):
-        return f.format(r[k]) if k in r else " " * 9
-    return (f"{r['solver']:36s} rtol {r['rtol']:.0e}  err {r['error']:.2e}  nf {r.get('nf', 0):6d}  "
-            f"fwd {g('time_forward')} s  over x{g('overhead', '{:5.2f}')}  fwd+bwd {g('time_gradient')} s")
-
-
-def matched(rows):
-    """Time of each solver at the errors every solver reaches, by log-log interpolation; ratios to ours."""
-    out = {}
-    for key in ("time_forward", "time_gradient"):
-        curves = {}
-        for r in rows:
-            if key in r and r["error"] > 0:
-                curves.setdefault(r["solver"], []).append((math.log10(r["error"]), math.log10(r[key])))
-        if not curves:
-            continue
-        lo = max(min(e for e, _ in c) for c in curves.values())
-        hi = min(max(e for e, _ in c) for c in curves.values())
-        targets = [e for e in (-3, -4, -5, -6, -7) if lo <= e <= hi]
-        table = {}
-        for e in targets:
-            times = {}
-            for name, c in curves.items():
-                c = sorted(c)
-                times[name] = 10 ** float(np.interp(e, [p[0] for p in c], [p[1] for p in c]))
-            table[f"1e{e}"] = times
-        out[key] = table
-        print(f"\n{key} at matched max error (seconds; ratio = solver / fastest gnode):")
-        names = sorted(curves)
-        print(" " * 10 + "".join(f"{n[:22]:>24s}" for n in names))
-        for err, times in table.items():
-            best = min(v for n, v in times.items() if n.startswith("gnode"))
-            print(f"{err:>10s}" + "".join(f"{times[n]:14.4f} (x{times[n] / best:4.1f})" for n in names))
-    return out
+        v = r.get(k)
+        return f.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else " " * len(f.format(0.0))
+    err = r.get("grad_error") if r["mode"] == "gradient" else r.get("linf")
+    return (f"{r['solver'][:44]:44s} {r['mode']:8s} rtol {r['reltol']:.0e}  {r.get('status', ''):7s} "
+            f"err {err if err is not None else float('nan'):.2e}  nf {g('nf', '{:7.0f}')}  time {g('time')} s  "
+            f"overhead x{g('overhead', '{:5.2f}')}")
 
 
 if __name__ == "__main__":

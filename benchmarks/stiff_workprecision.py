@@ -41,10 +41,10 @@ def solvers() -> list[SolverSpec]:
             + [SolverSpec("gnode", a, engine="scipy") for a in PEERS])
 
 
-def table(results) -> str:
+def table(rows) -> str:
     """Per problem: one line per solver and tolerance — status, error, time, nf, steps, Jacobians."""
     lines = []
-    rows = [r for r in results.rows if r["mode"] == "forward"]
+    rows = [r for r in rows if r["mode"] == "forward"]
     for problem in dict.fromkeys(r["problem"] for r in rows):
         lines.append(f"\n== {problem} ==")
         lines.append(f"{'solver':34s} {'reltol':>7s} {'status':>13s} {'l2 error':>10s} {'time s':>9s} {'nf':>9s} "
@@ -61,6 +61,40 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
+def stiff_vs_explicit(rows, metric: str = "l2") -> str:
+    """cost(explicit) / cost(stiff) at matched error, where the explicit method finished; else how it failed."""
+    from gnode.bench.compare import compare_pair, curves
+
+    lines = ["Explicit vs stiff at matched error (ratio = explicit cost / stiff cost, geometric mean over the "
+             "common error range; > 1: the stiff method is cheaper):",
+             f"  {'problem':12s} {'explicit':10s} {'stiff':24s} {'time':>7s} {'nf':>7s}  errors"]
+    by_problem = curves([r for r in rows if r["mode"] == "forward"], metric)
+    for (problem, _), solvers_ in by_problem.items():
+        for ex in ("torch Tsit5()", "torch Vern7()"):
+            failed = [r for r in rows if r["problem"] == problem and r["solver"] == ex and r["status"] == "failed"]
+            if ex not in solvers_:
+                if failed:
+                    r = failed[0]
+                    lines.append(f"  {problem:12s} {ex[6:]:10s} {'-':24s} {'-':>7s} {'-':>7s}  {r.get('retcode')} at "
+                                 f"reltol {r['reltol']:.0e} after {r.get('naccept', 0) + r.get('nreject', 0):.0f} "
+                                 f"steps ({r.get('time_to_failure', float('nan')):.1f} s)")
+                continue
+            for st in ("torch Rodas5P()", "torch AutoTsit5(Rodas5P())", "torch KenCarp4()", "torch Kvaerno5()"):
+                if st not in solvers_:
+                    continue
+                c = compare_pair(solvers_[st], solvers_[ex])
+                if c is None:
+                    lines.append(f"  {problem:12s} {ex[6:]:10s} {st[6:]:24s} {'-':>7s} {'-':>7s}  no common error range")
+                    continue
+                lines.append(f"  {problem:12s} {ex[6:]:10s} {st[6:]:24s} {c['time_ratio']:7.2f} {c['nf_ratio']:7.2f}  "
+                             f"{min(c['errors']):.0e}..{max(c['errors']):.0e}")
+    return "\n".join(lines)
+
+
+def render(rows, comparisons_text: str) -> str:
+    return table(rows) + "\n\n" + stiff_vs_explicit(rows) + "\n\n" + comparisons_text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="reltol 1e-4, 1e-6, 1e-8 and one timed repeat")
@@ -69,7 +103,16 @@ def main(argv=None) -> int:
                     "on the classic stiff problems run into it: that is the point)")
     ap.add_argument("--point-budget", type=float, default=20.0, help="seconds; a slower point ends its sweep")
     ap.add_argument("--out", default=str(OUT / "stiff_workprecision"))
+    ap.add_argument("--report", action="store_true", help="only re-render the tables from the results in --out")
     args = ap.parse_args(argv)
+    from gnode.bench.compare import compare_all, format_comparisons
+
+    if args.report:
+        from gnode.bench.report import read_results
+        doc = read_results(args.out)
+        write_table(header(doc["meta"], doc["config"]) + render(doc["rows"], format_comparisons(compare_all(
+            doc["rows"], doc["config"].get("metric", "l2")))))
+        return 0
 
     reltols = (1e-4, 1e-6, 1e-8) if args.quick else tuple(10.0 ** -k for k in range(3, 10))
     trials = plan([ProblemSpec.of(p) for p in args.problems], solvers=solvers(), reltols=reltols)
@@ -77,16 +120,21 @@ def main(argv=None) -> int:
                          point_budget=args.point_budget, extended_reference=False)
     results = run_set(trials, config)
     written = results.write(args.out)
-    from gnode.bench.compare import format_comparisons
-    text = table(results) + "\n\n" + format_comparisons(results.comparisons())
-    notes = results.meta
-    header = (f"# stiff work-precision — {notes.get('date')}, {notes.get('cpu_model', notes.get('processor'))}, "
-              f"{notes.get('cpu_count')} cores, load {notes.get('load_average')}, torch {notes.get('torch')}, "
-              f"one torch thread; {'quick' if args.quick else 'full'} run; maxiters {args.maxiters}\n")
-    print(header + text)
-    (OUT / "stiff_workprecision.txt").write_text(header + text + "\n")
+    write_table(header(results.meta, results.config) + render(results.rows, format_comparisons(results.comparisons())))
     print("\nwritten:", ", ".join(str(v) for v in written.values()))
     return 0
+
+
+def header(meta: dict, config: dict) -> str:
+    load = ", ".join(f"{x:.1f}" for x in meta.get("load_average", ()))
+    return (f"# stiff work-precision — {meta.get('date')}, {meta.get('cpu_model', meta.get('processor'))}, "
+            f"{meta.get('cpu_count')} cores (load {load}), torch {meta.get('torch')} on {config.get('threads')} "
+            f"thread(s); {config.get('repeats')} timed repeat(s); maxiters {config.get('maxiters')}\n")
+
+
+def write_table(text: str) -> None:
+    print(text)
+    (OUT / "stiff_workprecision.txt").write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def test_numpy_copy_of_a_gnode_matches_the_torch_model_and_its_jacobian():
         t = torch.zeros(1, dtype=F64)
         np.testing.assert_allclose(p.numpy_f(0.0, h[0].numpy(), 0, x[0].numpy()), m(t, h, x)[0].detach().numpy(),
                                    rtol=1e-13, atol=1e-14)
-        J = torch.autograd.functional.jacobian(lambda v: m(t, v[None], x)[0], h[0])
+        J = torch.autograd.functional.jacobian(lambda v, t=t, x=x: m(t, v[None], x)[0], h[0])
         np.testing.assert_allclose(p.numpy_jac(0.0, h[0].numpy(), 0, x[0].numpy()), J.numpy(), rtol=1e-12,
                                    atol=1e-13)
 
@@ -145,11 +145,11 @@ def test_jax_copies_match_torch_for_a_gnode_and_the_classic_problems():
     fn, params = jax_gnode(GnodeWeights.from_model(m))
     assert set(params) == {k for k, _ in m.named_parameters()}
     h, x = torch.randn(1, 4, dtype=F64), torch.randn(1, 2, dtype=F64)
-    out = np.asarray(fn(jax.numpy.asarray(h[0].numpy()), params, jax.numpy.asarray(x[0].numpy())))
+    out = np.asarray(jax.jit(fn)(jax.numpy.asarray(h[0].numpy()), params, jax.numpy.asarray(x[0].numpy())))
     np.testing.assert_allclose(out, m(torch.zeros(1, dtype=F64), h, x)[0].detach().numpy(), rtol=1e-13, atol=1e-14)
     from gnode.bench import problems
     for sp in problems.CLASSIC:
         y = np.abs(np.random.default_rng(0).normal(size=np.size(sp.u0))) + 0.1
-        f = CLASSIC_JAX[sp.name]
+        f = jax.jit(CLASSIC_JAX[sp.name])
         got = np.asarray(f(jax.numpy.asarray(y), problems.VDP_MU) if sp.name == "vanderpol" else f(jax.numpy.asarray(y)))
         np.testing.assert_allclose(got, sp.f_np(0.0, y), rtol=1e-14, err_msg=sp.name)

@@ -32,8 +32,25 @@ from gnode.bench.specs import ProblemSpec, SolverSpec, Trial, default_solvers, p
 from gnode.bench.workprecision import BenchConfig, BenchResults, run_set, run_trial
 
 __all__ = [
-    "BenchConfig", "BenchProblem", "BenchResults", "PROBLEMS", "ProblemSpec", "ReferenceCache", "SolverSpec",
-    "Trial", "compare_all", "default_cache_dir", "default_solvers", "format_comparisons", "gradient_error",
-    "make_problem", "mp_reference", "plan", "reference_gradient", "reference_solution", "run_set", "run_trial",
+    "PROBLEMS",
+    "BenchConfig",
+    "BenchProblem",
+    "BenchResults",
+    "ProblemSpec",
+    "ReferenceCache",
+    "SolverSpec",
+    "Trial",
+    "compare_all",
+    "default_cache_dir",
+    "default_solvers",
+    "format_comparisons",
+    "gradient_error",
+    "make_problem",
+    "mp_reference",
+    "plan",
+    "reference_gradient",
+    "reference_solution",
+    "run_set",
+    "run_trial",
     "solution_errors",
 ]

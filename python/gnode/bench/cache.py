@@ -45,7 +45,7 @@ class Digest:
     def __init__(self, kind: str):
         self._h = hashlib.sha256(f"gnode-bench/{CACHE_FORMAT}/{kind}".encode())
 
-    def add(self, label: str, value) -> "Digest":
+    def add(self, label: str, value) -> Digest:
         self._h.update(b"\x00" + label.encode() + b"\x01")
         if value is None:
             self._h.update(b"None")

@@ -160,8 +160,8 @@ def compare_all(rows, metric: str = "l2", targets: int = 5) -> dict:
 
 def format_comparisons(comp: dict) -> str:
     """The comparisons as a text table (what `gnode bench` prints)."""
-    lines = [f"At matched error (forward: {comp['metric']}; gradient: relative gradient error), ratio = other / "
-             "native (> 1: the native engine is cheaper); geometric mean over the common error range:"]
+    lines = [(f"At matched error (forward: {comp['metric']}; gradient: relative gradient error), ratio = other / "
+              "native (> 1: the native engine is cheaper); geometric mean over the common error range:")]
     head = f"  {'problem':16s} {'mode':8s} {'native':38s} {'other':40s} {'time':>7s} {'nf':>7s} {'f_calls':>7s}  errors"
     for problem, modes in comp["problems"].items():
         for mode, entry in modes.items():

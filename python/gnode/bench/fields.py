@@ -52,7 +52,7 @@ class GnodeWeights:
     tau_name: str | None = None  # "log_tau" when tau is learnable
 
     @classmethod
-    def from_model(cls, model) -> "GnodeWeights":
+    def from_model(cls, model) -> GnodeWeights:
         spec = getattr(model, "spec", None)
         if not callable(spec):
             raise TypeError(f"{type(model).__name__} is not a gnODE-family model (no spec()); only "
@@ -179,8 +179,8 @@ def mp_rhs(w: GnodeWeights):
 
 def jax_gnode(w: GnodeWeights):
     """(fn, params): fn(h (n,), params, x (d_in,) or None) → dh/dt (n,) in JAX; params: {torch name: array}."""
-    import jax.numpy as jnp
     import jax.nn
+    import jax.numpy as jnp
 
     acts = {"identity": lambda a: a, "tanh": jnp.tanh, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}
     params = {}

@@ -15,9 +15,9 @@ stiff set, each as a `BenchProblem` that every solver — native engines and pee
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ class BenchProblem:
         if self.u0.ndim != 2 or self.u0.dtype != F64:
             raise ValueError(f"BenchProblem {self.name}: u0 must be a float64 (batch, n) tensor, got "
                              f"{self.u0.dtype} {tuple(self.u0.shape)}")
-        t0, t1 = self.tspan
+        t1 = self.tspan[1]
         s = self.saveat
         if s.ndim != 1 or s.numel() < 2 or abs(float(s[-1]) - t1) > 1e-12 * max(1.0, abs(t1)):
             raise ValueError(f"BenchProblem {self.name}: saveat must be (T >= 2,) ending at t1 = {t1}")
@@ -150,17 +150,19 @@ class BenchProblem:
 # ------------------------------------------------------------------------------------------------ builders
 
 def gnode_problem(name: str, model, u0: torch.Tensor, tspan, saveat, *, inputs=None, stiff=False,
-                   description="", atol_ratio=1e-2, meta=None) -> BenchProblem:
+                   description="", atol_ratio=1e-2, meta=None, extended: bool = False) -> BenchProblem:
     """A BenchProblem around any float64 gnODE-family model (`gnode.models.GatedNODE` or a reduction), with the
-    NumPy, mpmath (when smooth) and JAX twins of its vector field that the references and diffrax need."""
+    NumPy and JAX twins of its vector field that the references and diffrax need. `extended=True` adds the
+    mpmath twin for an extended-precision reference: only for small, smooth, non-stiff problems (a Taylor
+    series in 30-digit arithmetic takes minutes even there)."""
     from gnode.bench.fields import GnodeWeights, mp_rhs, numpy_jacobian, numpy_rhs
 
     w = GnodeWeights.from_model(model)
     f_np, jac_np = numpy_rhs(w), numpy_jacobian(w)
     mp_f = None
-    if w.smooth:
+    if extended:
         mp_field = mp_rhs(w)
-        mp_f = lambda t, y, b, x=None: mp_field(t, y, x)  # noqa: E731
+        mp_f = lambda t, y, b, x=None: mp_field(t, y, x)
     return BenchProblem(name, model, u0, tspan, saveat, inputs=inputs, atol_ratio=atol_ratio, stiff=stiff,
                         description=description,
                         numpy_f=lambda t, y, b, x=None: f_np(t, y, x),
@@ -200,9 +202,9 @@ def small_gnode(*, n: int = 3, batch: int = 2, t1: float = 4.0, seed: int = 3, g
             layer.bias.copy_(0.1 * torch.randn(n, generator=gen, dtype=F64))
     u0 = torch.randn(batch, n, generator=gen, dtype=F64)
     return gnode_problem("gnode_small", model, u0, (0.0, t1), torch.linspace(0.0, t1, 9, dtype=F64),
-                          description=f"smooth gnODE (tanh F, sigmoid G, depth 1), n={n}, batch {batch}, "
-                                      f"t in [0, {t1:g}]; has an mpmath reference",
-                          meta={"n": n, "batch": batch, "seed": seed})
+                         description=f"smooth gnODE (tanh F, sigmoid G, depth 1), n={n}, batch {batch}, "
+                                     f"t in [0, {t1:g}]; has an mpmath reference",
+                         meta={"n": n, "batch": batch, "seed": seed}, extended=True)
 
 
 def stiff_gnode_problem(*, n: int = 8, batch: int = 8, g_min: float = 1e-4, tau: float = 1e-4, t1: float = 1.0,
@@ -295,8 +297,8 @@ def with_parameters(problem: BenchProblem, theta: torch.Tensor) -> BenchProblem:
         for p, chunk in zip(params, torch.split(theta.to(F64), sizes)):
             p.copy_(chunk.reshape(p.shape))
     new = gnode_problem(problem.name, model, problem.u0, problem.tspan, problem.saveat, inputs=problem.inputs,
-                         stiff=problem.stiff, description=problem.description, atol_ratio=problem.atol_ratio,
-                         meta=problem.meta)
+                        stiff=problem.stiff, description=problem.description, atol_ratio=problem.atol_ratio,
+                        meta=problem.meta, extended=problem.mp_f is not None)
     return replace(new, loss_weights=problem.loss_weights)
 
 

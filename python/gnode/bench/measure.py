@@ -24,7 +24,7 @@ import itertools
 import math
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 @contextlib.contextmanager

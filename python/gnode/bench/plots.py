@@ -41,8 +41,8 @@ def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: floa
         fam = pts[0].get("family", "")
         m = method_marker.setdefault(f"{pts[0].get('method')}/{pts[0].get('sensealg')}",
                                      MARKERS[len(method_marker) % len(MARKERS)])
-        style = dict(color=FAMILY_COLOURS.get(fam, "black"), marker=m, ms=5, lw=1.4 if fam == "gnode[torch]" else 1.0,
-                     ls="-" if fam.startswith("gnode") else "--", label=label)
+        style = {"color": FAMILY_COLOURS.get(fam, "black"), "marker": m, "ms": 5, "label": label,
+                 "lw": 1.4 if fam == "gnode[torch]" else 1.0, "ls": "-" if fam.startswith("gnode") else "--"}
         for ax, cost in zip(axes, ("time", "nf")):
             xy = [(r[cost], r[key]) for r in pts if _pos(r.get(cost))]
             if xy:

@@ -22,6 +22,7 @@ recorded too, as an estimate of the reference's own error.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 
@@ -56,7 +57,7 @@ class Reference:
                 "seconds": np.array(self.seconds), "nf": np.array(self.nf)}
 
     @classmethod
-    def from_arrays(cls, a: dict) -> "Reference":
+    def from_arrays(cls, a: dict) -> Reference:
         return cls(a["t_save"], a["u_save"], a["t_dense"], a["u_dense"], str(a["method"]), float(a["rtol"]),
                    float(a["atol"]), float(a["seconds"]), float(a["nf"]), cached=True)
 
@@ -112,14 +113,14 @@ def _scipy_trajectory(problem: BenchProblem, b: int, t_out: np.ndarray, method: 
     y = problem.u0[b].detach().double().numpy().copy()
     values = {t0: y.copy()}
     first_step, nf = None, 0
-    for a, e in zip(stops[:-1], stops[1:]):
+    for a, e in itertools.pairwise(stops):
         x = problem.input_at(0.5 * (a + e), b)  # constant-segment input (zoh) or the interpolated one below
         if problem.inputs is not None and problem.inputs.interpolation != "zoh":
-            fun = lambda t, yy: problem.numpy_f(t, yy, b, problem.input_at(t, b))  # noqa: E731
-            jac = (lambda t, yy: problem.numpy_jac(t, yy, b, problem.input_at(t, b))) if problem.numpy_jac else None  # noqa: E731
+            fun = lambda t, yy: problem.numpy_f(t, yy, b, problem.input_at(t, b))
+            jac = (lambda t, yy: problem.numpy_jac(t, yy, b, problem.input_at(t, b))) if problem.numpy_jac else None
         else:
-            fun = lambda t, yy, x=x: problem.numpy_f(t, yy, b, x)  # noqa: E731
-            jac = (lambda t, yy, x=x: problem.numpy_jac(t, yy, b, x)) if problem.numpy_jac else None  # noqa: E731
+            fun = lambda t, yy, x=x: problem.numpy_f(t, yy, b, x)
+            jac = (lambda t, yy, x=x: problem.numpy_jac(t, yy, b, x)) if problem.numpy_jac else None
         kw = {"rtol": rtol, "atol": atol}
         if method in ("Radau", "BDF", "LSODA") and jac is not None:
             kw["jac"] = jac

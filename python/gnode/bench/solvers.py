@@ -23,8 +23,8 @@ Statistics (`Outcome.stats`), per trajectory and averaged over the batch unless 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -147,7 +147,8 @@ class CallCounter:
 
 
 def flat_grad(grads) -> np.ndarray:
-    return torch.cat([(g if g is not None else torch.zeros(0)).reshape(-1) for g in grads]).detach().double().cpu().numpy()
+    flat = torch.cat([(g if g is not None else torch.zeros(0)).reshape(-1) for g in grads])
+    return flat.detach().double().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------- gnode's engines
@@ -193,7 +194,8 @@ class EngineSolver(AbstractSolver):
 class _EngineRun(Prepared):
     def __init__(self, solver: EngineSolver, problem: BenchProblem, reltol, abstol, gradient, maxiters):
         self.s, self.p, self.gradient = solver, problem, gradient
-        self.kw = dict(reltol=reltol, abstol=abstol, maxiters=maxiters, throw=False, engine=solver.engine)
+        self.kw = {"reltol": reltol, "abstol": abstol, "maxiters": maxiters, "throw": False,
+                   "engine": solver.engine}
         if gradient:
             self.kw["sensealg"] = solver.sens
         self.prob = problem.ode_problem()

@@ -7,6 +7,7 @@ torch.distributed worker and rebuilt there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gnode.bench.gnode_problems import BenchProblem, make_problem
@@ -20,16 +21,20 @@ PEERS = ("torchdiffeq", "torchode", "diffrax")
 
 @dataclass(frozen=True)
 class ProblemSpec:
-    """A problem by name (`gnode.bench.gnode_problems.PROBLEMS`) with its builder's options."""
+    """A problem by name (`gnode.bench.gnode_problems.PROBLEMS`) with its builder's options, or built by
+    `factory(**options)` (a module-level function returning a `BenchProblem`, for problems of one's own)."""
 
     name: str
     options: tuple[tuple[str, object], ...] = ()
+    factory: Callable[..., BenchProblem] | None = None
 
     @classmethod
-    def of(cls, name: str, **options) -> "ProblemSpec":
-        return cls(name, tuple(sorted(options.items())))
+    def of(cls, name: str, factory=None, **options) -> ProblemSpec:
+        return cls(name, tuple(sorted(options.items())), factory)
 
     def build(self) -> BenchProblem:
+        if self.factory is not None:
+            return self.factory(**dict(self.options))
         return make_problem(self.name, **dict(self.options))
 
 

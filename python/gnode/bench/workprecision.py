@@ -56,6 +56,8 @@ class BenchConfig:
     cache_dir, use_cache: where reference solutions are cached (default: the user cache folder).
     extended_reference: also compute the mpmath reference for problems that have one.
     reference_rtol: rtol of the SciPy float64 reference.
+    fd_directions, fd_steps: the finite-difference check of each reference gradient (random directions, relative
+                   steps; see `gnode.bench.reference.reference_gradient`).
     """
 
     repeats: int = 3
@@ -68,6 +70,8 @@ class BenchConfig:
     use_cache: bool = True
     extended_reference: bool = True
     reference_rtol: float = 1e-13
+    fd_directions: int = 2
+    fd_steps: tuple[float, ...] = (1e-3, 1e-4, 1e-5)
 
     def __post_init__(self):
         if self.metric not in METRIC_CHOICES:
@@ -137,7 +141,8 @@ def problem_references(problem, config: BenchConfig, *, gradient: bool) -> Probl
         refs.extended = mp_reference(problem, cache=cache)
     if gradient and problem.differentiable:
         with torch_threads(config.threads):
-            refs.gradient = reference_gradient(problem, cache=cache)
+            refs.gradient = reference_gradient(problem, cache=cache, fd_directions=config.fd_directions,
+                                               fd_steps=config.fd_steps)
     return refs
 
 
@@ -199,7 +204,7 @@ def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
         start = time.perf_counter()
         outcome = prepared.detailed()
         detailed_seconds = time.perf_counter() - start
-    except Exception as e:  # a solver that raises is a failed point, recorded, not a crashed benchmark
+    except Exception as e:  # noqa: BLE001 - a solver that raises is a failed point, recorded, not a crash
         row.update(status="error", retcode=ReturnCode.Failure.name, message=_short(e),
                    traceback=traceback.format_exc(limit=3))
         return f"an exception at reltol {row['reltol']:.0e}"
@@ -229,7 +234,7 @@ def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
     if config.memory:
         try:
             row["peak_memory_bytes"], row["memory_method"] = prepared.peak_memory()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a failed probe loses one number, not the point
             row["peak_memory_bytes"], row["memory_method"] = None, f"failed: {_short(e)}"
     row["status"] = "ok"
     if max(detailed_seconds, row["time"]) > config.point_budget:
@@ -353,7 +358,7 @@ def _run_local(trials, config, *, progress, log):
 def _label(spec) -> str:
     try:
         return spec.label
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unknown package still needs a name in the skipped rows
         return f"{spec.package} {spec.method}"
 
 

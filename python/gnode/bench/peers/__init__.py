@@ -7,4 +7,4 @@ imported until used.
 from gnode.bench.peers.diffrax_peer import DiffraxSolver
 from gnode.bench.peers.torch_peers import TorchdiffeqSolver, TorchodeSolver
 
-__all__ = ["TorchdiffeqSolver", "TorchodeSolver", "DiffraxSolver"]
+__all__ = ["DiffraxSolver", "TorchdiffeqSolver", "TorchodeSolver"]

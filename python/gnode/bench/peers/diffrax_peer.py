@@ -107,9 +107,9 @@ class _Compiled:
             f = CLASSIC_JAX[what]
             if what == "vanderpol":
                 from gnode.bench.problems import VDP_MU
-                fn = lambda h, p, x=None, mu=VDP_MU: f(h, mu)  # noqa: E731
+                fn = lambda h, p, x=None, mu=VDP_MU: f(h, mu)
             else:
-                fn = lambda h, p, x=None: f(h)  # noqa: E731
+                fn = lambda h, p, x=None: f(h)
             self.param_names, self.params, fixed = [], {}, {}
 
         inputs = problem.inputs
@@ -196,7 +196,7 @@ class _Compiled:
         try:
             m = self.fn.memory_analysis()
             return int(m.temp_size_in_bytes + m.output_size_in_bytes), "XLA memory_analysis (temp + output)"
-        except Exception as e:  # not every backend reports it
+        except Exception as e:  # noqa: BLE001 - not every backend reports it; a missing number is not an error
             return None, f"not available ({type(e).__name__})"
 
 

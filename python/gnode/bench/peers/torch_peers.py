@@ -11,8 +11,9 @@ Input breakpoints are passed as `jump_t`. Failures (its assertions) map to retur
 
 torchode (Lienen & Günnemann 2022) solves each trajectory with its own step size, like gnode's native engine.
 Methods: Dopri5, Tsit5, Heun; `IntegralController`; gradients: "AutoDiffAdjoint" (backprop through the
-solver, with `backprop_through_step_size_control=False`: see `_TorchodeRun._solver`). It has no notion of breakpoints, so on problems with zero-order-hold inputs its steps straddle the
-jumps (what a user of it would get).
+solver, with `backprop_through_step_size_control=False`: see `_TorchodeRun._solver`). It has no notion of
+breakpoints, so on problems with zero-order-hold inputs its steps straddle the jumps (what a user of it
+would get).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gnode.bench.solvers import AbstractSolver, CallCounter, Outcome, Prepared, flat_grad, save_and_dense_times
+from gnode.bench.solvers import (
+    AbstractSolver,
+    CallCounter,
+    Outcome,
+    Prepared,
+    flat_grad,
+    save_and_dense_times,
+)
 from gnode.retcode import ReturnCode
 
 
@@ -104,7 +112,7 @@ class _TorchdiffeqRun(Prepared):
         bp = problem.breakpoints()
         if bp.size:
             opts["jump_t"] = torch.as_tensor(bp, dtype=torch.float64)
-        self.kw = dict(rtol=reltol, atol=abstol, method=s.method, options=opts)
+        self.kw = {"rtol": reltol, "atol": abstol, "method": s.method, "options": opts}
 
     def _odeint(self, f, t):
         import torchdiffeq
