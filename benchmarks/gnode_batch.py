@@ -73,7 +73,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "gnode_batch.json"))
     args = p.parse_args(argv)
     tols = (1e-4, 1e-6, 1e-8) if args.quick else tuple(10.0 ** -k for k in range(3, 9))
-    config = BenchConfig(repeats=2 if args.quick else 3, threads=1, metric="linf", memory=not args.quick)
+    config = BenchConfig(repeats=2 if args.quick else 3, threads=1, metric="linf", memory="none" if args.quick else "all")
     results = run_set(trials(tols), config)
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:

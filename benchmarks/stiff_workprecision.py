@@ -51,7 +51,8 @@ def table(rows) -> str:
                      f"{'steps':>7s} {'njacs':>7s}")
         for r in (r for r in rows if r["problem"] == problem):
             status = r.get("retcode", r["status"]) if r["status"] != "ok" else "ok"
-            def fmt(key, spec):
+
+            def fmt(key, spec, r=r):
                 v = r.get(key)
                 return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "-"
             steps = (r.get("naccept") or 0) + (r.get("nreject") or 0) if r.get("naccept") is not None else None
@@ -65,8 +66,8 @@ def stiff_vs_explicit(rows, metric: str = "l2") -> str:
     """cost(explicit) / cost(stiff) at matched error, where the explicit method finished; else how it failed."""
     from gnode.bench.compare import compare_pair, curves
 
-    lines = ["Explicit vs stiff at matched error (ratio = explicit cost / stiff cost, geometric mean over the "
-             "common error range; > 1: the stiff method is cheaper):",
+    lines = [("Explicit vs stiff at matched error (ratio = explicit cost / stiff cost, geometric mean over the "
+              "common error range; > 1: the stiff method is cheaper):"),
              f"  {'problem':12s} {'explicit':10s} {'stiff':24s} {'time':>7s} {'nf':>7s}  errors"]
     by_problem = curves([r for r in rows if r["mode"] == "forward"], metric)
     for (problem, _), solvers_ in by_problem.items():

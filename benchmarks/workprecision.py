@@ -5,6 +5,7 @@ critical and the stiff gnODE.
     python benchmarks/workprecision.py                   # the recorded run (an hour or more on 2 cores)
     python benchmarks/workprecision.py --quick           # minutes: small problems, 3 tolerances
     python benchmarks/workprecision.py --run RUN         # also the trained flip-flop gnODE of a run folder
+                                                         # (the recorded run: --run benchmarks/results/flipflop_run)
     python benchmarks/workprecision.py --problems gnode_critical robertson --out /tmp/wp
 
 A front end to `gnode.bench` (the same runner as `gnode bench`). Writes into --out (default
@@ -46,15 +47,18 @@ def main(argv=None):
     p.add_argument("--gradient-problems", nargs="*", help=f"gradient problems (default: {' '.join(GRADIENTS)})")
     p.add_argument("--run", help="a trained flip-flop run folder: adds the flipflop problem")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory", choices=("all", "gradient", "none"), default="all",
+                   help="which points get a peak-memory run (default: all)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "workprecision"))
     args = p.parse_args(argv)
     forward = list(args.problems or FORWARD) + (["flipflop"] if args.run else [])
     gradient = list(GRADIENTS if args.gradient_problems is None else args.gradient_problems)
+    if args.run and args.gradient_problems is None:
+        gradient.append("flipflop")
     reltols = (1e-3, 1e-5, 1e-7) if args.quick else None
     trials = plan(specs(forward, args.quick, args.run), reltols=reltols)
     trials += plan(specs(gradient, args.quick, args.run), forward=False, gradients=True, reltols=reltols)
-    config = BenchConfig(repeats=1 if args.quick else args.repeats, threads=1, memory=not args.no_memory)
+    config = BenchConfig(repeats=1 if args.quick else args.repeats, threads=1, memory=args.memory)
     results = run_set(trials, config)
     files = results.write(args.out)
     comparisons = results.comparisons()

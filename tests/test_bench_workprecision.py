@@ -33,7 +33,7 @@ def small_set(tmp_path_factory):
               Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.BackpropAdjoint()), tols[:2], True),
               Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()), tols[:2], True),
               Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), engine="nosuchengine"), tols[:1])]
-    config = BenchConfig(repeats=2, cache_dir=str(tmp / "cache"), memory=True, extended_reference=False,
+    config = BenchConfig(repeats=2, cache_dir=str(tmp / "cache"), memory="all", extended_reference=False,
                          fd_directions=1, fd_steps=(1e-4,))
     results = run_set(trials, config, progress=False)
     files = results.write(tmp / "out")
@@ -122,7 +122,7 @@ def test_the_reference_is_reused_from_the_cache(small_set):
     _, _, tmp = small_set
     assert any((tmp / "cache").glob("*.npz"))
     rows = run_trial(Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-4,)),
-                     BenchConfig(repeats=1, memory=False, cache_dir=str(tmp / "cache"),
+                     BenchConfig(repeats=1, memory="none", cache_dir=str(tmp / "cache"),
                                  extended_reference=False))
     assert rows[0]["status"] == "ok"
 
@@ -164,12 +164,12 @@ def test_peak_memory_sees_a_known_allocation():
 # ----------------------------------------------------------------------------------------- command line
 
 def test_gnode_bench_command_line_runs_a_tiny_set(tmp_path, capsys):
-    from gnode.bench.cli import main
+    from gnode.cli import main
 
     out = tmp_path / "out"
-    code = main(["--problems", "gnode_critical", "--batch", "2", "--n", "3", "--hidden", "4", "--t1", "1",
+    code = main(["bench", "--problems", "gnode_critical", "--batch", "2", "--n", "3", "--hidden", "4", "--t1", "1",
                  "--solvers", "torch Tsit5", "--reltols", "1e-3", "1e-5", "--repeats", "1", "--peers",
-                 "--no-memory", "--no-figures", "--quiet", "--cache-dir", str(tmp_path / "c"), "--out", str(out)])
+                 "--memory", "none", "--no-figures", "--quiet", "--cache-dir", str(tmp_path / "c"), "--out", str(out)])
     assert code == 0
     doc = json.loads((out / "results.json").read_text())
     assert {r["solver"] for r in doc["rows"]} == {"torch Tsit5()"}
@@ -202,3 +202,41 @@ def test_solution_of_the_problem_is_what_the_reference_integrates():
     ref = reference_solution(p)
     sol = gnode.solve(p.ode_problem(), gnode.Vern7(), saveat=p.saveat, reltol=1e-11, abstol=1e-13)
     np.testing.assert_allclose(sol.u.detach().numpy(), ref.u_save, atol=1e-9)
+
+
+def test_trials_run_as_ray_tasks_through_a_stand_in_ray(monkeypatch, tmp_path):
+    """The Ray path with a minimal in-process stand-in for `ray` (test scaffolding, not Ray): every trial
+    becomes a remote task, references are computed once per problem, and the rows come back as locally."""
+    import sys
+    import types
+
+    calls = {"init": [], "remote": 0}
+
+    class _Ref:
+        def __init__(self, value):
+            self.value = value
+
+    def remote(**_):
+        def wrap(fn):
+            def submit(*args):
+                calls["remote"] += 1
+                return _Ref(fn(*args))
+            return types.SimpleNamespace(remote=submit)
+        return wrap
+
+    state = {"up": False}
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: state["up"],
+        init=lambda address=None, **kw: (calls["init"].append(address), state.update(up=True)),
+        shutdown=lambda: state.update(up=False), remote=remote,
+        get=lambda refs: [r.value for r in refs] if isinstance(refs, list) else refs.value)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    trials = [Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3, 1e-5)),
+              Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3,))]
+    config = BenchConfig(repeats=1, memory="none", cache_dir=str(tmp_path), extended_reference=False)
+    results = run_set(trials, config, use_ray=True, ray_address="ray://head:10001", progress=False, log=lambda *a: None)
+    assert calls["init"] == ["ray://head:10001"] and not state["up"]  # joined the cluster, then let it go
+    assert calls["remote"] == 1 + len(trials)  # one references task for the problem, one task per trial
+    assert [(r["solver"], r["reltol"], r["status"]) for r in results.rows] == [
+        ("torch Tsit5()", 1e-3, "ok"), ("torch Tsit5()", 1e-5, "ok"), ("torch DP5()", 1e-3, "ok")]
+    assert results.references["gnode_small"]["solution"]["method"] == "DOP853"

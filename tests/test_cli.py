@@ -38,13 +38,14 @@ def run(capsys, *argv):
 def test_help_lists_the_commands_and_each_has_its_own_help(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for command in ("train", "evaluate", "plot", "analyze", "info", "julia"):
+    for command in ("train", "evaluate", "plot", "analyze", "bench", "info", "julia"):
         assert command in out
     for argv, words in [(["train", "--help"], ["flipflop"]),
                         (["train", "flipflop", "--help"], ["--model", "--latent", "--solver", "--sensealg", "--engine",
                                                            "--epochs", "--out", "--resume", "(default: 3)"]),
                         (["evaluate", "--help"], ["RUN", "--solver"]), (["plot", "--help"], ["RUN"]),
-                        (["info", "--help"], ["engine"]), (["julia", "setup", "--help"], ["gnode_bridge.setup"])]:
+                        (["info", "--help"], ["engine"]),
+                        (["bench", "--help"], ["--problems", "--gradients", "--peers", "diffrax", "gnode_stiff"]), (["julia", "setup", "--help"], ["gnode_bridge.setup"])]:
         code, out, _ = run(capsys, *argv)
         assert code == 0, argv
         for w in words:

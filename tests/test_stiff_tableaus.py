@@ -25,11 +25,11 @@ import dataclasses
 from fractions import Fraction
 
 import pytest
-from test_tableaus import gamma, size, trees
 
 from gnode.algorithms.tableaus import esdirk, rosenbrock
 from gnode.algorithms.tableaus.esdirk import ESDIRKTableau
 from gnode.algorithms.tableaus.rosenbrock import RosenbrockTableau
+from test_tableaus import gamma, size, trees
 
 TOL_EXACT = Fraction(1, 10**15)
 TOL_DATA = Fraction(1, 10**12)
@@ -101,7 +101,7 @@ def test_rosenbrock_declared_shape(tab):
     stages, order, error_order, dense_order, fsal = EXPECTED_ROSENBROCK[tab.name]
     assert (tab.stages, tab.order, tab.error_order, tab.dense_order, tab.fsal) == (
         stages, order, error_order, dense_order, fsal)
-    alpha, Gamma, b, err = tab.hairer_wanner_form()
+    _, Gamma, _, _ = tab.hairer_wanner_form()
     assert all(Gamma[i][i] == tab.gamma for i in range(tab.stages))  # singly diagonal
     assert all(Gamma[i][j] == 0 for i in range(tab.stages) for j in range(i + 1, tab.stages))
 
@@ -133,7 +133,7 @@ def test_rosenbrock23_is_ode23s():
     # error (K1 - 2K2 + K3)/6 = b_hat - b (our b_error = b - b_hat is its negative).
     tab = rosenbrock.ROSENBROCK23
     d = 1 / (2 + rosenbrock._sqrt(2))
-    alpha, Gamma, b, err = tab.hairer_wanner_form()
+    _, _, b, err = tab.hairer_wanner_form()
     assert tab.gamma == d and b == [0, 1, 0]
     assert all(abs(e + x) < TOL_EXACT for e, x in zip(err, (Fraction(1, 6), Fraction(-1, 3), Fraction(1, 6))))
     assert tab.d == (d, 0, -d)

@@ -4,6 +4,7 @@
     gnode evaluate RUN               test (and validation) MSE of a trained run, optionally under another solver
     gnode plot RUN                   (re)draw a run's figures
     gnode analyze RUN                fixed points, attractor views and stiffness telemetry (gnode.analysis)
+    gnode bench [options]            work-precision sets: methods, engines and peers (gnode.bench)
     gnode info                       versions, device, engines and whether each is available here
     gnode julia setup                install/precompile the Julia side of the "julia" engine
 
@@ -447,11 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--sequences", type=int, default=3, help="test sequences to show (default 3)")
     pl.set_defaults(func=_cmd_plot)
 
-    from gnode.analysis.cli import (
-        add_subparser as add_analyze,  # `gnode analyze RUN` (gnode.analysis)
-    )
+    from gnode.analysis.cli import add_subparser as add_analyze  # `gnode analyze RUN`
+    from gnode.bench.cli import add_subparser as add_bench  # `gnode bench` (work-precision sets)
 
     add_analyze(sub)
+    add_bench(sub)
 
     info = sub.add_parser("info", help="versions, device and available engines",
                           description="Print the gnode, Python and torch versions, the device, and every ODE engine "

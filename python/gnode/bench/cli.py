@@ -1,9 +1,7 @@
 """`gnode bench`: run a work-precision set from the command line.
 
-Wire it into the `gnode` command with
-    from gnode.bench.cli import add_subparser as add_bench_subparser
-    add_bench_subparser(sub)            # sub = the gnode parser's subparsers
-`add_subparser` registers the "bench" command with `func=run_command`, which returns the exit status.
+`add_subparser` registers the "bench" command on the `gnode` parser (gnode.cli) with `func=run_command`,
+which returns the exit status; `python -m gnode.bench.cli` runs the same command on its own.
 """
 
 from __future__ import annotations
@@ -67,7 +65,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     how.add_argument("--repeats", type=int, help="timed runs per point after a warm-up (default 3)")
     how.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     how.add_argument("--maxiters", type=int, default=100_000, help="step budget per trajectory (default 100000)")
-    how.add_argument("--no-memory", action="store_true", help="skip the peak-memory run of each point")
+    how.add_argument("--memory", choices=("all", "gradient", "none"), default="all",
+                     help="which points get a peak-memory run (default: all)")
     how.add_argument("--point-budget", type=float, default=30.0,
                      help="seconds; a slower point ends its solver's tolerance sweep (default 30)")
     how.add_argument("--metric", choices=("l2", "final", "L2", "linf", "Linf"), default="l2",
@@ -129,6 +128,10 @@ def run_command(args) -> int:
     if args.problems and "flipflop" in args.problems and not args.run:
         return _usage("the flipflop problem needs --run FOLDER (a run trained with `gnode train flipflop --out "
                       "FOLDER`)")
+    if args.ray is not None:
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:
+            return _usage("--ray needs Ray: pip install 'ray[default]' (or leave out --ray: trials run locally)")
     specs = _problem_specs(args)
     if args.list:
         for spec in specs:
@@ -154,7 +157,7 @@ def run_command(args) -> int:
         print("gnode bench: nothing to measure (check --problems, --solvers, --peers, --engines)")
         return 2
     repeats = args.repeats or (QUICK["repeats"] if args.quick else 3)
-    config = BenchConfig(repeats=repeats, threads=args.threads, maxiters=args.maxiters, memory=not args.no_memory,
+    config = BenchConfig(repeats=repeats, threads=args.threads, maxiters=args.maxiters, memory=args.memory,
                          point_budget=args.point_budget, metric=args.metric, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, extended_reference=not args.no_extended)
     points = sum(len(t.reltols) for t in trials)

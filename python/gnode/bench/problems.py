@@ -15,8 +15,8 @@ tight tolerance with the exact Jacobian — the independent reference the stiff 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -62,8 +62,8 @@ class StiffProblem:
         u0 = np.atleast_2d(np.asarray(self.u0, dtype=np.float64))
         out = []
         for b, y0 in enumerate(u0):
-            sol = solve_ivp(lambda t, y: self.f_np(t, y, b), self.tspan, y0, method="Radau", t_eval=times,
-                            rtol=rtol, atol=atol, jac=lambda t, y: self.jac_np(t, y, b))
+            sol = solve_ivp(lambda t, y, b=b: self.f_np(t, y, b), self.tspan, y0, method="Radau", t_eval=times,
+                            rtol=rtol, atol=atol, jac=lambda t, y, b=b: self.jac_np(t, y, b))
             if sol.status != 0:
                 raise RuntimeError(f"{self.name}: SciPy Radau failed on trajectory {b}: {sol.message}")
             out.append(sol.y.T)
@@ -83,7 +83,7 @@ def _robertson_np(t, y, b=0):
 
 
 def _robertson_jac(t, y, b=0):
-    y1, y2, y3 = y
+    _, y2, y3 = y
     return np.array([[-0.04, 1e4 * y3, 1e4 * y2],
                      [0.04, -1e4 * y3 - 6e7 * y2, -1e4 * y2],
                      [0.0, 6e7 * y2, 0.0]])
@@ -168,7 +168,7 @@ def _orego_np(t, y, b=0):
 
 
 def _orego_jac(t, y, b=0):
-    y1, y2, y3 = y
+    y1, y2, _ = y
     return np.array([[77.27 * (1 - 2 * 8.375e-6 * y1 - y2), 77.27 * (1 - y1), 0.0],
                      [-y2 / 77.27, -(1 + y1) / 77.27, 1 / 77.27],
                      [0.161, 0.0, -0.161]])

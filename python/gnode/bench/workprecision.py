@@ -38,6 +38,7 @@ from gnode.bench.specs import ProblemSpec, Trial
 from gnode.retcode import ReturnCode
 
 METRIC_CHOICES = ("final", "l2", "L2", "linf", "Linf")
+MEMORY_CHOICES = ("all", "gradient", "none")
 STOPPING_CODES = {ReturnCode.MaxIters.name, ReturnCode.DtLessThanMin.name, ReturnCode.Unstable.name}
 
 
@@ -49,7 +50,8 @@ class BenchConfig:
     threads:       torch intra-op threads during the trials (None: leave as is). 1 by default: the fair
                    setting on a shared machine, and the one the peers are measured with.
     maxiters:      step budget per trajectory for every solver.
-    memory:        measure peak memory (one extra untimed run per point).
+    memory:        "all", "gradient" or "none": which points get their peak memory measured (one extra
+                   untimed run per point, several times slower than a plain one under the torch profiler).
     point_budget:  seconds; a point whose single run took longer ends its trial's tolerance sweep.
     metric:        the solution error the diagrams and matched-error comparisons use ("l2" by default;
                    gradient points always use the gradient error).
@@ -63,7 +65,7 @@ class BenchConfig:
     repeats: int = 3
     threads: int | None = 1
     maxiters: int = 100_000
-    memory: bool = True
+    memory: str = "all"
     point_budget: float = 30.0
     metric: str = "l2"
     cache_dir: str | None = None
@@ -76,6 +78,10 @@ class BenchConfig:
     def __post_init__(self):
         if self.metric not in METRIC_CHOICES:
             raise ValueError(f"BenchConfig.metric must be one of {METRIC_CHOICES}, got {self.metric!r}")
+        if isinstance(self.memory, bool):  # True / False as shorthands for "all" / "none"
+            object.__setattr__(self, "memory", "all" if self.memory else "none")
+        if self.memory not in MEMORY_CHOICES:
+            raise ValueError(f"BenchConfig.memory must be one of {MEMORY_CHOICES}, got {self.memory!r}")
         if not (isinstance(self.repeats, int) and self.repeats >= 1):
             raise ValueError(f"BenchConfig.repeats must be an integer >= 1, got {self.repeats!r}")
 
@@ -231,7 +237,7 @@ def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
     else:
         row["time"], row["times"] = min_time(prepared.run, config.repeats,
                                              budget=config.point_budget * config.repeats)
-    if config.memory:
+    if config.memory == "all" or (config.memory == "gradient" and trial.gradient):
         try:
             row["peak_memory_bytes"], row["memory_method"] = prepared.peak_memory()
         except Exception as e:  # noqa: BLE001 - a failed probe loses one number, not the point

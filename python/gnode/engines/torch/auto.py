@@ -35,7 +35,7 @@ class AutoSwitchStepper:
             raise ValueError(f"{alg.name}: the interpolant of {alg.stiffalg.name} (degree {degree}) does not fit "
                              f"in the {self.body} stages of {alg.nonstiff.name}")
 
-    def session(self, cfg, batch: int) -> "AutoSwitchSession":
+    def session(self, cfg, batch: int) -> AutoSwitchSession:
         return AutoSwitchSession(self, cfg, batch)
 
     # -- dense output -------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ with a Jacobian from an earlier step, in which case the step is redone at once w
 across steps otherwise. A stage that still fails (diverges, or is out of iterations) rejects that trajectory's
 step (`err = inf`; the loop then shrinks its dt), counted in `nnonlinconvfail`.
 
-The error estimate dt Σ b_error_i F_i is filtered through W^-1 (Shampine's smoothing, as OrdinaryDiffEq.jl's
-`smooth_est`), which keeps it bounded on stiff components. K holds the stage derivatives F_i (F_0 = f(t0, y0),
+The error estimate is dt Σ b_error_i F_i, filtered through W^-1 where the algorithm's `smooth_est` asks
+(Shampine's smoothing, as OrdinaryDiffEq.jl's option; `gnode.algorithms.esdirk` says when and why). K holds the
+stage derivatives F_i (F_0 = f(t0, y0),
 F_i = z_i / dt), so the adjoints can use the method's own weights at its stages (`stage_states`, `b`, `c`).
 """
 
@@ -27,7 +28,7 @@ class ESDIRKStepper:
     quadrature use the stepper itself."""
 
     def __init__(self, tableau: ESDIRKTableau, dtype: torch.dtype, device: torch.device, kappa=0.01, max_iter=10,
-                 fast_rate=0.05):
+                 fast_rate=0.05, smooth_est=False):
         def vec(xs):
             return torch.tensor([float(x) for x in xs], dtype=dtype, device=device)
 
@@ -41,6 +42,7 @@ class ESDIRKStepper:
         self.b_error = vec(tableau.b_error)
         self.c_dense = []
         self.newton = (float(kappa), int(max_iter), float(fast_rate))
+        self.smooth_est = bool(smooth_est)
         s = self.stages
         # cubic Hermite on (y0, F_0, y1 = y0 + dt Σ b_i F_i, F_{s-1}) in the monomial basis, per stage:
         # y(θ) = y0 + dt Σ_i F_i (θ e0_i + θ² (3 b_i - 2 e0_i - e1_i) + θ³ (-2 b_i + e0_i + e1_i))
@@ -50,7 +52,7 @@ class ESDIRKStepper:
         e1[-1] = 1
         self.dense = torch.stack([e0, 3 * self.b - 2 * e0 - e1, -2 * self.b + e0 + e1], dim=1)  # (s, 3)
 
-    def session(self, cfg, batch: int) -> "ESDIRKSession":
+    def session(self, cfg, batch: int) -> ESDIRKSession:
         kappa, max_iter, fast_rate = self.newton
         return ESDIRKSession(self, NewtonOptions(kappa, max_iter, fast_rate, cfg.reltol, cfg.abstol), batch)
 
@@ -131,8 +133,9 @@ class ESDIRKSession:
         st = self.stepper
         one = torch.ones(B, dtype=torch.long, device=y.device)
         # one f evaluation per Newton iteration; the loop already counts stages - 1 per step
+        smoothing = (one + stale) if st.smooth_est else 0  # the filtered error estimate's solve, per attempt
         counters = {"nf": iters - (st.stages - 1), "njacs": njacs, "nw": one + (stale & running),
-                    "nsolve": iters + one + stale, "nnonliniter": iters, "nnonlinconvfail": failed.long()}
+                    "nsolve": iters + smoothing, "nnonliniter": iters, "nnonlinconvfail": failed.long()}
         stiffness = sel(self.J).detach().abs().sum(dim=-1).amax(dim=-1)
         return y1, err, K, counters, stiffness
 
@@ -182,7 +185,9 @@ class ESDIRKSession:
             failed = failed | sol.failed
             going = going & ~sol.failed
         y1 = y + st.combine(st.b, Z)
-        err = W.solve(st.combine(st.b_error, Z))
+        err = st.combine(st.b_error, Z)
+        if st.smooth_est:
+            err = W.solve(err)
         err = torch.where(failed[:, None], torch.full_like(err, float("inf")), err)
         K = Z / safe_dt[None]
         K = torch.cat([k1[None], K[1:]])  # F_0 exactly (dt = 0 rows would lose it)

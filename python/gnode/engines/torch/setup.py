@@ -25,7 +25,7 @@ STEPPERS = {
     AbstractExplicitRK: lambda alg, dtype, device: ExplicitRK(alg.tableau, dtype, device),
     AbstractRosenbrock: lambda alg, dtype, device: RosenbrockStepper(alg.tableau, dtype, device),
     AbstractESDIRK: lambda alg, dtype, device: ESDIRKStepper(alg.tableau, dtype, device, alg.kappa, alg.max_iter,
-                                                             alg.fast_rate),
+                                                             alg.fast_rate, alg.smooth_est),
     AbstractAutoSwitch: lambda alg, dtype, device: AutoSwitchStepper(
         alg, make_stepper(alg.nonstiff, dtype, device), make_stepper(alg.stiffalg, dtype, device)),
 }
