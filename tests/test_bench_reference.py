@@ -108,6 +108,21 @@ def test_reference_gradient_agrees_with_finite_differences_on_a_smooth_gnode(tmp
                               fd_steps=(1e-4,)).cached
 
 
+def test_reference_gradient_in_chunks_is_the_gradient_of_the_whole_batch():
+    """Chunks bound the backprop graph's memory; per-trajectory step control makes each chunk's steps those of
+    the whole batch, so the chunk gradients add up to the batch gradient (to roundoff), and each one differs
+    from the others (the chunks do cover different trajectories)."""
+    from gnode.bench.reference import _tight_gradient, subproblem
+
+    p = make_problem("gnode_critical", batch=5, n=3, hidden=4, t1=2.0)
+    whole = _tight_gradient(p, 1e-8, chunk=5)
+    chunked = _tight_gradient(p, 1e-8, chunk=2)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-10, atol=1e-14 * np.abs(whole).max())
+    first, last = _tight_gradient(subproblem(p, 2), 1e-8), _tight_gradient(subproblem(p, 5, 2), 1e-8)
+    np.testing.assert_allclose(first + last, whole, rtol=1e-10, atol=1e-14 * np.abs(whole).max())
+    assert np.linalg.norm(first - last) > 1e-3 * np.linalg.norm(whole)
+
+
 # ---------------------------------------------------------------------------------------------------- fields
 
 def _gnode_model():

@@ -30,15 +30,6 @@ D = torch.float64
 GAINS = {"stable": 0.5, "critical": 1.0, "chaotic": 2.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices on a shared 2-core machine run ~20x faster on one intra-op thread (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---- the formula -------------------------------------------------------------------------------------------
 
 def test_critical_gain_formula():

@@ -14,14 +14,6 @@ from gnode.models import DiscreteGRU, DiscreteLSTM, GatedNODE, SequenceModel, ch
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(d_in=2, n=4, d_out=3, seed=0, **kwargs):
     g = torch.Generator().manual_seed(seed)
     vf = GatedNODE(n, d_in, depth_F=2, tau=0.8, init="chaotic", gain=1.5, generator=g, dtype=D)

@@ -28,8 +28,8 @@ class AbstractAlgorithm:
 
 
 @dataclass(frozen=True, repr=False)
-class AbstractExplicitRK(AbstractAlgorithm):
-    """An explicit Runge–Kutta method given by its `tableau` (class attribute)."""
+class AbstractTableauAlgorithm(AbstractAlgorithm):
+    """A method given by its `tableau` (a property of each concrete class), which holds its orders."""
 
     @property
     def tableau(self):
@@ -46,3 +46,8 @@ class AbstractExplicitRK(AbstractAlgorithm):
     @property
     def adaptive(self) -> bool:
         return self.tableau.adaptive
+
+
+@dataclass(frozen=True, repr=False)
+class AbstractExplicitRK(AbstractTableauAlgorithm):
+    """An explicit Runge–Kutta method given by its `tableau` (a `ButcherTableau`)."""

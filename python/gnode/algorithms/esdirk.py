@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gnode.algorithms.base import AbstractAlgorithm
+from gnode.algorithms.base import AbstractTableauAlgorithm
 from gnode.algorithms.tableaus import esdirk as tableaus
 
 
 @dataclass(frozen=True, repr=False)
-class AbstractESDIRK(AbstractAlgorithm):
+class AbstractESDIRK(AbstractTableauAlgorithm):
     """An ESDIRK method given by its `tableau`, with the Newton iteration's options:
 
     kappa:     stop when the predicted remaining error η ‖Δz‖ < kappa (in the step's error norm; η = θ/(1-θ)
@@ -49,21 +49,6 @@ class AbstractESDIRK(AbstractAlgorithm):
         if not (0 < self.fast_rate < 1):
             raise ValueError(f"{self.name}: fast_rate must lie in (0, 1), got {self.fast_rate!r}")
 
-    @property
-    def tableau(self):
-        raise NotImplementedError
-
-    @property
-    def order(self) -> int:
-        return self.tableau.order
-
-    @property
-    def error_order(self) -> int | None:
-        return self.tableau.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return True
 
 
 @dataclass(frozen=True, repr=False)

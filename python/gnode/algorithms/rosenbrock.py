@@ -9,29 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gnode.algorithms.base import AbstractAlgorithm
+from gnode.algorithms.base import AbstractTableauAlgorithm
 from gnode.algorithms.tableaus import rosenbrock as tableaus
 
 
 @dataclass(frozen=True, repr=False)
-class AbstractRosenbrock(AbstractAlgorithm):
+class AbstractRosenbrock(AbstractTableauAlgorithm):
     """A Rosenbrock method given by its `tableau` (a `RosenbrockTableau`)."""
-
-    @property
-    def tableau(self):
-        raise NotImplementedError
-
-    @property
-    def order(self) -> int:
-        return self.tableau.order
-
-    @property
-    def error_order(self) -> int | None:
-        return self.tableau.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return self.tableau.adaptive
 
 
 @dataclass(frozen=True, repr=False)

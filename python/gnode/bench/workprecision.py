@@ -39,6 +39,7 @@ from gnode.retcode import ReturnCode
 
 METRIC_CHOICES = ("final", "l2", "L2", "linf", "Linf")
 MEMORY_CHOICES = ("all", "gradient", "none")
+MEMORY_PROBE_SECONDS = 2.0  # longer runs skip the peak-memory probe (see _measure_point)
 STOPPING_CODES = {ReturnCode.MaxIters.name, ReturnCode.DtLessThanMin.name, ReturnCode.Unstable.name}
 
 
@@ -51,7 +52,8 @@ class BenchConfig:
                    setting on a shared machine, and the one the peers are measured with.
     maxiters:      step budget per trajectory for every solver.
     memory:        "all", "gradient" or "none": which points get their peak memory measured (one extra
-                   untimed run per point, several times slower than a plain one under the torch profiler).
+                   untimed run per point, several times slower than a plain one under the torch profiler; points
+                   whose run takes over MEMORY_PROBE_SECONDS are not probed).
     point_budget:  seconds; a point whose single run took longer ends its trial's tolerance sweep.
     metric:        the solution error the diagrams and matched-error comparisons use ("l2" by default;
                    gradient points always use the gradient error).
@@ -238,10 +240,15 @@ def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
         row["time"], row["times"] = min_time(prepared.run, config.repeats,
                                              budget=config.point_budget * config.repeats)
     if config.memory == "all" or (config.memory == "gradient" and trial.gradient):
-        try:
-            row["peak_memory_bytes"], row["memory_method"] = prepared.peak_memory()
-        except Exception as e:  # noqa: BLE001 - a failed probe loses one number, not the point
-            row["peak_memory_bytes"], row["memory_method"] = None, f"failed: {_short(e)}"
+        if row["time"] > MEMORY_PROBE_SECONDS:
+            row["peak_memory_bytes"], row["memory_method"] = None, (
+                f"not measured: a {row['time']:.1f} s run (> {MEMORY_PROBE_SECONDS:g} s) is too long for the torch "
+                "profiler, whose event log grows with every op (it ran a 24 GB machine out of memory)")
+        else:
+            try:
+                row["peak_memory_bytes"], row["memory_method"] = prepared.peak_memory()
+            except Exception as e:  # noqa: BLE001 - a failed probe loses one number, not the point
+                row["peak_memory_bytes"], row["memory_method"] = None, f"failed: {_short(e)}"
     row["status"] = "ok"
     if max(detailed_seconds, row["time"]) > config.point_budget:
         return f"the point at reltol {row['reltol']:.0e} took {max(detailed_seconds, row['time']):.1f} s " \

@@ -18,7 +18,7 @@ from gnode.algorithms.sensealg import BacksolveAdjoint, InterpolatingAdjoint, Qu
 from gnode.engines.torch.dense import DenseHistory
 from gnode.engines.torch.jacobian import finite_difference_time_derivative, jacobian
 from gnode.engines.torch.loop import RHS, integrate
-from gnode.engines.torch.setup import check, loop_config, make_solution, make_stepper, problem_stops, run_forward
+from gnode.engines.torch.forward import check, loop_config, make_solution, make_stepper, problem_stops, run_forward
 from gnode.problem import ODEProblem
 from gnode.retcode import ReturnCode, SolveError
 from gnode.solution import ODESolution

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gnode.engines.torch.setup import make_solution, run_forward
+from gnode.engines.torch.forward import make_solution, run_forward
 
 
 def solve_backprop(prob, alg, opts):

@@ -1,4 +1,5 @@
-"""From (problem, algorithm, options) to what the loop needs: stepper, right-hand side, config, stops."""
+"""The forward solve: from (problem, algorithm, options) to what the loop needs (stepper, right-hand side,
+config, stops), the loop run, and the ODESolution made of its result."""
 
 from __future__ import annotations
 
