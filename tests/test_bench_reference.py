@@ -166,5 +166,5 @@ def test_jax_copies_match_torch_for_a_gnode_and_the_classic_problems():
     for sp in problems.CLASSIC:
         y = np.abs(np.random.default_rng(0).normal(size=np.size(sp.u0))) + 0.1
         f = jax.jit(CLASSIC_JAX[sp.name])
-        got = np.asarray(f(jax.numpy.asarray(y), problems.VDP_MU) if sp.name == "vanderpol" else f(jax.numpy.asarray(y)))
+        got = np.asarray(f(jax.numpy.asarray(y)))
         np.testing.assert_allclose(got, sp.f_np(0.0, y), rtol=1e-14, err_msg=sp.name)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gnode.bench import problems
+
 
 @dataclass(frozen=True)
 class LayerWeights:
@@ -215,37 +217,14 @@ def jax_gnode(w: GnodeWeights):
     return fn, params
 
 
-def _robertson(y):
-    import jax.numpy as jnp
-    y1, y2, y3 = y[0], y[1], y[2]
-    return jnp.stack([-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2, 3e7 * y2 * y2])
+def _jax_field(terms):
+    def f(y):
+        import jax.numpy as jnp
+        return jnp.stack(terms(y))
+    return f
 
 
-def _vanderpol(y, mu=1e3):
-    import jax.numpy as jnp
-    return jnp.stack([y[1], mu * (1 - y[0] * y[0]) * y[1] - y[0]])
-
-
-def _hires(y):
-    import jax.numpy as jnp
-    return jnp.stack([
-        -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007,
-        1.71 * y[0] - 8.75 * y[1],
-        -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4],
-        8.32 * y[1] + 1.71 * y[2] - 1.12 * y[3],
-        -1.745 * y[4] + 0.43 * y[5] + 0.43 * y[6],
-        -280.0 * y[5] * y[7] + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6],
-        280.0 * y[5] * y[7] - 1.81 * y[6],
-        -280.0 * y[5] * y[7] + 1.81 * y[6],
-    ])
-
-
-def _oregonator(y):
-    import jax.numpy as jnp
-    y1, y2, y3 = y[0], y[1], y[2]
-    return jnp.stack([77.27 * (y2 + y1 * (1 - 8.375e-6 * y1 - y2)), (y3 - (1 + y1) * y2) / 77.27,
-                      0.161 * (y1 - y3)])
-
-
-CLASSIC_JAX = {"robertson": _robertson, "vanderpol": _vanderpol, "hires": _hires, "oregonator": _oregonator}
-"""name → f(y (n,)) of the autonomous classic problems (the same formulas as `gnode.bench.problems`)."""
+CLASSIC_JAX = {name: _jax_field(terms) for name, terms in (
+    ("robertson", problems.robertson_terms), ("vanderpol", problems.vanderpol_terms),
+    ("hires", problems.hires_terms), ("oregonator", problems.oregonator_terms))}
+"""name → f(y (n,)) of the autonomous classic problems: the formulas of `gnode.bench.problems`, stacked by JAX."""

@@ -70,16 +70,27 @@ class StiffProblem:
         return np.stack(out)
 
 
+# Each right-hand side is written once, as `terms(y) -> [dy_1/dt, ...]` in plain arithmetic on the components
+# y[i], so that the same formula serves torch (`_torch_field`), NumPy (`_numpy_field`) and JAX
+# (`gnode.bench.fields.CLASSIC_JAX`).
+
+def _torch_field(terms):
+    def f(t, u):
+        return torch.stack(terms(u.unbind(-1)), -1)
+    return f
+
+
+def _numpy_field(terms):
+    def f_np(t, y, b=0):
+        return np.array(terms(y))
+    return f_np
+
+
 # ----------------------------------------------------------------------------------------------- Robertson
 
-def _robertson(t, u):
-    y1, y2, y3 = u.unbind(-1)
-    return torch.stack([-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2, 3e7 * y2 * y2], -1)
-
-
-def _robertson_np(t, y, b=0):
-    y1, y2, y3 = y
-    return np.array([-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2, 3e7 * y2 * y2])
+def robertson_terms(y):
+    y1, y2, y3 = y[0], y[1], y[2]
+    return [-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2, 3e7 * y2 * y2]
 
 
 def _robertson_jac(t, y, b=0):
@@ -89,7 +100,7 @@ def _robertson_jac(t, y, b=0):
                      [0.0, 6e7 * y2, 0.0]])
 
 
-ROBERTSON = StiffProblem("robertson", _robertson, _robertson_np, _robertson_jac, np.array([1.0, 0.0, 0.0]),
+ROBERTSON = StiffProblem("robertson", _torch_field(robertson_terms), _numpy_field(robertson_terms), _robertson_jac, np.array([1.0, 0.0, 0.0]),
                          (0.0, 1e5), atol_scale=1e-6,
                          description="Robertson (1966) kinetics; y2 ~ 1e-5, eigenvalues down to ~-1e4")
 
@@ -98,28 +109,22 @@ ROBERTSON = StiffProblem("robertson", _robertson, _robertson_np, _robertson_jac,
 VDP_MU = 1e3
 
 
-def _vdp(t, u):
-    y1, y2 = u.unbind(-1)
-    return torch.stack([y2, VDP_MU * (1 - y1 * y1) * y2 - y1], -1)
-
-
-def _vdp_np(t, y, b=0):
-    return np.array([y[1], VDP_MU * (1 - y[0] ** 2) * y[1] - y[0]])
+def vanderpol_terms(y):
+    return [y[1], VDP_MU * (1 - y[0] * y[0]) * y[1] - y[0]]
 
 
 def _vdp_jac(t, y, b=0):
     return np.array([[0.0, 1.0], [-2 * VDP_MU * y[0] * y[1] - 1, VDP_MU * (1 - y[0] ** 2)]])
 
 
-VANDERPOL = StiffProblem("vanderpol", _vdp, _vdp_np, _vdp_jac, np.array([2.0, 0.0]), (0.0, 3000.0),
+VANDERPOL = StiffProblem("vanderpol", _torch_field(vanderpol_terms), _numpy_field(vanderpol_terms), _vdp_jac, np.array([2.0, 0.0]), (0.0, 3000.0),
                          description="Van der Pol, mu = 1e3 (vdp1000): slow manifolds joined by fast jumps")
 
 
 # --------------------------------------------------------------------------------------------------- HIRES
 
-def _hires(t, u):
-    y = u.unbind(-1)
-    return torch.stack([
+def hires_terms(y):
+    return [
         -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007,
         1.71 * y[0] - 8.75 * y[1],
         -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4],
@@ -128,11 +133,7 @@ def _hires(t, u):
         -280.0 * y[5] * y[7] + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6],
         280.0 * y[5] * y[7] - 1.81 * y[6],
         -280.0 * y[5] * y[7] + 1.81 * y[6],
-    ], -1)
-
-
-def _hires_np(t, y, b=0):
-    return _hires(None, torch.as_tensor(y, dtype=torch.float64)).numpy()
+    ]
 
 
 def _hires_jac(t, y, b=0):
@@ -148,23 +149,16 @@ def _hires_jac(t, y, b=0):
     return J
 
 
-HIRES = StiffProblem("hires", _hires, _hires_np, _hires_jac,
+HIRES = StiffProblem("hires", _torch_field(hires_terms), _numpy_field(hires_terms), _hires_jac,
                      np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057]), (0.0, 321.8122), atol_scale=1e-3,
                      description="HIRES (Schäfer 1975; Hairer & Wanner II, IV.10), 8 species")
 
 
 # ---------------------------------------------------------------------------------------------- Oregonator
 
-def _orego(t, u):
-    y1, y2, y3 = u.unbind(-1)
-    return torch.stack([77.27 * (y2 + y1 * (1 - 8.375e-6 * y1 - y2)),
-                        (y3 - (1 + y1) * y2) / 77.27,
-                        0.161 * (y1 - y3)], -1)
-
-
-def _orego_np(t, y, b=0):
-    y1, y2, y3 = y
-    return np.array([77.27 * (y2 + y1 * (1 - 8.375e-6 * y1 - y2)), (y3 - (1 + y1) * y2) / 77.27, 0.161 * (y1 - y3)])
+def oregonator_terms(y):
+    y1, y2, y3 = y[0], y[1], y[2]
+    return [77.27 * (y2 + y1 * (1 - 8.375e-6 * y1 - y2)), (y3 - (1 + y1) * y2) / 77.27, 0.161 * (y1 - y3)]
 
 
 def _orego_jac(t, y, b=0):
@@ -174,7 +168,7 @@ def _orego_jac(t, y, b=0):
                      [0.161, 0.0, -0.161]])
 
 
-OREGONATOR = StiffProblem("oregonator", _orego, _orego_np, _orego_jac, np.array([1.0, 2.0, 3.0]), (0.0, 360.0),
+OREGONATOR = StiffProblem("oregonator", _torch_field(oregonator_terms), _numpy_field(oregonator_terms), _orego_jac, np.array([1.0, 2.0, 3.0]), (0.0, 360.0),
                           description="Field–Noyes Oregonator (OREGO, Hairer & Wanner II, IV.10); y1 up to ~1e5")
 
 

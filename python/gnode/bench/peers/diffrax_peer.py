@@ -105,11 +105,7 @@ class _Compiled:
             from gnode.bench.fields import CLASSIC_JAX
 
             f = CLASSIC_JAX[what]
-            if what == "vanderpol":
-                from gnode.bench.problems import VDP_MU
-                fn = lambda h, p, x=None, mu=VDP_MU: f(h, mu)
-            else:
-                fn = lambda h, p, x=None: f(h)
+            fn = lambda h, p, x=None: f(h)  # autonomous: no parameters or inputs
             self.param_names, self.params, fixed = [], {}, {}
 
         inputs = problem.inputs
