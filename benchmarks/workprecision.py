@@ -2,7 +2,8 @@
 (stable / critical / chaotic initialisation), the stiff gnODE and the classic stiff set, with gradients on the
 critical and the stiff gnODE.
 
-    python benchmarks/workprecision.py                   # the recorded run (an hour or more on 2 cores)
+    python benchmarks/workprecision.py                   # everything (an hour or more on 2 cores; the recorded
+                                                         # run is in three parts: the command in each NOTES.md)
     python benchmarks/workprecision.py --quick           # minutes: small problems, 3 tolerances
     python benchmarks/workprecision.py --run RUN         # also the trained flip-flop gnODE of a run folder
                                                          # (the recorded run: --run experiments/flipflop-3d)
@@ -11,12 +12,14 @@ critical and the stiff gnODE.
 A front end to `gnode.bench` (the same runner as `gnode bench`). Writes into --out (default
 benchmarks/results/workprecision/): results.json (every point, the references, the machine), results.csv,
 comparisons.txt (time and nf ratios at matched error), figures/<problem>_<mode>.png, and NOTES.md (the
-machine, how it was measured, and the headline ratios).
+machine, how it was measured, and the headline ratios). While it runs, journal.jsonl holds every finished
+trial: the same command started again after an interruption resumes from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gnode.bench import BenchConfig, ProblemSpec, format_comparisons, plan, run_set
@@ -53,9 +56,12 @@ def main(argv=None):
     p.add_argument("--memory", choices=("all", "gradient", "none"), default="all",
                    help="which points get a peak-memory run (default: all)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "workprecision"))
+    argv = sys.argv[1:] if argv is None else argv  # NOTES.md records the command
     args = p.parse_args(argv)
-    forward = list(args.problems or FORWARD) + (["flipflop"] if args.run else [])
+    forward = list(args.problems or FORWARD)
     gradient = list(GRADIENTS if args.gradient_problems is None else args.gradient_problems)
+    if args.run and "flipflop" not in forward:
+        forward.append("flipflop")
     if args.run and args.gradient_problems is None:
         gradient.append("flipflop")
     reltols = (1e-3, 1e-5, 1e-7) if args.quick else args.reltols
@@ -63,8 +69,10 @@ def main(argv=None):
     trials += plan(specs(gradient, args.quick, args.run), forward=False, gradients=True, reltols=reltols)
     config = BenchConfig(repeats=1 if args.quick else args.repeats, threads=1, memory=args.memory,
                          point_budget=args.point_budget)
-    results = run_set(trials, config)
+    journal = Path(args.out) / "journal.jsonl"  # a killed run resumes from it; removed once the results are written
+    results = run_set(trials, config, journal=journal)
     files = results.write(args.out)
+    journal.unlink()
     comparisons = results.comparisons()
     table = format_comparisons(comparisons)
     print(table)
@@ -76,7 +84,7 @@ def main(argv=None):
 def _notes(results, comparisons, table, argv) -> str:
     m = results.meta
     lines = ["# Work-precision run", "",
-             f"Command: `python benchmarks/workprecision.py {' '.join(argv or [])}`".rstrip() + "  ",
+             f"Command: `python benchmarks/workprecision.py {' '.join(argv)}`  ",
              f"Date: {m.get('date')}; wall time {m.get('wall_seconds', float('nan')) / 60:.1f} min", "",
              "## Machine", "",
              f"- {m.get('cpu_model', m.get('processor'))}, {m.get('cpu_count')} logical CPUs; {m.get('platform')}",

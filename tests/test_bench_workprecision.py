@@ -100,6 +100,7 @@ def test_a_failed_solve_is_recorded_with_its_retcode_and_tighter_tolerances_are_
 
 def test_the_set_writes_json_csv_comparisons_and_a_figure(small_set):
     results, files, tmp = small_set
+    assert files["json"] == str(tmp / "out" / "results.json") and "figure gnode_small forward" in files
     doc = json.loads((tmp / "out" / "results.json").read_text())
     assert doc["format"] == "gnode-bench" and len(doc["rows"]) == len(results.rows)
     assert doc["meta"]["torch"] == torch.__version__ and doc["config"]["repeats"] == 2
@@ -161,6 +162,36 @@ def test_peak_memory_sees_a_known_allocation():
     assert 8_000_000 <= peak < 8_200_000, (peak, how)
 
 
+def test_an_interrupted_run_resumes_from_its_journal(monkeypatch, tmp_path):
+    """Finished trials are journaled as they end; a run started again with the journal measures only the rest,
+    and refuses a journal written with another configuration."""
+    from gnode.bench import workprecision
+
+    journal = tmp_path / "out" / "journal.jsonl"
+    config = BenchConfig(repeats=1, memory="none", cache_dir=str(tmp_path / "c"), extended_reference=False)
+    first = Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3, 1e-5))
+    second = Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3,))
+    before = run_set([first], config, progress=False, journal=journal)
+    with open(journal, "a") as f:
+        f.write('{"kind": "trial", "key": "cut off by the ki')  # the line a kill interrupted
+
+    ran = []
+    real = workprecision.run_trial
+    monkeypatch.setattr(workprecision, "run_trial", lambda t, *a, **k: (ran.append(t), real(t, *a, **k))[1])
+    after = run_set([first, second], config, progress=False, journal=journal, log=lambda *a: None)
+    assert ran == [second]
+    assert after.rows[:2] == json.loads(json.dumps(before.rows))  # as measured the first time
+    assert [r["solver"] for r in after.rows] == ["torch Tsit5()", "torch Tsit5()", "torch DP5()"]
+    assert set(after.references) == {"gnode_small"} and after.problems["gnode_small"]["batch"] == 2
+
+    ran.clear()
+    again = run_set([first, second], config, progress=False, journal=journal, log=lambda *a: None)
+    assert ran == [] and again.rows == after.rows  # everything journaled: nothing is built or run
+    with pytest.raises(ValueError, match="another configuration .*repeats"):
+        run_set([first], BenchConfig(repeats=2, memory="none", cache_dir=str(tmp_path / "c"),
+                                     extended_reference=False), progress=False, journal=journal)
+
+
 # ----------------------------------------------------------------------------------------- command line
 
 def test_gnode_bench_command_line_runs_a_tiny_set(tmp_path, capsys):
@@ -175,6 +206,7 @@ def test_gnode_bench_command_line_runs_a_tiny_set(tmp_path, capsys):
     assert {r["solver"] for r in doc["rows"]} == {"torch Tsit5()"}
     assert [r["status"] for r in doc["rows"]] == ["ok", "ok"]
     assert "points: 2 ok" in capsys.readouterr().out
+    assert not (out / "journal.jsonl").exists()  # the journal goes once the results are written
 
 
 def test_gnode_bench_rejects_bad_options_with_a_message(capsys):

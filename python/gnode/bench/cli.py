@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
 DEFAULT_PROBLEMS = ("gnode_stable", "gnode_critical", "gnode_chaotic", "gnode_stiff", "robertson", "vanderpol",
                     "hires")
@@ -77,7 +78,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     how.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                      help="run trials as Ray tasks (local Ray, or the cluster at ADDRESS); default: locally")
     out = p.add_argument_group("output")
-    out.add_argument("--out", default="bench-results", help="output folder (default: bench-results)")
+    out.add_argument("--out", default="bench-results",
+                     help="output folder (default: bench-results); an interrupted run started again resumes there")
     out.add_argument("--no-figures", action="store_true", help="write no figures")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_command)
@@ -163,9 +165,14 @@ def run_command(args) -> int:
     points = sum(len(t.reltols) for t in trials)
     print(f"gnode bench: {len(trials)} trials, {points} points, {len({t.problem for t in trials})} problems; "
           f"torch threads {args.threads}, {repeats} repeats" + (", on Ray" if args.ray is not None else ""))
-    results = run_set(trials, config, use_ray=args.ray is not None, ray_address=args.ray or None,
-                      progress=not args.quiet)
+    journal = Path(args.out) / "journal.jsonl"  # an interrupted run resumes from it; gone once results are written
+    try:
+        results = run_set(trials, config, use_ray=args.ray is not None, ray_address=args.ray or None,
+                          progress=not args.quiet, journal=journal)
+    except ValueError as e:
+        return _usage(str(e))
     files = results.write(args.out, figures=not args.no_figures)
+    journal.unlink(missing_ok=True)
     _print_summary(results)
     print()
     print(format_comparisons(results.comparisons()))

@@ -10,12 +10,13 @@ cluster. Ray is optional: without it this raises an ImportError that says how to
 from __future__ import annotations
 
 
-def run_on_ray(trials, config, *, address: str | None = None, log=print):
+def run_on_ray(trials, config, *, address: str | None = None, journal=None, log=print):
     try:
         import ray
     except ImportError as e:
         raise ImportError("--ray needs Ray: pip install 'ray[default]' (or run without --ray: trials run locally "
                           "by default)") from e
+    from gnode.bench.journal import trial_key
     from gnode.bench.workprecision import problem_info, problem_references, run_trial
 
     started = not ray.is_initialized()
@@ -41,9 +42,17 @@ def run_on_ray(trials, config, *, address: str | None = None, log=print):
             name, summary, info = ray.get(references_task.remote(spec, config, any(t.gradient for t in group)))
             refs[name], probs[name] = summary, info
             log(f"references of {name} ready")
-        pending = [trial_task.remote(t, config) for t in trials]
+        done = journal.trials if journal is not None else {}
+        pending = {trial_key(t): trial_task.remote(t, config) for t in trials if trial_key(t) not in done}
         rows = []
-        for i, out in enumerate(ray.get(pending)):
+        for t in trials:  # in plan order; each trial journaled as soon as it is collected
+            key = trial_key(t)
+            if key in done:
+                rows += done[key]
+                continue
+            out = ray.get(pending[key])
+            if journal is not None:
+                journal.add_trial(key, out)
             rows += out
         return rows, refs, probs
     finally:

@@ -22,6 +22,7 @@ def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: floa
          title: str | None = None) -> bool:
     """Draw the diagram of (problem, mode) into `path` (PNG); False when there is nothing to draw."""
     from matplotlib.figure import Figure  # no pyplot: no global figure state, any backend
+    from matplotlib.ticker import LogFormatterSciNotation
 
     key = error_key(mode, metric)
     mine = [r for r in rows if r.get("problem") == problem and r.get("mode") == mode]
@@ -50,6 +51,8 @@ def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: floa
     for ax, xlabel in zip(axes, ("wall time [s] (min of repeats)", "f evaluations per trajectory (nf)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # label minor ticks only on axes under half a decade: wider ones overprint them
+        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(0.5, 0.2)))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("relative gradient error" if mode == "gradient" else f"{metric} error")
         ax.grid(True, which="both", alpha=0.25)
@@ -57,7 +60,12 @@ def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: floa
             ax.axhline(floor, color="k", ls=":", lw=1)
             ax.annotate("reference floor", (1, floor), xycoords=("axes fraction", "data"), ha="right",
                         va="bottom", fontsize=7)
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    handles = {}  # one legend for both panels: a solver without nf (diffrax gradients) is only on the left
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    axes[1].legend(handles.values(), handles.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                   frameon=False)
     fig.suptitle(title or f"{problem} — {mode}")
     if failed:
         shown = failed[:8] + ([f"... and {len(failed) - 8} more"] if len(failed) > 8 else [])

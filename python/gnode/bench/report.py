@@ -61,7 +61,6 @@ def floor_of(refs: dict, mode: str) -> float | None:
 def write_results(results, folder, *, figures: bool = True) -> dict[str, str]:
     """Write `results` (a `BenchResults`) into `folder`; returns {what: path}."""
     from gnode.bench.compare import format_comparisons
-    from gnode.bench.plots import draw
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,14 +81,25 @@ def write_results(results, folder, *, figures: bool = True) -> dict[str, str]:
     os.replace(f.name, folder / "results.csv")
     _atomic_text(folder / "comparisons.txt", format_comparisons(comparisons) + "\n")
     if figures:
-        metric = results.config.get("metric", "l2")
-        for problem, mode in sorted({(r["problem"], r["mode"]) for r in results.rows if "mode" in r}):
-            path = folder / "figures" / f"{problem}_{mode}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            desc = results.problems.get(problem, {}).get("description", problem)
-            if draw(results.rows, problem, mode, path, metric=metric,
-                    floor=floor_of(results.references.get(problem, {}), mode), title=f"{desc} — {mode}"):
-                out[f"figure {problem} {mode}"] = str(path)
+        out.update(draw_figures(results.rows, results.problems, results.references, results.config, folder))
+    return out
+
+
+def draw_figures(rows, problems: dict, references: dict, config: dict, folder) -> dict[str, str]:
+    """figures/<problem>_<mode>.png for every problem and mode in `rows`; returns {what: path}. Redraw a
+    written run's: `draw_figures(**{k: doc[k] for k in ("rows", "problems", "references", "config")},
+    folder=...)` with `doc = read_results(folder)`."""
+    from gnode.bench.plots import draw
+
+    out = {}
+    metric = config.get("metric", "l2")
+    for problem, mode in sorted({(r["problem"], r["mode"]) for r in rows if "mode" in r}):
+        path = Path(folder) / "figures" / f"{problem}_{mode}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        desc = problems.get(problem, {}).get("description", problem)
+        if draw(rows, problem, mode, path, metric=metric, floor=floor_of(references.get(problem, {}), mode),
+                title=f"{desc} — {mode}"):
+            out[f"figure {problem} {mode}"] = str(path)
     return out
 
 

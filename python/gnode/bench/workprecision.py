@@ -310,16 +310,23 @@ def machine_notes() -> dict:
 
 
 def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_address: str | None = None,
-            use_ray: bool = False, progress: bool = True, log=print) -> BenchResults:
-    """Run every trial (locally, or as Ray tasks with `use_ray`) and collect the results."""
+            use_ray: bool = False, progress: bool = True, journal=None, log=print) -> BenchResults:
+    """Run every trial (locally, or as Ray tasks with `use_ray`) and collect the results. With `journal` (a
+    path), each finished trial is recorded there at once and trials already recorded are not run again: an
+    interrupted run resumes (`gnode.bench.journal`)."""
     config = config or BenchConfig()
     meta = machine_notes()
     start = time.perf_counter()
+    if journal is not None:
+        from gnode.bench.journal import Journal
+        journal = Journal(journal, asdict(config))
+        if journal.trials:
+            log(f"resuming from {journal.path}: {len(journal.trials)} trials already measured")
     if use_ray:
         from gnode.bench.distributed import run_on_ray
-        rows, refs, probs = run_on_ray(trials, config, address=ray_address, log=log)
+        rows, refs, probs = run_on_ray(trials, config, address=ray_address, journal=journal, log=log)
     else:
-        rows, refs, probs = _run_local(trials, config, progress=progress, log=log)
+        rows, refs, probs = _run_local(trials, config, journal=journal, progress=progress, log=log)
     meta["wall_seconds"] = time.perf_counter() - start
     for r in rows:  # solver overhead over the bare f calls it made (forward, torch solvers that counted them)
         fs = probs.get(r.get("problem"), {}).get("f_seconds")
@@ -333,17 +340,28 @@ def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_addre
     return BenchResults(rows, refs, meta, asdict(config), probs)
 
 
-def _run_local(trials, config, *, progress, log):
+def _run_local(trials, config, *, journal, progress, log):
     from tqdm.auto import tqdm
+
+    from gnode.bench.journal import problem_key, trial_key
 
     by_problem: dict[ProblemSpec, list[Trial]] = {}
     for t in trials:
         by_problem.setdefault(t.problem, []).append(t)
+    done = journal.trials if journal is not None else {}
     rows, refs, probs = [], {}, {}
     total = sum(len(t.reltols) for t in trials)
     bar = tqdm(total=total, disable=not progress, unit="point", dynamic_ncols=True)
     try:
         for spec, group in by_problem.items():
+            journaled = journal is not None and problem_key(spec) in journal.problems
+            if journaled and all(trial_key(t) in done for t in group):  # nothing left: not even built
+                name, info, summary = journal.problems[problem_key(spec)]
+                probs[name], refs[name] = info, summary
+                for t in group:
+                    rows += done[trial_key(t)]
+                    bar.update(len(t.reltols))
+                continue
             try:
                 problem = spec.build()
             except (FileNotFoundError, ImportError, ValueError) as e:
@@ -355,14 +373,25 @@ def _run_local(trials, config, *, progress, log):
                                      "status": "skipped", "message": f"problem unavailable: {e}"})
                     bar.update(len(t.reltols))
                 continue
-            probs[problem.name] = problem_info(problem, config)
+            known = journal.problems.get(problem_key(spec)) if journal is not None else None
+            # a resumed problem keeps its first bare-f timing, so its rows' overheads stay on one scale
+            probs[problem.name] = known[1] if known else problem_info(problem, config)
             bar.set_description(f"{problem.name}: references")
             t0 = time.perf_counter()
             ref = problem_references(problem, config, gradient=any(t.gradient for t in group))
             refs[problem.name] = {**ref.summary(), "seconds_here": time.perf_counter() - t0}
+            if journal is not None:
+                journal.add_problem(problem_key(spec), problem.name, probs[problem.name], refs[problem.name])
             for t in group:
+                if trial_key(t) in done:
+                    rows += done[trial_key(t)]
+                    bar.update(len(t.reltols))
+                    continue
                 bar.set_description(f"{problem.name}: {_label(t.solver)}"[:60])
-                rows += run_trial(t, config, problem=problem, references=ref, on_point=lambda r: bar.update(1))
+                out = run_trial(t, config, problem=problem, references=ref, on_point=lambda r: bar.update(1))
+                if journal is not None:
+                    journal.add_trial(trial_key(t), out)
+                rows += out
     finally:
         bar.close()
     return rows, refs, probs
