@@ -85,7 +85,9 @@ def _notes(results, comparisons, table, argv) -> str:
     m = results.meta
     lines = ["# Work-precision run", "",
              f"Command: `python benchmarks/workprecision.py {' '.join(argv)}`  ",
-             f"Date: {m.get('date')}; wall time {m.get('wall_seconds', float('nan')) / 60:.1f} min", "",
+             f"Date: {m.get('date')}; wall time {m.get('wall_seconds', float('nan')) / 60:.1f} min"
+             + (f" ({m['resumed_trials']} trials measured in earlier sessions, resumed from the journal)"
+                if m.get("resumed_trials") else ""), "",
              "## Machine", "",
              f"- {m.get('cpu_model', m.get('processor'))}, {m.get('cpu_count')} logical CPUs; {m.get('platform')}",
              (f"- load average at start {m.get('load_average')}, at end {m.get('load_average_end')} "

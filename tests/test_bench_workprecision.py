@@ -14,6 +14,7 @@ import torch
 
 import gnode
 from gnode.bench import BenchConfig, ProblemSpec, SolverSpec, Trial, run_set
+from gnode.bench.journal import Journal, JournalError
 from gnode.bench.measure import min_time, torch_peak_memory, torch_threads
 from gnode.bench.workprecision import run_trial
 
@@ -172,8 +173,8 @@ def test_an_interrupted_run_resumes_from_its_journal(monkeypatch, tmp_path):
     first = Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3, 1e-5))
     second = Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3,))
     before = run_set([first], config, progress=False, journal=journal)
-    with open(journal, "a") as f:
-        f.write('{"kind": "trial", "key": "cut off by the ki')  # the line a kill interrupted
+    with open(journal, "a") as f:  # the line a kill interrupted (ending, as it may, in a brace)
+        f.write('{"kind": "trial", "key": "cut off", "seconds": 1.0, "rows": [{"reltol": 0.001}')
 
     ran = []
     real = workprecision.run_trial
@@ -183,13 +184,39 @@ def test_an_interrupted_run_resumes_from_its_journal(monkeypatch, tmp_path):
     assert after.rows[:2] == json.loads(json.dumps(before.rows))  # as measured the first time
     assert [r["solver"] for r in after.rows] == ["torch Tsit5()", "torch Tsit5()", "torch DP5()"]
     assert set(after.references) == {"gnode_small"} and after.problems["gnode_small"]["batch"] == 2
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    first_seconds = next(e["seconds"] for e in entries if e["kind"] == "trial" and "Tsit5" in e["key"])
+    assert after.meta["resumed_trials"] == 1 and after.meta["wall_seconds"] > first_seconds > 0
 
     ran.clear()
     again = run_set([first, second], config, progress=False, journal=journal, log=lambda *a: None)
     assert ran == [] and again.rows == after.rows  # everything journaled: nothing is built or run
-    with pytest.raises(ValueError, match="another configuration .*repeats"):
+    with pytest.raises(JournalError, match="another config .*repeats"):
         run_set([first], BenchConfig(repeats=2, memory="none", cache_dir=str(tmp_path / "c"),
                                      extended_reference=False), progress=False, journal=journal)
+
+
+def test_a_journal_survives_cut_off_writes_and_refuses_another_machine(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    config, machine = {"repeats": 2, "fd_steps": (1e-4,)}, {"cpu_model": "A"}
+    path.write_text('{"kind": "con')  # killed while writing its very first line
+    j = Journal(path, config, machine)
+    j.add_trial("k1", [{"l2": float("nan"), "nf": np.float64(3.0), "u": np.ones(2)}], 1.5)
+    with open(path, "a") as f:
+        f.write('{"kind": "trial", "key": "k2", "rows": [{"l2": 1}')  # cut off after a brace
+    j = Journal(path, config, machine)
+    assert set(j.trials) == {"k1"} and j.trials["k1"][0]["nf"] == 3.0 and math.isnan(j.trials["k1"][0]["l2"])
+    assert j.trials["k1"][0]["u"].startswith("array(")  # not a scalar: kept as its repr, not a crash
+    j.add_trial("k3", [], 0.5)
+    j = Journal(path, config, machine)
+    assert set(j.trials) == {"k1", "k3"} and j.take("k3") == [] and j.resumed_seconds() == 0.5
+    with pytest.raises(JournalError, match="another machine .*cpu_model"):
+        Journal(path, config, {"cpu_model": "B"})
+    with pytest.raises(JournalError, match="another config .*repeats"):
+        Journal(path, {**config, "repeats": 3}, machine)
+    path.write_text(path.read_text() + "not json\n{}\n")
+    with pytest.raises(JournalError, match="line 4: not JSON"):
+        Journal(path, config, machine)
 
 
 # ----------------------------------------------------------------------------------------- command line
@@ -238,7 +265,8 @@ def test_solution_of_the_problem_is_what_the_reference_integrates():
 
 def test_trials_run_as_ray_tasks_through_a_stand_in_ray(monkeypatch, tmp_path):
     """The Ray path with a minimal in-process stand-in for `ray` (test scaffolding, not Ray): every trial
-    becomes a remote task, references are computed once per problem, and the rows come back as locally."""
+    becomes a remote task, references are computed once per problem, the rows come back in plan order whatever
+    order the tasks finish in, and a journaled run started again runs only what is missing."""
     import sys
     import types
 
@@ -261,14 +289,23 @@ def test_trials_run_as_ray_tasks_through_a_stand_in_ray(monkeypatch, tmp_path):
         is_initialized=lambda: state["up"],
         init=lambda address=None, **kw: (calls["init"].append(address), state.update(up=True)),
         shutdown=lambda: state.update(up=False), remote=remote,
-        get=lambda refs: [r.value for r in refs] if isinstance(refs, list) else refs.value)
+        get=lambda refs: [r.value for r in refs] if isinstance(refs, list) else refs.value,
+        wait=lambda refs, num_returns=1: (refs[-num_returns:], refs[:-num_returns]))  # the last one ends first
     monkeypatch.setitem(sys.modules, "ray", fake)
     trials = [Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3, 1e-5)),
               Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3,))]
     config = BenchConfig(repeats=1, memory="none", cache_dir=str(tmp_path), extended_reference=False)
-    results = run_set(trials, config, use_ray=True, ray_address="ray://head:10001", progress=False, log=lambda *a: None)
+    journal = tmp_path / "journal.jsonl"
+    results = run_set(trials, config, use_ray=True, ray_address="ray://head:10001", progress=False,
+                      journal=journal, log=lambda *a: None)
     assert calls["init"] == ["ray://head:10001"] and not state["up"]  # joined the cluster, then let it go
     assert calls["remote"] == 1 + len(trials)  # one references task for the problem, one task per trial
     assert [(r["solver"], r["reltol"], r["status"]) for r in results.rows] == [
         ("torch Tsit5()", 1e-3, "ok"), ("torch Tsit5()", 1e-5, "ok"), ("torch DP5()", 1e-3, "ok")]
     assert results.references["gnode_small"]["solution"]["method"] == "DOP853"
+
+    more = trials + [Trial(SMALL, SolverSpec("gnode", gnode.BS3()), (1e-3,))]
+    again = run_set(more, config, use_ray=True, progress=False, journal=journal, log=lambda *a: None)
+    assert calls["remote"] == 1 + len(trials) + 2  # the references again, and only the new trial
+    assert again.rows[:3] == results.rows and again.rows[3]["solver"] == "torch BS3()"
+    assert again.problems["gnode_small"]["f_seconds"] == results.problems["gnode_small"]["f_seconds"]

@@ -118,6 +118,7 @@ def _available_line(solver_spec) -> str:
 def run_command(args) -> int:
     """The `gnode bench` handler: plan, run, write, print. Returns the exit status."""
     from gnode.bench.compare import format_comparisons
+    from gnode.bench.journal import JournalError
     from gnode.bench.specs import default_solvers, plan
     from gnode.bench.workprecision import BenchConfig, run_set
 
@@ -169,7 +170,7 @@ def run_command(args) -> int:
     try:
         results = run_set(trials, config, use_ray=args.ray is not None, ray_address=args.ray or None,
                           progress=not args.quiet, journal=journal)
-    except ValueError as e:
+    except JournalError as e:
         return _usage(str(e))
     files = results.write(args.out, figures=not args.no_figures)
     journal.unlink(missing_ok=True)

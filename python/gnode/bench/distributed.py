@@ -9,14 +9,19 @@ cluster. Ray is optional: without it this raises an ImportError that says how to
 
 from __future__ import annotations
 
+import time
+
 
 def run_on_ray(trials, config, *, address: str | None = None, journal=None, log=print):
+    """(rows, references, problem infos) of `trials`, as `run_set` gathers them. `journal`: a
+    `gnode.bench.journal.Journal` (not a path; `run_set` opens it): its trials are not run again, and each
+    finished trial is recorded in it as soon as its task ends."""
     try:
         import ray
     except ImportError as e:
         raise ImportError("--ray needs Ray: pip install 'ray[default]' (or run without --ray: trials run locally "
                           "by default)") from e
-    from gnode.bench.journal import trial_key
+    from gnode.bench.journal import problem_key, trial_key
     from gnode.bench.workprecision import problem_info, problem_references, run_trial
 
     started = not ray.is_initialized()
@@ -31,7 +36,12 @@ def run_on_ray(trials, config, *, address: str | None = None, journal=None, log=
 
     @ray.remote(num_cpus=1)
     def trial_task(trial, cfg):
-        return run_trial(trial, cfg)
+        start = time.perf_counter()
+        rows = run_trial(trial, cfg)
+        return rows, time.perf_counter() - start
+
+    def journaled(t):
+        return journal.take(trial_key(t)) if journal is not None else None
 
     try:
         groups: dict = {}
@@ -39,21 +49,30 @@ def run_on_ray(trials, config, *, address: str | None = None, journal=None, log=
             groups.setdefault(t.problem, []).append(t)
         refs, probs = {}, {}
         for spec, group in groups.items():
-            name, summary, info = ray.get(references_task.remote(spec, config, any(t.gradient for t in group)))
-            refs[name], probs[name] = summary, info
-            log(f"references of {name} ready")
-        done = journal.trials if journal is not None else {}
-        pending = {trial_key(t): trial_task.remote(t, config) for t in trials if trial_key(t) not in done}
-        rows = []
-        for t in trials:  # in plan order; each trial journaled as soon as it is collected
-            key = trial_key(t)
-            if key in done:
-                rows += done[key]
+            known = journal.problems.get(problem_key(spec)) if journal is not None else None
+            if known and all(trial_key(t) in journal.trials for t in group):
+                name, info, summary = known
+                probs[name], refs[name] = info, summary
                 continue
-            out = ray.get(pending[key])
+            name, summary, info = ray.get(references_task.remote(spec, config, any(t.gradient for t in group)))
+            refs[name], probs[name] = summary, known[1] if known else info  # a resumed problem keeps its f timing
             if journal is not None:
-                journal.add_trial(key, out)
-            rows += out
+                journal.add_problem(problem_key(spec), name, probs[name], summary)
+            log(f"references of {name} ready")
+        pending = {trial_task.remote(t, config): t for t in trials
+                   if journal is None or trial_key(t) not in journal.trials}
+        measured = {}
+        while pending:  # collected as they finish, so a kill loses only the trials still running
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                t = pending.pop(ref)
+                measured[trial_key(t)], seconds = ray.get(ref)
+                if journal is not None:
+                    journal.add_trial(trial_key(t), measured[trial_key(t)], seconds)
+        rows = []
+        for t in trials:  # in plan order
+            done = measured.get(trial_key(t))
+            rows += done if done is not None else journaled(t)
         return rows, refs, probs
     finally:
         if started:

@@ -313,13 +313,14 @@ def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_addre
             use_ray: bool = False, progress: bool = True, journal=None, log=print) -> BenchResults:
     """Run every trial (locally, or as Ray tasks with `use_ray`) and collect the results. With `journal` (a
     path), each finished trial is recorded there at once and trials already recorded are not run again: an
-    interrupted run resumes (`gnode.bench.journal`)."""
+    interrupted run resumes (`gnode.bench.journal`; a `JournalError` when the journal cannot be resumed)."""
     config = config or BenchConfig()
     meta = machine_notes()
     start = time.perf_counter()
     if journal is not None:
         from gnode.bench.journal import Journal
-        journal = Journal(journal, asdict(config))
+        machine = {k: meta.get(k) for k in ("cpu_model", "cpu_count", "platform", "python", "torch")}
+        journal = Journal(journal, asdict(config), machine)
         if journal.trials:
             log(f"resuming from {journal.path}: {len(journal.trials)} trials already measured")
     if use_ray:
@@ -328,6 +329,9 @@ def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_addre
     else:
         rows, refs, probs = _run_local(trials, config, journal=journal, progress=progress, log=log)
     meta["wall_seconds"] = time.perf_counter() - start
+    if journal is not None and journal.resumed:  # the sessions before this one, as the journal recorded them
+        meta["resumed_trials"] = len(journal.resumed)
+        meta["wall_seconds"] += journal.resumed_seconds()
     for r in rows:  # solver overhead over the bare f calls it made (forward, torch solvers that counted them)
         fs = probs.get(r.get("problem"), {}).get("f_seconds")
         if r.get("mode") == "forward" and r.get("status") == "ok" and r.get("f_calls") and fs:
@@ -348,18 +352,21 @@ def _run_local(trials, config, *, journal, progress, log):
     by_problem: dict[ProblemSpec, list[Trial]] = {}
     for t in trials:
         by_problem.setdefault(t.problem, []).append(t)
-    done = journal.trials if journal is not None else {}
+
+    def journaled(t):
+        return journal.take(trial_key(t)) if journal is not None else None
+
     rows, refs, probs = [], {}, {}
     total = sum(len(t.reltols) for t in trials)
     bar = tqdm(total=total, disable=not progress, unit="point", dynamic_ncols=True)
     try:
         for spec, group in by_problem.items():
-            journaled = journal is not None and problem_key(spec) in journal.problems
-            if journaled and all(trial_key(t) in done for t in group):  # nothing left: not even built
-                name, info, summary = journal.problems[problem_key(spec)]
+            known = journal.problems.get(problem_key(spec)) if journal is not None else None
+            if known and all(trial_key(t) in journal.trials for t in group):  # nothing left: not even built
+                name, info, summary = known
                 probs[name], refs[name] = info, summary
                 for t in group:
-                    rows += done[trial_key(t)]
+                    rows += journaled(t)
                     bar.update(len(t.reltols))
                 continue
             try:
@@ -367,13 +374,16 @@ def _run_local(trials, config, *, journal, progress, log):
             except (FileNotFoundError, ImportError, ValueError) as e:
                 log(f"skipping problem {spec.name}: {e}")
                 for t in group:
+                    if (done := journaled(t)) is not None:
+                        rows += done
+                        bar.update(len(t.reltols))
+                        continue
                     for r in t.reltols:
                         rows.append({"problem": spec.name, "solver": _label(t.solver), "mode":
                                      "gradient" if t.gradient else "forward", "reltol": r,
                                      "status": "skipped", "message": f"problem unavailable: {e}"})
                     bar.update(len(t.reltols))
                 continue
-            known = journal.problems.get(problem_key(spec)) if journal is not None else None
             # a resumed problem keeps its first bare-f timing, so its rows' overheads stay on one scale
             probs[problem.name] = known[1] if known else problem_info(problem, config)
             bar.set_description(f"{problem.name}: references")
@@ -383,14 +393,15 @@ def _run_local(trials, config, *, journal, progress, log):
             if journal is not None:
                 journal.add_problem(problem_key(spec), problem.name, probs[problem.name], refs[problem.name])
             for t in group:
-                if trial_key(t) in done:
-                    rows += done[trial_key(t)]
+                if (done := journaled(t)) is not None:
+                    rows += done
                     bar.update(len(t.reltols))
                     continue
                 bar.set_description(f"{problem.name}: {_label(t.solver)}"[:60])
+                t0 = time.perf_counter()
                 out = run_trial(t, config, problem=problem, references=ref, on_point=lambda r: bar.update(1))
                 if journal is not None:
-                    journal.add_trial(trial_key(t), out)
+                    journal.add_trial(trial_key(t), out, time.perf_counter() - t0)
                 rows += out
     finally:
         bar.close()
