@@ -49,11 +49,11 @@ def run_on_ray(trials, config, *, address: str | None = None, journal=None, log=
             groups.setdefault(t.problem, []).append(t)
         refs, probs = {}, {}
         for spec, group in groups.items():
-            known = journal.problems.get(problem_key(spec)) if journal is not None else None
-            if known and all(trial_key(t) in journal.trials for t in group):
-                name, info, summary = known
+            if journal is not None and (finished := journal.finished(spec, group)):
+                name, info, summary = finished
                 probs[name], refs[name] = info, summary
                 continue
+            known = journal.problems.get(problem_key(spec)) if journal is not None else None
             name, summary, info = ray.get(references_task.remote(spec, config, any(t.gradient for t in group)))
             refs[name], probs[name] = summary, known[1] if known else info  # a resumed problem keeps its f timing
             if journal is not None:

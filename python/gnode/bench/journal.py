@@ -112,6 +112,12 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
 
+    def finished(self, spec, trials) -> tuple[str, dict, dict] | None:
+        """(name, info, references summary) of problem `spec` when it and all of its `trials` are journaled (the
+        problem need not even be built), else None."""
+        known = self.problems.get(problem_key(spec))
+        return known if known and all(trial_key(t) in self.trials for t in trials) else None
+
     def take(self, key: str) -> list[dict] | None:
         """The rows of a trial already measured (marked as resumed), or None."""
         rows = self.trials.get(key)

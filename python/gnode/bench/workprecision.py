@@ -361,9 +361,8 @@ def _run_local(trials, config, *, journal, progress, log):
     bar = tqdm(total=total, disable=not progress, unit="point", dynamic_ncols=True)
     try:
         for spec, group in by_problem.items():
-            known = journal.problems.get(problem_key(spec)) if journal is not None else None
-            if known and all(trial_key(t) in journal.trials for t in group):  # nothing left: not even built
-                name, info, summary = known
+            if journal is not None and (finished := journal.finished(spec, group)):
+                name, info, summary = finished
                 probs[name], refs[name] = info, summary
                 for t in group:
                     rows += journaled(t)
@@ -385,6 +384,7 @@ def _run_local(trials, config, *, journal, progress, log):
                     bar.update(len(t.reltols))
                 continue
             # a resumed problem keeps its first bare-f timing, so its rows' overheads stay on one scale
+            known = journal.problems.get(problem_key(spec)) if journal is not None else None
             probs[problem.name] = known[1] if known else problem_info(problem, config)
             bar.set_description(f"{problem.name}: references")
             t0 = time.perf_counter()
