@@ -7,15 +7,20 @@ default gnODE (N = 3, F and G of depth 2 and width 32): the nODE keeps N = 3 and
 matches, the one-layer models (mGRU, Elman, GRU) get the N that matches. Each seed draws its own data,
 initial weights and mini-batch order.
 
-    python benchmarks/flipflop_models.py                      # 5 models x 3 seeds, 2 processes
-    python benchmarks/flipflop_models.py --seeds 0 1 2 3 4 --jobs 1 --epochs 20
-    python benchmarks/flipflop_models.py --table-only         # print the table of runs already done
+    python benchmarks/flipflop_models.py                      # 5 models x 3 seeds, on a local Ray of 2 CPUs
+    python benchmarks/flipflop_models.py --seeds 0 1 2 3 4 --jobs 1 --epochs 20   # in this process, no Ray
+    python benchmarks/flipflop_models.py --address auto       # on the Ray cluster this machine joined
+    python benchmarks/flipflop_models.py --table-only         # print the table of the trials already done
     python benchmarks/flipflop_models.py --lrs 0.05 0.01      # each model at its better lr (by validation)
 
-Each trial is a run folder under --runs (config, checkpoint, metrics, figures; default runs/, which git
-ignores); finished trials are reused, so an interrupted sweep continues where it stopped. Results go to
---out/flipflop_models.json, .csv and .txt (the table), and the table is printed. Times are training times of one process with one torch thread, wall clock and
-CPU (the CPU time is less sensitive to other load on a shared machine); compare them within one sweep.
+The trials run as a `gnode sweep` (`gnode.sweep.run_sweep`: one Ray task per trial, journaled as it finishes,
+a failed trial retried once and then recorded): --runs is the sweep folder (default runs/flipflop_models, which
+git ignores), with each trial's run folder (config, checkpoint, metrics) under trials/, the sweep's own
+results.csv/json and a figure per metric. Started again with the same --runs, the sweep runs only the trials
+still missing (an interrupted trial resumes from its checkpoint). The comparison goes to
+--out/flipflop_models.json, .csv and .txt (the table), and the table is printed. Times are training times of one
+process with one torch thread, wall clock and CPU (the CPU time is less sensitive to other load on a shared
+machine); compare them within one sweep.
 
 Recorded result (results/flipflop_models.txt; `--lrs 0.05 0.01`, seeds 0-2, 40 epochs, 2-core machine shared
 with other jobs, so compare CPU seconds rather than wall clock). Test MSE / target variance, each model at
@@ -37,7 +42,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -68,33 +73,34 @@ def matched_model(kind: str, target: int, d_in: int, d_out: int):
     return best[0]
 
 
-def trial(args: tuple) -> dict:
-    """Train one (model, lr, seed) into its folder, or read it back when it already finished."""
-    kind, lr, seed, model_cfg, base_dict, folder = args
-    import torch
+def sweep_spec(models, lrs, seeds, base, target: int, d: int):
+    """The comparison as a sweep of `gnode.sweep.trials.train_flipflop` trials: one point per (model, lr, seed),
+    the model at its matched size, the seed drawing both the data and the initial weights."""
+    from dataclasses import asdict
 
-    torch.set_num_threads(1)
-    from gnode.training.experiment import CONFIG, RunConfig, run_flipflop
+    from gnode.sweep import SweepSpec
 
-    folder = Path(folder)
-    summary_path = folder / "summary.json"
-    if not summary_path.exists():
-        base = RunConfig.from_dict(base_dict)
-        config = replace(base, model=model_cfg, task=replace(base.task, seed=seed),
-                         train=replace(base.train, seed=seed, lr=lr, progress=False))
-        resume = (folder / "checkpoint.pt").exists()
-        if not resume and (folder / CONFIG).exists():  # stopped before its first checkpoint: start over
-            (folder / CONFIG).unlink()
-        run_flipflop(config, folder, resume=resume)
-    summary = json.loads(summary_path.read_text())
-    config = json.loads((folder / "config.json").read_text())
-    return {"model": kind, "lr": lr, "seed": seed, "latent": config["model"]["latent"],
-            "width_F": config["model"]["width_F"], "n_params": summary["n_params"],
-            "val_mse": summary["val_mse"], "test_mse": summary["test_mse"],
-            "normalized_test_mse": summary["normalized_test_mse"], "target_variance": summary["target_variance_test"],
-            "train_time_s": summary["train_time_s"], "train_cpu_s": summary.get("train_cpu_s"),
-            "test_nf": summary.get("test_nf"),
-            "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "folder": str(folder)}
+    points = []
+    for kind in models:
+        model = asdict(matched_model(kind, target, d, d))
+        for lr in lrs:
+            for seed in seeds:
+                points.append({**{f"model.{k}": v for k, v in model.items()}, "train.lr": lr, "train.seed": seed,
+                               "task.seed": seed})
+    base_dict = base.to_dict()
+    return SweepSpec(trial="flipflop", name="flipflop_models", points=points,
+                     base={"train": {"epochs": base_dict["train"]["epochs"]}},
+                     metrics=("normalized_test_mse", "train_cpu_s"), plot={"x": "model.kind"})
+
+
+def trial_row(r: dict) -> dict:
+    """A finished sweep row as this comparison's row."""
+    return {"model": r["model.kind"], "lr": r["train.lr"], "seed": r["train.seed"], "latent": r["latent"],
+            "width_F": r["model.width_F"], "n_params": r["n_params"], "val_mse": r["val_mse"],
+            "test_mse": r["test_mse"], "normalized_test_mse": r["normalized_test_mse"],
+            "target_variance": r["target_variance_test"], "train_time_s": r["train_time_s"],
+            "train_cpu_s": r.get("train_cpu_s"), "test_nf": r.get("test_nf"), "best_epoch": r["best_epoch"],
+            "epochs_run": r["epochs_run"], "folder": r["folder"]}
 
 
 def _mean_sd(rs: list[dict], key: str):
@@ -158,8 +164,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, help="override the default number of epochs (for a quick look)")
     p.add_argument("--lrs", nargs="+", type=float, help="learning rates to try per model (default: the default "
                    "lr only); each model is reported at the lr with the best mean validation MSE")
-    p.add_argument("--jobs", type=int, default=2, help="trials run in parallel, one torch thread each (default 2)")
-    p.add_argument("--runs", type=Path, default=Path("runs/flipflop_models"), help="trial run folders")
+    p.add_argument("--jobs", type=int, default=2, help="trials run at once on a local Ray, one CPU and torch thread "
+                   "each (default 2; 1: one after the other in this process, without Ray)")
+    p.add_argument("--address", help="run the trials on this Ray cluster ('auto', HOST:PORT) instead")
+    p.add_argument("--runs", type=Path, default=Path("runs/flipflop_models"), help="the sweep folder")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
     p.add_argument("--table-only", action="store_true", help="only collect finished trials and print the table")
     args = p.parse_args(argv)
@@ -174,34 +182,34 @@ def main(argv=None) -> int:
     target = count_parameters(build_model(base.model, base.solver, task.channels, task.channels, seed=0,
                                           sample_dt=task.dt))
     lrs = args.lrs or [base.train.lr]
-    jobs = []
-    for kind in args.models:
-        cfg = matched_model(kind, target, task.channels, task.channels)
-        for lr in lrs:
-            tag = "" if lr == base.train.lr else f"-lr{lr:g}"
-            for seed in args.seeds:
-                jobs.append((kind, lr, seed, cfg, base.to_dict(), str(args.runs / f"{kind}{tag}-seed{seed}")))
+    spec = sweep_spec(args.models, lrs, args.seeds, base, target, task.channels)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"{len(jobs)} trials ({', '.join(args.models)} x lr {lrs} x seeds {args.seeds}); parameter target {target}; "
-          f"{base.train.epochs} epochs each; runs in {args.runs}, results in {args.out}", flush=True)
+    print(f"{len(spec.expand())} trials ({', '.join(args.models)} x lr {lrs} x seeds {args.seeds}); parameter target "
+          f"{target}; {base.train.epochs} epochs each; sweep in {args.runs}, results in {args.out}", flush=True)
     t0 = time.perf_counter()
-    rows = []
     if args.table_only:
-        for job in jobs:
-            if (Path(job[-1]) / "summary.json").exists():
-                rows.append(trial(job))
-    elif args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            for r in pool.imap_unordered(trial, jobs):
-                rows.append(r)
-                print(f"  {r['model']:<6} lr {r['lr']:g} seed {r['seed']}: test MSE {r['test_mse']:.4f} "
-                      f"({r['normalized_test_mse']:.3f} of the variance), {r['train_time_s']:.0f} s", flush=True)
+        from gnode.jobs import Journal
+        from gnode.sweep.runner import JOURNAL
+
+        journal = Journal(args.runs / JOURNAL, {"format": "gnode-sweep", "trial": spec.function_path})
+        found = [journal.trials.get(t.key) for t in spec.expand()]
+        done = [rows[0] for rows in found if rows and rows[0]["status"] == "ok"]
     else:
-        for job in jobs:
-            r = trial(job)
-            rows.append(r)
-            print(f"  {r['model']:<6} lr {r['lr']:g} seed {r['seed']}: test MSE {r['test_mse']:.4f} "
+        from gnode.jobs import LocalExecutor, RayExecutor
+        from gnode.sweep import run_sweep
+
+        def report(r):
+            if r["status"] != "ok":
+                print(f"  {r['model.kind']:<6} lr {r['train.lr']:g} seed {r['train.seed']}: FAILED {r['error']}")
+                return
+            print(f"  {r['model.kind']:<6} lr {r['train.lr']:g} seed {r['train.seed']}: test MSE {r['test_mse']:.4f} "
                   f"({r['normalized_test_mse']:.3f} of the variance), {r['train_time_s']:.0f} s", flush=True)
+
+        executor = (RayExecutor(args.address, num_cpus=None if args.address else args.jobs)
+                    if args.address or args.jobs > 1 else LocalExecutor())
+        results = run_sweep(spec, args.runs, executor=executor, progress=False, on_result=report)
+        done = [r for r in results.rows if r["status"] == "ok"]
+    rows = [trial_row(r) for r in done]
     order = {k: i for i, k in enumerate(args.models)}
     rows.sort(key=lambda r: (order[r["model"]], r["lr"], r["seed"]))
     agg = aggregate(rows)
@@ -215,10 +223,10 @@ def main(argv=None) -> int:
 
     import gnode
     meta = {"config": base.to_dict(), "parameter_target": target, "seeds": args.seeds, "learning_rates": lrs,
-            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs,
+            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs, "ray_address": args.address,
             "versions": {"gnode": gnode.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},
-            "machine": {"processor": platform.processor() or platform.machine(), "cpus": mp.cpu_count()}}
+            "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}}
     stem = args.out / "flipflop_models"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": chosen, "all_learning_rates": agg,
                                                     "trials": rows}, indent=1) + "\n")

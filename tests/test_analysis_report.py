@@ -13,11 +13,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-import gnode
-from gnode.analysis import AnalysisConfig, FixedPointConfig, analyze_model, find_fixed_points
-from gnode.analysis.cli import add_subparser
-from gnode.analysis.plots import CLASS_STYLE, plot_attractor, plot_flow_slice
-from gnode.models import GatedNODE, SequenceModel
+from gnode.analysis import FixedPointConfig, find_fixed_points
+from gnode.analysis.plots import CLASS_STYLE, plot_attractor, plot_flow_slice, plot_spectra
 
 D = torch.float64
 
@@ -88,37 +85,24 @@ def test_attractor_view_of_a_high_dimensional_system_uses_the_leading_principal_
     plt.close(fig)
 
 
-def small_model():
-    g = torch.Generator().manual_seed(0)
-    vf = GatedNODE(3, 2, depth_F=2, depth_G=2, width_F=8, width_G=8, init="critical", generator=g, dtype=torch.float32)
-    return SequenceModel(vf, 2, alg=gnode.RK4(), solve_kwargs={"dt": 0.25}), g
-
-
-def test_analyze_model_writes_figures_and_consistent_json(tmp_path):
-    model, g = small_model()
-    x = torch.zeros(4, 11, 2)
-    x[:, 1] = torch.rand(4, 2, generator=g) * 2 - 1  # a pulse, then silence
-    times = torch.linspace(0, 5, 11)
-    cfg = AnalysisConfig(sequences=4, initial_states=64, grid=9,
-                         finder=FixedPointConfig(opt_steps=100, newton_steps=10))
-    summary = analyze_model(model, x, times, tmp_path / "out", config=cfg)
-    out = tmp_path / "out"
-    for name in ("attractor.png", "flow_slices.png", "spectra.png", "telemetry.png"):
-        data = (out / name).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    s = json.loads((out / "summary.json").read_text())
-    points = json.loads((out / "fixed_points.json").read_text())
-    assert s["fixed_points"]["n_points"] == len(points["points"]) == len(summary["fixed_points_object"])
-    assert s["marginal_tol"] == pytest.approx(1 / 5.0)  # default: 1 / the sequences' duration
-    assert s["telemetry"]["alg"] == "RK4" and s["telemetry"]["points"] == 4 * 20
-    n_fixed = sum(p["fixed"] for p in points["points"])
-    assert s["fixed_points"]["n_fixed"] == n_fixed
-    for p in points["points"]:
-        assert len(p["point"]) == 3 and len(p["eigenvalues"]) == 3 and p["class"] in CLASS_STYLE
-    assert set(s["figures"]) == {"attractor", "flow_slices", "spectra", "telemetry"}
+def test_spectra_labels_stay_on_the_canvas_with_long_tick_labels():
+    # eigenvalues -0.05 +- 0.012i, -0.15: tick labels such as "-0.010" are wide enough to push "Im lambda" off
+    a, b = -0.05, 0.012
+    A = torch.tensor([[a, -b, 0.0], [b, a, 0.0], [0.0, 0.0, -0.15]], dtype=D)
+    fps = find_fixed_points(lambda t, h: h @ A.T, 0.1 * torch.randn(8, 3, generator=torch.Generator().manual_seed(0),
+                                                                    dtype=D), config=FixedPointConfig(opt_steps=0))
+    fig = plot_spectra(fps)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for text in (fig.axes[0].xaxis.label, fig.axes[0].yaxis.label, fig.axes[0].title):
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, text
+    plt.close(fig)
 
 
 def parse(argv):
+    from gnode.training.analyze import add_subparser
+
     p = argparse.ArgumentParser(prog="gnode")
     sub = p.add_subparsers(dest="command")
     add_subparser(sub)
@@ -127,7 +111,7 @@ def parse(argv):
 
 def test_cli_reports_bad_options_and_missing_runs(tmp_path, capsys):
     args = parse(["analyze", str(tmp_path / "nowhere")])
-    assert args.func(args) == 1
+    assert args.func(args) == 2  # a bad argument, as for `gnode evaluate` and `gnode plot`
     assert "no run folder" in capsys.readouterr().err
     args = parse(["analyze", str(tmp_path), "--sequences", "0"])
     assert args.func(args) == 2
@@ -135,6 +119,43 @@ def test_cli_reports_bad_options_and_missing_runs(tmp_path, capsys):
     args = parse(["analyze", str(tmp_path), "--dedup-tol", "-1"])
     assert args.func(args) == 2
     assert "dedup_tol must be a positive number" in capsys.readouterr().err
+
+
+def test_cli_shows_progress_and_prints_the_paths_it_wrote(tmp_path, capsys):
+    from gnode import cli
+    from gnode.tasks import FlipFlopConfig
+    from gnode.training import TrainConfig
+    from gnode.training.experiment import ModelConfig, RunConfig, SolverConfig, run_flipflop
+
+    cfg = RunConfig(task=FlipFlopConfig(duration=2.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=8,
+                                        n_val=4, n_test=4),
+                    model=ModelConfig(kind="gnode", latent=3, width_F=4, width_G=4), solver=SolverConfig(alg="RK4"),
+                    train=TrainConfig(epochs=1, batch_size=8, progress=False))
+    run_flipflop(cfg, tmp_path / "run", figures=False)
+    out = tmp_path / "elsewhere"
+    code = cli.main(["analyze", str(tmp_path / "run"), "--out", str(out), "--sequences", "2", "--initial-states", "16",
+                     "--opt-steps", "20", "--newton-steps", "3", "--grid", "7"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    for phase in ("analyze: solving 2 trajectories", "analyze: fixed points (16 searches)",
+                  "analyze: stiffness telemetry", "analyze: drawing flow_slices.png", "7/7 phases"):
+        assert phase in stderr, phase
+    listed = [line.strip() for line in stdout.splitlines()[stdout.splitlines().index(f"figures and JSON in {out}:") + 1:]]
+    assert listed == [str(out / name) for name in ("attractor.png", "flow_slices.png", "spectra.png", "telemetry.png",
+                                                   "summary.json", "fixed_points.json")]
+    for name in ("attractor.png", "flow_slices.png", "spectra.png", "telemetry.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    s = json.loads((out / "summary.json").read_text())
+    points = json.loads((out / "fixed_points.json").read_text())
+    assert s["fixed_points"]["n_points"] == len(points["points"])
+    assert s["fixed_points"]["n_fixed"] == sum(p["fixed"] for p in points["points"])
+    assert s["marginal_tol"] == pytest.approx(1 / 2.0)  # default: 1 / the sequences' duration
+    assert s["telemetry"]["alg"] == "RK4" and s["telemetry"]["points"] == 2 * 8  # 2 sequences, RK4 at dt 0.25
+    for p in points["points"]:
+        assert len(p["point"]) == 3 and len(p["eigenvalues"]) == 3 and p["class"] in CLASS_STYLE
+    assert set(s["figures"]) == {"attractor", "flow_slices", "spectra", "telemetry"}
+    assert (out / s["run"]).resolve() == (tmp_path / "run").resolve()  # relative: the folders can move
 
 
 @pytest.mark.slow

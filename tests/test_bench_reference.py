@@ -37,7 +37,7 @@ def closed_form(p: BenchProblem, times) -> np.ndarray:
 
 @pytest.mark.parametrize("stiff", [False, True], ids=["DOP853", "Radau"])
 def test_scipy_reference_matches_the_matrix_exponential(stiff):
-    p = linear_problem(stiff=stiff)
+    p = linear_problem(stiff=stiff, t1=0.5)  # Radau at rtol 1e-13 takes ~3000 steps per unit time: keep it short
     ref = reference_solution(p)
     assert ref.method == ("Radau" if stiff else "DOP853")
     np.testing.assert_allclose(ref.u_save, closed_form(p, ref.t_save), rtol=0, atol=1e-12)
@@ -47,15 +47,15 @@ def test_scipy_reference_matches_the_matrix_exponential(stiff):
 
 def test_reference_cache_hits_on_the_same_problem_and_misses_on_any_change(tmp_path):
     cache = ReferenceCache(tmp_path)
-    p = linear_problem()
+    p = linear_problem(t1=0.5)  # short: the Radau solve below is the test's main cost
     first = reference_solution(p, cache=cache)
     assert not first.cached and cache.misses == 1 and len(list(tmp_path.glob("*.npz"))) == 1
-    again = reference_solution(linear_problem(), cache=cache)  # a new but identical problem object
+    again = reference_solution(linear_problem(t1=0.5), cache=cache)  # a new but identical problem object
     assert again.cached and cache.hits == 1
     np.testing.assert_array_equal(again.u_save, first.u_save)
     np.testing.assert_array_equal(again.u_dense, first.u_dense)
     # anything that changes the solution changes the key: initial state, tolerance, method, time span
-    changed = [linear_problem(u0=((1.0, 1e-9), (0.2, -0.4))), linear_problem(t1=2.5)]
+    changed = [linear_problem(u0=((1.0, 1e-9), (0.2, -0.4)), t1=0.5), linear_problem(t1=0.6)]
     for q in changed:
         assert not reference_solution(q, cache=cache).cached
     assert not reference_solution(p, rtol=1e-12, cache=cache).cached
@@ -108,19 +108,21 @@ def test_reference_gradient_agrees_with_finite_differences_on_a_smooth_gnode(tmp
                               fd_steps=(1e-4,)).cached
 
 
-def test_reference_gradient_in_chunks_is_the_gradient_of_the_whole_batch():
-    """Chunks bound the backprop graph's memory; per-trajectory step control makes each chunk's steps those of
-    the whole batch, so the chunk gradients add up to the batch gradient (to roundoff), and each one differs
-    from the others (the chunks do cover different trajectories)."""
+def test_reference_gradient_is_within_its_stated_accuracy_whatever_the_chunking():
+    """Chunks bound the backprop graph's memory, and the chunk gradients add up to the batch's. They add up to
+    the stated accuracy (`spread`), not to round-off: which trajectories share a chunk changes the BLAS summation
+    order, so the step sequence, so the discrete gradient (issue 15, item 6: 17% on one entry, 2.8e-4 of the
+    norm, on another 2-core machine at reltol 1e-8, where the old test demanded 1e-10)."""
     from gnode.bench.reference import _tight_gradient, subproblem
 
-    p = make_problem("gnode_critical", batch=5, n=3, hidden=4, t1=2.0)
-    whole = _tight_gradient(p, 1e-8, chunk=5)
-    chunked = _tight_gradient(p, 1e-8, chunk=2)
-    np.testing.assert_allclose(chunked, whole, rtol=1e-10, atol=1e-14 * np.abs(whole).max())
-    first, last = _tight_gradient(subproblem(p, 2), 1e-8), _tight_gradient(subproblem(p, 5, 2), 1e-8)
-    np.testing.assert_allclose(first + last, whole, rtol=1e-10, atol=1e-14 * np.abs(whole).max())
-    assert np.linalg.norm(first - last) > 1e-3 * np.linalg.norm(whole)
+    p = make_problem("gnode_critical", batch=3, n=3, hidden=4, t1=1.5)
+    rtol = 1e-8  # a looser reference than the benchmark's 1e-12, to keep this test fast; the claim is the same
+    ref = reference_gradient(p, rtol=rtol, chunk=3, check=False)
+    norm = np.linalg.norm(ref.g)
+    assert 0 < ref.spread < 1e-2 and ref.method.endswith("reltol 1e-08")
+    first, rest = _tight_gradient(subproblem(p, 1), rtol), _tight_gradient(subproblem(p, 3, 1), rtol)
+    assert np.linalg.norm(first + rest - ref.g) <= ref.spread * norm  # chunks of 1 and 2 against one of 3
+    assert np.linalg.norm(first - rest) > 0.1 * norm  # the chunks do cover different trajectories
 
 
 # ---------------------------------------------------------------------------------------------------- fields

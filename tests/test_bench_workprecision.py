@@ -14,9 +14,9 @@ import torch
 
 import gnode
 from gnode.bench import BenchConfig, ProblemSpec, SolverSpec, Trial, run_set
-from gnode.bench.journal import Journal, JournalError
 from gnode.bench.measure import min_time, torch_peak_memory, torch_threads
 from gnode.bench.workprecision import run_trial
+from gnode.jobs import AbstractExecutor, Journal, JournalError, Outcome
 
 SMALL = ProblemSpec.of("gnode_small", batch=2, t1=2.0)  # smooth: clean convergence, exact FD checks
 HAS_TORCHDIFFEQ = importlib.util.find_spec("torchdiffeq") is not None
@@ -34,7 +34,8 @@ def small_set(tmp_path_factory):
               Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.BackpropAdjoint()), tols[:2], True),
               Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()), tols[:2], True),
               Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), engine="nosuchengine"), tols[:1])]
-    config = BenchConfig(repeats=2, cache_dir=str(tmp / "cache"), memory="all", extended_reference=False,
+    # memory probes (the torch profiler, about a second each) on the gradient points only: the fixture's main cost
+    config = BenchConfig(repeats=2, cache_dir=str(tmp / "cache"), memory="gradient", extended_reference=False,
                          fd_directions=1, fd_steps=(1e-4,))
     results = run_set(trials, config, progress=False)
     files = results.write(tmp / "out")
@@ -57,7 +58,7 @@ def test_every_point_is_measured_and_errors_fall_with_the_tolerance(small_set):
         assert r["nf"] >= 7 and r["nf_max"] >= r["nf"] and r["naccept"] >= 1
         assert r["f_calls"] >= r["nf_max"] / 6  # one batched call per stage of the slowest trajectory
         assert r["L2"] > 0 and r["final"] > 0
-        assert r["peak_memory_bytes"] > 0 and "profiler" in r["memory_method"]
+        assert "peak_memory_bytes" not in r  # memory="gradient": forward points are not probed
         assert math.isfinite(r["overhead"])
     assert rows[0]["nf"] < rows[-1]["nf"]
 
@@ -70,6 +71,7 @@ def test_gradient_points_are_compared_with_the_reference_gradient(small_set):
         rows = rows_of(results, label, "gradient")
         assert [r["status"] for r in rows] == ["ok", "ok"]
         assert rows[0]["grad_error"] > rows[1]["grad_error"] > 0
+        assert all(r["peak_memory_bytes"] > 0 and "profiler" in r["memory_method"] for r in rows)
     (adj,) = [r for r in rows_of(results, "torch Tsit5() / InterpolatingAdjoint()", "gradient") if r["reltol"] == 1e-5]
     assert adj["nf_backward"] > 0  # the continuous adjoint's backward solve is counted apart
 
@@ -263,49 +265,67 @@ def test_solution_of_the_problem_is_what_the_reference_integrates():
     np.testing.assert_allclose(sol.u.detach().numpy(), ref.u_save, atol=1e-9)
 
 
-def test_trials_run_as_ray_tasks_through_a_stand_in_ray(monkeypatch, tmp_path):
-    """The Ray path with a minimal in-process stand-in for `ray` (test scaffolding, not Ray): every trial
-    becomes a remote task, references are computed once per problem, the rows come back in plan order whatever
-    order the tasks finish in, and a journaled run started again runs only what is missing."""
-    import sys
-    import types
+class _OutOfProcessExecutor(AbstractExecutor):
+    """Test scaffolding, not Ray: runs each job on a pickled copy of its function (as a Ray worker gets it) and
+    hands the outcomes back in reverse order (the last job submitted finishes first)."""
 
-    calls = {"init": [], "remote": 0}
+    in_process = False
 
-    class _Ref:
-        def __init__(self, value):
-            self.value = value
+    def __init__(self):
+        self.jobs = []
 
-    def remote(**_):
-        def wrap(fn):
-            def submit(*args):
-                calls["remote"] += 1
-                return _Ref(fn(*args))
-            return types.SimpleNamespace(remote=submit)
-        return wrap
+    def map_unordered(self, fn, items, *, retries=0):
+        import pickle
 
-    state = {"up": False}
-    fake = types.SimpleNamespace(
-        is_initialized=lambda: state["up"],
-        init=lambda address=None, **kw: (calls["init"].append(address), state.update(up=True)),
-        shutdown=lambda: state.update(up=False), remote=remote,
-        get=lambda refs: [r.value for r in refs] if isinstance(refs, list) else refs.value,
-        wait=lambda refs, num_returns=1: (refs[-num_returns:], refs[:-num_returns]))  # the last one ends first
-    monkeypatch.setitem(sys.modules, "ray", fake)
+        self.jobs += [getattr(fn, "__name__", "?")] * len(items)
+        outcomes = [Outcome(i, pickle.loads(pickle.dumps(fn))(item), seconds=0.5) for i, item in enumerate(items)]
+        yield from reversed(outcomes)
+
+
+@pytest.fixture(scope="module")
+def reference_cache(tmp_path_factory):
+    """A reference cache shared by the tests below, so SMALL's reference is computed once."""
+    return str(tmp_path_factory.mktemp("references"))
+
+
+def test_trials_out_of_process_come_back_in_plan_order_and_resume_from_the_journal(tmp_path, reference_cache):
+    """The grouping logic of the Ray path, with an out-of-process stand-in executor: references are computed once
+    per problem, in a job of their own, each trial is a job run on a copy of the runner, the rows come back in
+    plan order whatever order the jobs finish in, and a journaled run started again runs only what is missing."""
     trials = [Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3, 1e-5)),
               Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3,))]
-    config = BenchConfig(repeats=1, memory="none", cache_dir=str(tmp_path), extended_reference=False)
+    config = BenchConfig(repeats=1, memory="none", cache_dir=reference_cache, extended_reference=False)
     journal = tmp_path / "journal.jsonl"
-    results = run_set(trials, config, use_ray=True, ray_address="ray://head:10001", progress=False,
-                      journal=journal, log=lambda *a: None)
-    assert calls["init"] == ["ray://head:10001"] and not state["up"]  # joined the cluster, then let it go
-    assert calls["remote"] == 1 + len(trials)  # one references task for the problem, one task per trial
+    ex = _OutOfProcessExecutor()
+    results = run_set(trials, config, executor=ex, progress=False, journal=journal, log=lambda *a: None)
+    assert ex.jobs == ["references", "run", "run"]
     assert [(r["solver"], r["reltol"], r["status"]) for r in results.rows] == [
         ("torch Tsit5()", 1e-3, "ok"), ("torch Tsit5()", 1e-5, "ok"), ("torch DP5()", 1e-3, "ok")]
     assert results.references["gnode_small"]["solution"]["method"] == "DOP853"
 
     more = trials + [Trial(SMALL, SolverSpec("gnode", gnode.BS3()), (1e-3,))]
-    again = run_set(more, config, use_ray=True, progress=False, journal=journal, log=lambda *a: None)
-    assert calls["remote"] == 1 + len(trials) + 2  # the references again, and only the new trial
-    assert again.rows[:3] == results.rows and again.rows[3]["solver"] == "torch BS3()"
+    ex = _OutOfProcessExecutor()
+    again = run_set(more, config, executor=ex, progress=False, journal=journal, log=lambda *a: None)
+    assert ex.jobs == ["references", "run"]  # the references again, and only the new trial
+    assert again.rows[:3] == json.loads(json.dumps(results.rows)) and again.rows[3]["solver"] == "torch BS3()"
     assert again.problems["gnode_small"]["f_seconds"] == results.problems["gnode_small"]["f_seconds"]
+
+
+def test_a_trial_that_raises_is_recorded_as_an_error_and_the_set_goes_on(monkeypatch, reference_cache):
+    from gnode.bench import workprecision
+
+    real = workprecision.run_trial
+
+    def crash_on_dp5(trial, *a, **k):
+        if trial.solver.method == gnode.DP5():  # the crash of a solver process, as Ray would report it
+            raise MemoryError("the solver's process ran out of memory")
+        return real(trial, *a, **k)
+
+    monkeypatch.setattr(workprecision, "run_trial", crash_on_dp5)
+    trials = [Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3, 1e-5)),
+              Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3,))]
+    config = BenchConfig(repeats=1, memory="none", cache_dir=reference_cache, extended_reference=False)
+    results = run_set(trials, config, progress=False)
+    assert [(r["solver"], r["status"]) for r in results.rows] == [
+        ("torch DP5()", "error"), ("torch DP5()", "error"), ("torch Tsit5()", "ok")]
+    assert results.rows[0]["message"] == "the trial failed: MemoryError: the solver's process ran out of memory"

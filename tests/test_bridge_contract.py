@@ -131,12 +131,76 @@ def test_algorithm_tables_agree_and_cover_gnodes_explicit_methods():
     for name in ("Euler", "Midpoint", "RK4", "BS3", "DP5", "Tsit5", "Vern7", "Rodas5P", "KenCarp4", "FBDF",
                  "RadauIIA5", "AutoTsit5"):
         assert name in julia
-    assert julia["AutoTsit5"].replace(" ", "") == "()->AutoTsit5(Rodas5P())"
+    # the stiff method of an AutoSwitch is built from its nested spec, not fixed to Rodas5P()
+    assert julia["AutoTsit5"].replace(" ", "") == "s->AutoTsit5(stiff_method(s);auto_options(s)...)"
     for name, (adaptive, _) in contract.ALGORITHMS.items():
         cls = getattr(algs, name, None)
         if cls is not None:
             alg = cls(algs.Rodas5P()) if name.startswith("Auto") else cls()  # Auto* take their stiff method
             assert alg.adaptive == adaptive, name
+
+
+def string_tuple(path: Path, value: str) -> tuple[str, ...]:
+    """A Julia tuple of strings, written literally or as the name of a const tuple in the same file."""
+    if re.fullmatch(r"[A-Z_]+", value):
+        return julia_const(path, value)
+    return tuple(re.findall(r'"([^"]*)"', value))
+
+
+def test_option_tables_agree_with_julia():
+    algs = JULIA / "src" / "algorithms.jl"
+    julia = {k: set(string_tuple(algs, v)) for k, v in julia_const(algs, "ALGORITHM_OPTIONS").items()}
+    assert julia == {k: set(v) for k, v in contract.ALGORITHM_OPTIONS.items() if v}
+    sens = JULIA / "src" / "sensitivity.jl"
+    julia = {k: set(string_tuple(sens, v)) for k, v in julia_const(sens, "SENSEALG_OPTIONS").items()}
+    assert julia == {k: set(v) for k, v in contract.SENSEALG_OPTIONS.items()}
+    assert set(contract.ALGORITHM_OPTIONS) == set(contract.ALGORITHMS)
+    assert set(contract.SENSEALG_OPTIONS) == set(contract.SENSEALGS)
+    assert set(julia_const(sens, "CONTINUOUS_ADJOINTS")) == set(contract.CONTINUOUS_ADJOINTS)
+
+
+def test_every_option_of_gnodes_algorithms_is_forwarded_or_explained():
+    """An option the lead adds to a gnode algorithm must be decided for the Julia engine: forwarded (with its
+    SciML keyword, in contract.ALGORITHM_OPTIONS / SENSEALG_OPTIONS and the Julia builder) or listed in
+    contract.NOT_FORWARDED with the reason (then it is accepted at its default only)."""
+    import dataclasses
+
+    import gnode.algorithms as algs
+
+    for tables in (contract.ALGORITHM_OPTIONS, contract.SENSEALG_OPTIONS):
+        for name, forwarded in tables.items():
+            cls = getattr(algs, name, None)
+            if cls is None:
+                continue
+            options = {f.name for f in dataclasses.fields(cls) if f.init}
+            unexplained = options - set(forwarded) - {k for n, k in contract.NOT_FORWARDED if n == name}
+            assert not unexplained, f"{name}: options {sorted(unexplained)} are neither forwarded nor explained"
+            assert set(forwarded) <= options | {"checkpointing"}, f"{name}: forwards options it does not have"
+
+
+def test_the_options_record_has_the_same_fields_in_julia():
+    import dataclasses
+
+    root, src = parse(JULIA / "src" / "request.jl")
+    for node in walk(root):
+        if node.type == "struct_definition" and "Request" in text(node, src).splitlines()[0]:
+            fields = re.findall(r"^\s+(\w+)::", text(node, src), flags=re.MULTILINE)
+            assert fields == [f.name for f in dataclasses.fields(contract.Request)]
+            return
+    raise AssertionError("request.jl defines no struct Request")
+
+
+def test_the_options_record_round_trips_through_json_and_refuses_unknown_fields():
+    req = contract.Request(model={"n": 2}, t0=0.0, t1=1.5, saveat=[0.0, 0.1 + 0.2, 1.5], input_times=[],
+                           interpolation="zoh", alg={"name": "Tsit5", "options": {}}, sensealg=None, vjp="auto",
+                           reltol=1e-6, abstol=1e-8, dt=None, dtmin=1e-12, dtmax=None, maxiters=10, tstops=[0.5],
+                           keep=False, mode="ensemble")
+    assert contract.Request.from_json(req.to_json()) == req  # floats exactly (shortest repr round-trips)
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
+        contract.Request.from_json(req.to_json()[:-1] + ', "colour": 1}')
+    with pytest.raises(ValueError, match="Out of range float"):
+        import dataclasses
+        dataclasses.replace(req, dtmax=float("inf")).to_json()
 
 
 def test_retcodes_stats_and_names_agree_with_gnode():

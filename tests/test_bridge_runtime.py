@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from gnode_bridge.runtime import BackendStartError, BridgeError, JuliaThread, _portable
+from gnode_bridge.runtime import (
+    BackendStartError,
+    BridgeError,
+    JuliaThread,
+    _portable,
+    julia_stack_size,
+)
 
 
 class Recorder:
@@ -118,3 +126,81 @@ def test_post_runs_later_without_waiting_and_close_drains_the_queue():
     rt.post(lambda be: be.where("after close"))  # ignored, no error
     with pytest.raises(BridgeError, match="closed"):
         rt.call(lambda be: None)
+
+
+def thread_stack_bytes() -> int:
+    """The stack size of the calling thread, from pthread_getattr_np (glibc)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.pthread_self.restype = ctypes.c_ulong
+    libc.pthread_getattr_np.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
+    libc.pthread_attr_getstack.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                           ctypes.POINTER(ctypes.c_size_t)]
+    libc.pthread_attr_destroy.argtypes = [ctypes.c_void_p]
+    attr = ctypes.create_string_buffer(256)  # pthread_attr_t is 56 bytes on x86-64 glibc
+    size = ctypes.c_size_t()
+    addr = ctypes.c_void_p()
+    assert libc.pthread_getattr_np(libc.pthread_self(), attr) == 0
+    try:
+        assert libc.pthread_attr_getstack(attr, ctypes.byref(addr), ctypes.byref(size)) == 0
+    finally:
+        libc.pthread_attr_destroy(attr)
+    return size.value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the thread's stack with glibc's "
+                    "pthread_getattr_np")
+def test_the_owner_thread_gets_the_stack_julia_assumes_whatever_pythons_thread_default():
+    """macOS gives Python's threads 512 KiB of stack; Julia assumes RLIMIT_STACK (8 MiB). Here the 512 KiB
+    default is imposed with threading.stack_size, which the owner thread must not inherit."""
+    previous = threading.stack_size(512 * 1024)
+    try:
+        sizes = []
+        rt = JuliaThread(lambda: sizes.append(thread_stack_bytes()) or object()).start()
+        rt.close()
+        assert threading.stack_size() == 512 * 1024  # the process's setting is left as it was
+    finally:
+        threading.stack_size(previous)
+    assert sizes[0] >= julia_stack_size() >= 8 * 1024 * 1024
+
+
+def test_the_close_hook_runs_before_the_hooks_the_backend_registered_when_it_started(tmp_path):
+    """juliacall registers its atexit hook (which shuts Julia down) when it is imported, on the owner thread;
+    atexit runs hooks last-in-first-out, so the bridge's close-and-join hook must be registered after it."""
+    script = tmp_path / "exit_order.py"
+    script.write_text(
+        "import atexit, threading\n"
+        "from gnode_bridge.runtime import JuliaThread\n"
+        "state = {}\n"
+        "def backend():  # stands for JuliaBackend: importing juliacall registers its shutdown hook\n"
+        "    atexit.register(lambda: print('backend hook, owner alive:', state['rt']._thread.is_alive()))\n"
+        "    return object()\n"
+        "state['rt'] = JuliaThread(backend).start()\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "backend hook, owner alive: False", out.stdout + out.stderr
+
+
+def test_cuda_arguments_are_synchronised_on_both_sides_of_a_call(monkeypatch):
+    """DLPack hands CUDA memory over without ordering the streams: torch's stream is waited for before Julia
+    reads the inputs, Julia's after it wrote the outputs (before torch reads them)."""
+    from gnode_bridge import julia as backend_module
+
+    events = []
+
+    class CudaTensor:  # the attributes _call reads from a torch CUDA tensor
+        is_cuda = True
+        device = "cuda:0"
+
+    backend = object.__new__(backend_module.JuliaBackend)
+    backend._fns = {"solve_forward!": lambda *args: events.append(("julia call", len(args))) or 1}
+    backend._dlpack = lambda x: ("CuArray", x)
+    backend._cuda_sync = lambda: events.append(("julia sync",))
+    monkeypatch.setattr(backend_module, "_torch_stream_synchronize",
+                        lambda device: events.append(("torch sync", device)))
+    assert backend.solve_forward(CudaTensor(), 1.0, "request") == 1
+    assert events == [("torch sync", "cuda:0"), ("julia call", 3), ("julia sync",)]
+    events.clear()
+    backend.solve_forward(1.0, "request")  # host arguments only: nothing to order
+    assert events == [("julia call", 2)]

@@ -9,7 +9,9 @@ axis cannot go unnoticed.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import pickle
 import threading
 
 import numpy as np
@@ -30,15 +32,15 @@ class StandInEngine(JuliaEngine):
 
     name = "julia-standin"
 
-    def __init__(self, runtime):
-        super().__init__()
+    def __init__(self, runtime, **options):
+        super().__init__(**options)
         self.runtime = runtime
 
     def available(self):
         return True, "stand-in"
 
     def solve(self, prob, alg, sensealg, opts):
-        return bridge.solve(prob, alg, sensealg, opts, runtime=self.runtime)
+        return bridge.solve(prob, alg, sensealg, opts, runtime=self.runtime, config=self.config)
 
 
 @pytest.fixture
@@ -241,9 +243,157 @@ def test_missing_julia_gives_an_install_hint(monkeypatch):
         registry._INSTANCES.pop("julia-missing", None)
 
 
-def test_configure_rejects_unknown_options():
-    with pytest.raises(TypeError, match="unknown option"):
-        bridge.configure(colour="red")
-    with pytest.raises(ValueError, match="vjp"):
-        bridge.configure(vjp="Magic")
-    assert bridge.current_config().vjp == "auto"
+def test_engine_settings_are_checked_and_belong_to_the_instance():
+    with pytest.raises(ValueError, match="vjp must be one of"):
+        JuliaEngine(vjp="Magic")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        JuliaEngine(mode="gpu")
+    with pytest.raises(TypeError, match="colour"):
+        JuliaEngine(colour="red")
+    batched = JuliaEngine(mode="batched", vjp="ZygoteVJP", keep=True)
+    assert JuliaEngine().config == bridge.EngineConfig()  # a second instance is not changed by the first
+    assert repr(batched) == "JuliaEngine(mode='batched', vjp='ZygoteVJP', keep=True)"
+    # settings are plain data on the instance, so a configured engine travels to Ray / distributed workers
+    clone = pickle.loads(pickle.dumps(batched))
+    assert clone.config == batched.config and clone.algorithms == batched.algorithms
+
+
+# -- algorithms cross with their options -----------------------------------------------------------
+def engine(runtime, **options):
+    return StandInEngine(runtime, **options)
+
+
+def test_algorithm_and_sensealg_options_cross_the_bridge(standin):
+    """The bridge used to send only names: AutoTsit5(stiffalg=KenCarp4(...)) ran as AutoTsit5(Rodas5P()) and
+    KenCarp4's, TRBDF2's and the adjoints' options were dropped. The stand-in rebuilds what it received."""
+    runtime, si = standin
+    model = random_model(NeuralODE)
+    prob, _ = problem(model)
+    algs = [gnode.AutoTsit5(stiffalg=gnode.KenCarp4(kappa=0.05, max_iter=7, smooth_est=True), maxstiffstep=4,
+                            nonstifftol=0.5),
+            gnode.TRBDF2(smooth_est=False, fast_rate=0.2)]
+    sense = gnode.InterpolatingAdjoint(alg=gnode.Vern7(), reltol=1e-7, checkpointing=True)
+    for alg in algs:
+        sol = gnode.solve(prob, alg, engine=engine(runtime), sensealg=sense, saveat=SAVEAT, reltol=1e-5,
+                          abstol=1e-7)
+        assert si.algorithms[-1] == alg and si.sensealgs[-1] == sense
+        assert si.requests[-1].alg == alg.to_spec() and si.requests[-1].sensealg == sense.to_spec()
+        assert sol.alg is alg
+    with torch.no_grad():  # forward only: no sensealg crosses
+        gnode.solve(prob, algs[0], engine=engine(runtime), sensealg=sense, saveat=SAVEAT)
+    assert si.requests[-1].sensealg is None and not si.requests[-1].keep
+
+
+def test_an_option_without_a_julia_counterpart_is_refused_by_name_before_crossing(standin):
+    runtime, si = standin
+    model = random_model(NeuralODE)
+    prob, _ = problem(model)
+    with pytest.raises(ValueError, match=r"QuadratureAdjoint\(order=\.\.\.\).*QuadGK.*engine='torch'"):
+        gnode.solve(prob, gnode.Tsit5(), engine=engine(runtime), sensealg=gnode.QuadratureAdjoint(order=3))
+    with pytest.raises(ValueError, match=r"controller=PIController\(qmax=5\.0\).*OrdinaryDiffEq's default"):
+        gnode.solve(prob, gnode.Tsit5(), engine=engine(runtime), controller=gnode.PIController(qmax=5.0))
+    assert "solve_forward!" not in dict(si.calls)
+    # at its default the option means "the Julia method's own quadrature", and is not sent
+    gnode.solve(prob, gnode.Tsit5(), engine=engine(runtime), sensealg=gnode.QuadratureAdjoint(reltol=1e-7))
+    assert si.requests[-1].sensealg == {"name": "QuadratureAdjoint",
+                                         "options": {"alg": None, "reltol": 1e-7, "abstol": None}}
+
+
+def test_the_standin_refuses_what_the_julia_module_refuses(standin):
+    """A renamed or unforwarded option reaching the Julia side is an error there, not silently ignored."""
+    runtime, si = standin
+    model = random_model(NeuralODE)
+    prob, _ = problem(model)
+    gnode.solve(prob, gnode.KenCarp4(), engine=engine(runtime), saveat=SAVEAT)
+    good = si.requests[-1]
+    args = _forward_buffers(prob, good)
+    for alg, message in [({"name": "KenCarp4", "options": {"kapa": 0.1}}, "does not take option 'kapa'"),
+                         ({"name": "AutoTsit5", "options": {"stiffalg": {"name": "Rodas5P", "options": {"x": 1}}}},
+                          "Rodas5P: the Julia engine does not take option 'x'"),
+                         ({"name": "Tsit6", "options": {}}, "unknown algorithm 'Tsit6'")]:
+        bad = dataclasses.replace(good, alg=alg)
+        with pytest.raises(ValueError, match=message):
+            si.solve_forward(*args, bad.to_json())
+    zygote = dataclasses.replace(good, sensealg={"name": "InterpolatingAdjoint", "options": {}}, vjp="ZygoteVJP")
+    with pytest.raises(ValueError, match="ZygoteVJP.*ensemble"):
+        si.solve_forward(*args, zygote.to_json())
+
+
+def _forward_buffers(prob, request):
+    from gnode_bridge.contract import STAT_NAMES
+
+    B, n = prob.u0.shape
+    theta = prob.f.flat_parameters().detach()
+    return (julia_view(torch.empty(B, len(request.saveat), n, dtype=torch.float64)), np.empty(B), np.empty(B, np.int64),
+            np.empty((len(STAT_NAMES), B), np.int64), julia_view(theta), julia_view(prob.u0.detach()),
+            julia_view(prob.inputs.values.detach()))
+
+
+def test_zygote_vjp_is_refused_in_the_ensemble_mode_and_accepted_batched(standin):
+    """The ensemble mode's in-place field writes into a workspace, which Zygote cannot differentiate; SciML
+    gives an explicitly chosen autojacvec no fallback, so this used to crash inside Julia."""
+    runtime, si = standin
+    model = random_model(NeuralODE)
+    prob, _ = problem(model)
+    with pytest.raises(ValueError, match=r"vjp='ZygoteVJP' cannot run in the 'ensemble' mode.*mode='batched'"):
+        JuliaEngine(mode="ensemble", vjp="ZygoteVJP")
+    cpu_default = engine(runtime, vjp="ZygoteVJP")  # mode None: ensemble on the CPU
+    with pytest.raises(ValueError, match="'ensemble' mode"):
+        gnode.solve(prob, gnode.Tsit5(), engine=cpu_default, sensealg=gnode.BacksolveAdjoint(), saveat=SAVEAT)
+    assert "solve_forward!" not in dict(si.calls)
+    with torch.no_grad():  # no adjoint, no VJP: nothing to refuse
+        gnode.solve(prob, gnode.Tsit5(), engine=cpu_default, saveat=SAVEAT)
+    gnode.solve(prob, gnode.Tsit5(), engine=engine(runtime, mode="batched", vjp="ZygoteVJP"),
+                sensealg=gnode.BacksolveAdjoint(), saveat=SAVEAT)
+    assert si.requests[-1].mode == "batched" and si.requests[-1].vjp == "ZygoteVJP"
+
+
+class RecordingBackend:
+    """Writes a zero solution and records what it was sent (no computation)."""
+
+    def __init__(self):
+        self.thetas = []
+
+    def solve_forward(self, u_out, tfinal_out, retcode_out, stats_out, theta, u0, input_values, request):
+        self.thetas.append(np.asarray(theta).copy())
+        torch_from_julia(u_out).zero_()
+        np.asarray(tfinal_out)[:] = 1.0
+        np.asarray(retcode_out)[:] = int(gnode.ReturnCode.Success)
+        np.asarray(stats_out)[:] = 0
+        return 0
+
+
+class Parameterless(torch.nn.Module):
+    """A gnODE-family field with no parameters: dh/dt = tanh(h) - h with identity weights held as constants."""
+
+    def forward(self, t, h):
+        return torch.tanh(h) - h
+
+    def flat_entries(self):
+        return []
+
+    def spec(self):
+        return {"format": "gnode.vector_field", "version": 1, "family": "Parameterless", "n": 2, "d_in": 0,
+                "parameters": []}
+
+
+def test_a_parameterless_field_solves_without_gradients():
+    """The no-gradient path called torch.cat([]) for a model without parameters (the gradient path guarded it)."""
+    backend = RecordingBackend()
+    from gnode_bridge.runtime import JuliaThread
+
+    runtime = JuliaThread(lambda: backend).start()
+    try:
+        prob = gnode.ODEProblem(Parameterless(), torch.ones(3, 2, dtype=torch.float64), (0.0, 1.0))
+        with torch.no_grad():
+            sol = bridge.solve(prob, gnode.Tsit5(), None, _options(prob), runtime=runtime, config=bridge.EngineConfig())
+        assert sol.u.shape == (3, 2, 2) and backend.thetas[0].shape == (0,)
+    finally:
+        runtime.close()
+
+
+def _options(prob):
+    from gnode.engines.registry import SolveOptions
+
+    return SolveOptions(saveat=torch.tensor([0.0, 1.0], dtype=torch.float64), reltol=1e-6, abstol=1e-8, dt=None,
+                        dtmin=None, dtmax=None, maxiters=1000, tstops=None, throw=True)

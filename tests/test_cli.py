@@ -54,8 +54,8 @@ def test_help_lists_the_commands_and_each_has_its_own_help(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "flipflop", "--model", "transformer"], "invalid choice: 'transformer'"),
-    (["train", "flipflop", "--solver", "Tsit6"], "unknown solver 'Tsit6'; known: "),
-    (["train", "flipflop", "--sensealg", "Adjoint"], "unknown sensealg 'Adjoint'; known: "),
+    (["train", "flipflop", "--solver", "Tsit6"], "unknown solver 'Tsit6' (did you mean Tsit5?); known: "),
+    (["train", "flipflop", "--sensealg", "Adjoint"], "unknown sensealg 'Adjoint' (did you mean BackpropAdjoint?)"),
     (["train", "flipflop", "--engine", "fortran"], "unknown engine 'fortran'"),
     (["train", "flipflop", "--lr", "-1"], "lr must be a positive number"),
     (["train", "flipflop", "--epochs", "many"], "invalid int value: 'many'"),
@@ -77,11 +77,10 @@ def test_bad_options_give_one_line_and_exit_status_2(capsys, tmp_path, argv, mes
 def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
     out_dir = tmp_path / "gru"
     code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "6", "--epochs", "3",
-                         "--batch-size", "4", "--out", str(out_dir), "--no-progress")
+                         "--batch-size", "4", "--out", str(out_dir), "--no-progress", "--no-figures")
     assert code == 0, err
     assert "test MSE" in out and str(out_dir) in out
-    for name in ("config.json", "checkpoint.pt", "history.json", "history.csv", "summary.json", "loss.png",
-                 "sequences.png", "latents.png"):
+    for name in ("config.json", "checkpoint.pt", "history.json", "history.csv", "summary.json"):
         assert (out_dir / name).is_file(), name
     config = json.loads((out_dir / "config.json").read_text())
     assert config["model"]["kind"] == "gru" and config["model"]["latent"] == 6 and config["train"]["epochs"] == 3
@@ -94,9 +93,10 @@ def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
     assert ev["test"]["mse"] == pytest.approx(summary["test_mse"], rel=1e-6)
     assert ev["val"]["mse"] == pytest.approx(summary["val_mse"], rel=1e-6)
 
-    (out_dir / "loss.png").unlink()
-    code, out, err = run(capsys, "plot", str(out_dir))
-    assert code == 0 and (out_dir / "loss.png").stat().st_size > 1000
+    code, out, err = run(capsys, "plot", str(out_dir))  # the figures training draws (drawn once here: seconds)
+    assert code == 0
+    for name in ("loss.png", "sequences.png", "latents.png"):
+        assert (out_dir / name).stat().st_size > 1000 and str(out_dir / name) in out, name
 
     # a second run into the same folder is refused; resuming the finished run changes nothing
     code, _, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "--out", str(out_dir))
@@ -129,9 +129,11 @@ def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
     assert code == 0, err
     assert "mean nf per trajectory" in out
     summary = json.loads((out_dir / "summary.json").read_text())
-    assert summary["test_nf"] == 4 * 8  # RK4: 4 evaluations per step, one step per sample interval (2 / 0.25)
+    # RK4, one step per sample interval (2 / 0.25): f(t0), then 3 stages and f at each step's end (the next
+    # step's first stage)
+    assert summary["test_nf"] == 1 + 4 * 8
     hist = json.loads((out_dir / "history.json").read_text())
-    assert hist[0]["train_nf"] == 32
+    assert hist[0]["train_nf"] == 1 + 4 * 8
     # float32 cannot resolve reltol 1e-7: a one-line usage error naming the fix
     code, out, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5", "--reltol", "1e-7")
     assert code == 2 and "use float64" in err and len(err.strip().splitlines()) == 1
@@ -143,6 +145,103 @@ def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
     # RK4 at the sample step and Tsit5 at tight tolerance solve the same ODE: close, not identical
     assert ev["test"]["mse"] == pytest.approx(summary["test_mse"], rel=2e-2)
     assert ev["test"]["mse"] != summary["test_mse"]
+    # a float64 reference check on SciPy: evaluating needs no sensealg, which the scipy engine lacks
+    code, out, err = run(capsys, "evaluate", str(out_dir), "--engine", "scipy", "--solver", "DP5", "--reltol", "1e-7",
+                         "--abstol", "1e-9", "--dtype", "float64", "--json")
+    assert code == 0, err
+    sp = json.loads(out)
+    assert sp["solver"]["engine"] == "scipy" and sp["test"]["mse"] == pytest.approx(ev["test"]["mse"], rel=1e-4)
+
+
+def test_a_folder_without_a_checkpoint_resumes_from_its_beginning_and_every_refusal_names_the_way_out(capsys,
+                                                                                                      tmp_path):
+    out_dir = tmp_path / "run"
+    tiny = [*TINY_TASK, "--model", "gru", "-N", "5", "--batch-size", "4", "--no-progress"]
+    code, _, err = run(capsys, "train", "flipflop", *tiny, "--epochs", "2", "--no-figures", "--out", str(out_dir))
+    assert code == 0, err
+    first = json.loads((out_dir / "summary.json").read_text())
+    # a run that died before its first checkpoint (or whose damaged checkpoint was deleted, as advised)
+    (out_dir / "checkpoint.pt").unlink()
+    (out_dir / "summary.json").unlink()
+    code, _, err = run(capsys, "train", "flipflop", *tiny, "--out", str(out_dir))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"gnode train flipflop --out {out_dir} --resume" in err and f"--out {out_dir} --overwrite" in err
+    code, _, err = run(capsys, "train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress",
+                       "--no-figures")
+    assert code == 0 and "has no checkpoint yet" in err and "starting it from the beginning" in err
+    again = json.loads((out_dir / "summary.json").read_text())
+    assert again["test_mse"] == first["test_mse"]  # the saved config (N = 5, 2 epochs), from the start
+    # --resume into a folder without a run starts one; --overwrite replaces a run with a new one
+    code, _, err = run(capsys, "train", "flipflop", *tiny, "--epochs", "1", "--no-figures", "--resume",
+                       "--out", str(tmp_path / "new"))
+    assert code == 0 and "holds no run yet" in err and (tmp_path / "new" / "summary.json").exists()
+    (out_dir / "loss.png").write_bytes(b"a figure of the old run")
+    code, _, err = run(capsys, "train", "flipflop", *tiny, "--epochs", "1", "--no-figures", "--out", str(out_dir),
+                       "--overwrite")
+    assert code == 0, err
+    assert json.loads((out_dir / "config.json").read_text())["train"]["epochs"] == 1
+    assert json.loads((out_dir / "summary.json").read_text())["epochs_run"] == 1
+    assert not (out_dir / "loss.png").exists()  # the old run's figures went with it
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--reltol", "-1"], "reltol must be a finite number >= 0"),
+    (["--abstol", "-1"], "abstol must be a finite number >= 0"),
+    (["--maxiters", "0"], "maxiters must be an integer >= 1"),
+    (["--solver-dt", "-1"], "the solver's dt must be a positive number"),
+    (["--reltol", "0", "--abstol", "0"], "reltol and abstol cannot both be 0"),
+    (["--reltol", "1e-9"], "reltol 1e-09 is below what float32 can resolve"),
+    (["--solver", "DP5", "--engine", "scipy"], "the 'scipy' engine computes no gradients"),
+    (["--divergence-factor", "0.5"], "divergence_factor must be a number > 1"),
+])
+def test_solver_options_are_checked_before_anything_is_written(capsys, tmp_path, options, message):
+    out_dir = tmp_path / "x"
+    code, _, err = run(capsys, "train", "flipflop", "--solver", "Tsit5", *options, "--out", str(out_dir))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err
+    assert not out_dir.exists()
+
+
+def test_an_unusable_out_is_a_one_line_error(capsys, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    for argv in (["train", "flipflop", "--out", str(a_file)], ["train", "flipflop", "--out", str(a_file / "sub")],
+                 ["analyze", str(tmp_path), "--out", str(a_file)], ["plot", str(a_file)]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+        assert str(a_file) in err, argv
+    assert a_file.read_text() == "not a folder"
+
+
+def test_a_diverging_run_stops_keeps_its_checkpoint_and_exits_1(capsys, tmp_path):
+    out_dir = tmp_path / "hot"
+    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "4", "--epochs", "3",
+                         "--batch-size", "4", "--lr", "1e4", "--out", str(out_dir), "--no-progress")
+    assert code == 1 and "finished" not in out
+    assert "training diverged: the loss grew to" in err and "times the first batch's" in err
+    assert f"gnode train flipflop --out {out_dir} --overwrite --lr 1000" in err
+    state = load_checkpoint(out_dir / "checkpoint.pt")  # the state before the step that blew up
+    assert state["progress"]["status"] == "running" and state["progress"]["global_step"] >= 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (out_dir / "summary.json").exists()
+
+
+def test_the_readme_names_the_folder_a_default_run_lands_in(capsys, tmp_path, monkeypatch):
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    described = re.search(r"land in `(runs/[^`]+)`", readme)
+    assert described, "the README's set-up section says where a run's files land"
+    pattern = re.escape(described.group(1)).replace("<model>", "gru").replace("<date>", r"\d{8}")
+    pattern = pattern.replace("<time>", r"\d{6}")
+    assert "<" not in pattern
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "2", "--epochs", "1",
+                         "--batch-size", "8", "--no-progress", "--no-figures")
+    assert code == 0, err
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(pattern, f"runs/{folder.name}"), (pattern, folder.name)
+    assert f"run folder: runs/{folder.name}" in out
 
 
 @pytest.mark.slow  # a separate Python process; the in-process SIGINT path is tested in test_trainer.py
@@ -186,7 +285,10 @@ def test_info_reports_versions_and_engine_availability(capsys, monkeypatch):
     assert f"gnode {gnode.__version__}" in out and f"torch {torch.__version__}" in out
     assert "torch    available" in out
     assert "nowhere  NOT available: needs a machine that does not exist" in out
-    assert "Tsit5" in out and "InterpolatingAdjoint" in out
+    solvers = out[out.index("solvers (--solver)"):out.index("sensealgs (--sensealg)")]
+    sensealgs = out[out.index("sensealgs (--sensealg)"):]
+    assert "Tsit5" in solvers and "InterpolatingAdjoint" in sensealgs
+    assert "scipy: Scipy" in solvers and "ScipyRadau" in solvers  # the scipy engine's own methods
 
 
 def test_julia_setup_calls_the_bridge_or_says_why_not(capsys, monkeypatch):

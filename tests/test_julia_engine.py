@@ -33,7 +33,8 @@ def julia():
 
     status = julia_status(probe=True)
     if not status.usable:
-        pytest.skip(status.reason if status.reason.startswith("Julia not found") else f"Julia not found: {status.reason}")
+        reason = status.reason
+        pytest.skip(reason if reason.startswith("Julia not found") else f"Julia not found: {reason}")
     if "julia" not in registry.engine_names():
         from gnode.engines.julia import make_engine
         registry.register("julia", make_engine)
@@ -78,14 +79,16 @@ def test_inputs_are_interpolated_like_gnode_control(julia, interpolation):
     rel_close(sol.u, ref.u)
 
 
-@pytest.mark.parametrize("alg", ["Rodas5P", "KenCarp4", "FBDF", "RadauIIA5", "AutoTsit5", "Rosenbrock23"])
+@pytest.mark.parametrize("alg", ["Rodas5P", "KenCarp4", "FBDF", "RadauIIA5", "RadauIIA9", "AutoTsit5",
+                                 "Rosenbrock23"])
 def test_stiff_methods_match_the_torch_reference(julia, alg):
     method = getattr(gnode, alg, None)
     if method is None:
         pytest.skip(f"gnode defines no {alg}() yet")
+    method = method(gnode.Rodas5P()) if alg.startswith("Auto") else method()
     _, prob, _ = model_and_problem()
     with torch.no_grad():
-        sol = gnode.solve(prob, method(), engine="julia", saveat=SAVEAT, reltol=1e-9, abstol=1e-11)
+        sol = gnode.solve(prob, method, engine="julia", saveat=SAVEAT, reltol=1e-9, abstol=1e-11)
         ref = gnode.solve(prob, gnode.Vern7(), engine="torch", saveat=SAVEAT, **TIGHT)
     assert sol.successful and (sol.stats.njacs > 0).all()
     rel_close(sol.u, ref.u, rtol=1e-6)
@@ -120,35 +123,39 @@ def test_gradients_of_every_sensealg_match_torch_backprop(julia, sensealg):
         rel_close(g, r)
 
 
-@pytest.mark.parametrize("vjp", ["EnzymeVJP", "ReverseDiffVJP", "ForwardDiff"])
+@pytest.mark.parametrize("vjp", ["auto", "EnzymeVJP", "ReverseDiffVJP", "ForwardDiff"])
 def test_every_vjp_choice_gives_the_same_gradient(julia, vjp):
-    from gnode_bridge.solve import configure
+    from gnode.engines.julia import JuliaEngine
 
     model, prob, values = model_and_problem("zoh")
     w = torch.ones(3, len(SAVEAT), 4, dtype=torch.float64)
     ref = gnode.solve(prob, gnode.Tsit5(), engine="torch", saveat=SAVEAT, **TIGHT)
-    configure(vjp=vjp)
-    try:
-        sol = gnode.solve(prob, gnode.Tsit5(), engine="julia", sensealg=gnode.InterpolatingAdjoint(),
-                          saveat=SAVEAT, **TIGHT)
-        got = gradients(sol, prob, model, values, w)
-    finally:
-        configure(vjp="auto")
-    for g, r in zip(got, gradients(ref, prob, model, values, w)):
+    sol = gnode.solve(prob, gnode.Tsit5(), engine=JuliaEngine(vjp=vjp), sensealg=gnode.InterpolatingAdjoint(),
+                      saveat=SAVEAT, **TIGHT)
+    for g, r in zip(gradients(sol, prob, model, values, w), gradients(ref, prob, model, values, w)):
         rel_close(g, r)
 
 
+def test_the_stiff_method_of_an_autoswitch_is_the_one_asked_for(julia):
+    """The bridge used to send only "AutoTsit5", run as AutoTsit5(Rodas5P()). Started on the stiff method,
+    KenCarp4 counts Newton iterations and Rodas5P (linearly implicit) none."""
+    _, prob, _ = model_and_problem()
+    runs = {}
+    for stiff in (gnode.KenCarp4(kappa=0.02), gnode.Rodas5P()):
+        with torch.no_grad():
+            runs[stiff.name] = gnode.solve(prob, gnode.AutoTsit5(stiffalg=stiff, stiffalgfirst=True), engine="julia",
+                                           saveat=SAVEAT, reltol=1e-8, abstol=1e-10)
+    assert (runs["KenCarp4"].stats.nnonliniter > 0).all() and (runs["Rodas5P"].stats.nnonliniter == 0).all()
+    rel_close(runs["KenCarp4"].u, runs["Rodas5P"].u, rtol=1e-5)
+
+
 def test_batched_mode_matches_ensemble_mode(julia):
-    from gnode_bridge.solve import configure
+    from gnode.engines.julia import JuliaEngine
 
     model, prob, values = model_and_problem()
     ens = gnode.solve(prob, gnode.Tsit5(), engine="julia", saveat=SAVEAT, **TIGHT)
-    configure(mode="batched")
-    try:
-        bat = gnode.solve(prob, gnode.Tsit5(), engine="julia", saveat=SAVEAT, **TIGHT)
-        g_bat = gradients(bat, prob, model, values, torch.ones_like(bat.u))
-    finally:
-        configure(mode=None)
+    bat = gnode.solve(prob, gnode.Tsit5(), engine=JuliaEngine(mode="batched"), saveat=SAVEAT, **TIGHT)
+    g_bat = gradients(bat, prob, model, values, torch.ones_like(bat.u))
     rel_close(bat.u, ens.u)
     for g, r in zip(g_bat, gradients(ens, prob, model, values, torch.ones_like(ens.u))):
         rel_close(g, r)

@@ -209,10 +209,14 @@ def test_from_spec_rejects_inconsistent_specs():
         from_spec(spec, alg=None)
 
 
-def test_from_spec_asks_for_an_alg_it_cannot_rebuild():
+def test_from_spec_rebuilds_algorithms_with_options_and_asks_for_one_it_cannot_rebuild():
     import gnode
-    m = SequenceModel(GatedNODE(3, 1), 2, sensealg=gnode.InterpolatingAdjoint(checkpointing=True))
-    with pytest.raises(ValueError, match="pass sensealg=... to from_spec"):
-        from_spec(m.spec())
-    back = from_spec(m.spec(), sensealg=gnode.InterpolatingAdjoint(checkpointing=True))
-    assert back.sensealg == gnode.InterpolatingAdjoint(checkpointing=True)
+    alg, sens = gnode.AutoTsit5(gnode.KenCarp4(kappa=0.02)), gnode.BacksolveAdjoint(alg=gnode.Vern7(), reltol=1e-8)
+    m = SequenceModel(GatedNODE(3, 1), 2, alg=alg, sensealg=sens)
+    back = from_spec(through_json(m.spec()))
+    assert back.alg == alg and back.sensealg == sens
+    spec = m.spec()
+    spec["solver"]["alg"] = "RadauIIA99()"  # a method this gnode does not have
+    with pytest.raises(ValueError, match=r"pass alg=\.\.\. to from_spec"):
+        from_spec(spec)
+    assert from_spec(spec, alg=gnode.Rodas5P()).alg == gnode.Rodas5P()

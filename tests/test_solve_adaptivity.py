@@ -25,13 +25,13 @@ TWO = [m for m in ADAPTIVE if m.name in ("Tsit5", "Vern7")]  # FSAL; lazy interp
 
 
 class Counting:
-    """f that counts its calls (each call evaluates every row it is given once)."""
+    """f that counts its evaluations: each call evaluates every row it is given once."""
 
     def __init__(self, f):
         self.f, self.calls = f, 0
 
     def __call__(self, t, u):
-        self.calls += 1
+        self.calls += u.shape[0]
         return self.f(t, u)
 
 
@@ -47,20 +47,32 @@ def test_easy_trajectories_take_far_fewer_steps_than_stiff_ones(m):
     assert torch.allclose(sol.u[:, -1, 0], U0[:, 0] * torch.exp(-T1 * U0[:, 1]), rtol=1e-3, atol=1e-5)
 
 
+def within_tolerance(a: torch.Tensor, b: torch.Tensor, reltol: float, abstol: float, factor: float = 10.0) -> bool:
+    """|a - b| <= factor (abstol + reltol |b|) everywhere: two solutions of one trajectory agree to the solve's
+    tolerance. Not bit equality: in a batch, BLAS sums in another order, the embedded error estimate (which
+    cancels heavily) sees that round-off, and the step sequence can change (issue 15, item 6)."""
+    return bool(((a - b).abs() <= factor * (abstol + reltol * b.abs())).all())
+
+
 @pytest.mark.parametrize("m", TWO, ids=ids(TWO))
 def test_each_trajectory_is_solved_as_if_it_were_alone(m):
     saveat = torch.linspace(0, T1, 21, dtype=F64)
     batch = gnode.solve(gnode.ODEProblem(decay, U0, (0.0, T1)), m.alg, saveat=saveat, **TOL)
+    exact = U0[:, None, 0] * torch.exp(-saveat[None] * U0[:, None, 1])
     for b in (EASY[0], HARD[0]):
         f = Counting(decay)
         alone = gnode.solve(gnode.ODEProblem(f, U0[b:b + 1], (0.0, T1)), m.alg, saveat=saveat, **TOL)
-        # the same steps; only round-off of batched products may differ
-        torch.testing.assert_close(batch.u[b], alone.u[0], rtol=1e-13, atol=1e-20)
-        for name in ("nf", "naccept", "nreject"):
-            assert getattr(batch.stats, name)[b] == getattr(alone.stats, name)[0], (b, name)
+        assert within_tolerance(batch.u[b], alone.u[0], **TOL)
+        assert within_tolerance(batch.u[b, :, 0], exact[b], **TOL)
+        # its own steps, not the batch's: the counts alone and in the batch agree up to a changed step or two
+        for name in ("nf", "naccept"):
+            got, want = int(getattr(batch.stats, name)[b]), int(getattr(alone.stats, name)[0])
+            assert abs(got - want) <= max(2, 0.1 * want) * (1 if name == "naccept" else len(m.alg.tableau.c)), \
+                (b, name, got, want)
         # nf counts every evaluation of the step (the interpolant's lazy stages, one batched call each, aside)
         extra = len(m.alg.tableau.extra_c)
         assert alone.stats.nf[0] <= f.calls <= alone.stats.nf[0] + extra, (f.calls, alone.stats.nf[0])
+    assert batch.stats.naccept[HARD[0]] > 5 * batch.stats.naccept[EASY[0]]  # the stiff row did not set the pace
 
 
 def test_a_failing_trajectory_does_not_disturb_the_others():
@@ -77,6 +89,6 @@ def test_a_failing_trajectory_does_not_disturb_the_others():
     for b in (0, 2):
         alone = gnode.solve(gnode.ODEProblem(square, u0[b:b + 1], (0.0, 2.0)), gnode.Tsit5(),
                             saveat=torch.tensor([0.5, 2.0], dtype=F64), **TOL)
-        torch.testing.assert_close(sol.u[b], alone.u[0], rtol=1e-13, atol=1e-20)
+        assert within_tolerance(sol.u[b], alone.u[0], **TOL)
         exact = u0[b, 0] / (1 - u0[b, 0] * torch.tensor([0.5, 2.0], dtype=F64))
         torch.testing.assert_close(sol.u[b, :, 0], exact, rtol=1e-5, atol=0)

@@ -102,15 +102,50 @@ def test_inputs_match_the_piecewise_reference(kind):
     from test_solve_inputs import problem, reference
 
     ts = np.linspace(0, 4, 17)  # the times test_solve_inputs uses: its cached reference serves both
-    sol = gnode.solve(problem(kind), ScipyDOP853(), engine="scipy", saveat=torch.tensor(ts), reltol=1e-8,
-                      abstol=1e-10)
+    with torch.no_grad():  # its field's weights require grad, which this engine cannot give
+        sol = gnode.solve(problem(kind), ScipyDOP853(), engine="scipy", saveat=torch.tensor(ts), reltol=1e-8,
+                          abstol=1e-10)
     assert max_error(sol.u, reference(kind, ts)) < 1e-6
 
 
-def test_results_are_detached_and_gradients_are_refused():
+def test_a_solve_that_needs_gradients_is_refused_and_an_evaluation_works():
+    """The engine used to return detached values silently: a loss with another term then got all-zero
+    gradients. Whatever requires grad is named; under no_grad (evaluation) the same solve works."""
     u0 = torch.tensor(LV_U0, requires_grad=True)
-    sol = gnode.solve(gnode.ODEProblem(lv_field, u0, (0.0, 1.0)), gnode.DP5(), engine="scipy")
-    assert not sol.u.requires_grad
+    with pytest.raises(ValueError, match=r"no gradients, but u0 requires grad.*torch.no_grad\(\).*engine='torch'"):
+        gnode.solve(gnode.ODEProblem(lv_field, u0, (0.0, 1.0)), gnode.DP5(), engine="scipy")
+    model = torch.nn.Linear(2, 2).double()
+    field = lambda t, u: model(u)  # f captures a module whose weights require grad
+    prob = gnode.ODEProblem(field, torch.tensor(LV_U0), (0.0, 1.0))
+    with pytest.raises(ValueError, match="the tensor 'model' that f captures requires grad"):
+        gnode.solve(prob, gnode.DP5(), engine="scipy")
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = model
+
+        def forward(self, t, u):
+            return self.lin(u)
+
+    with pytest.raises(ValueError, match=r"f's parameter lin.weight \(and 1 more\) requires grad"):
+        gnode.solve(gnode.ODEProblem(Field(), torch.tensor(LV_U0), (0.0, 1.0)), gnode.DP5(), engine="scipy")
+    values = torch.ones(2, 3, 1, dtype=F64, requires_grad=True)
+    driven = gnode.ODEProblem(lambda t, u, x: -u + x, torch.tensor(LV_U0), (0.0, 1.0),
+                              inputs=gnode.Control(torch.tensor([0.0, 0.5, 1.0], dtype=F64), values))
+    with pytest.raises(ValueError, match="inputs.values requires grad"):
+        gnode.solve(driven, gnode.DP5(), engine="scipy")
+    with torch.no_grad():  # evaluation: a float64 reference check of a trained model
+        sol = gnode.solve(gnode.ODEProblem(Field(), u0, (0.0, 1.0)), gnode.DP5(), engine="scipy")
+        ref = gnode.solve(gnode.ODEProblem(Field(), u0, (0.0, 1.0)), gnode.DP5(), engine="torch", reltol=1e-10,
+                          abstol=1e-12)
+    assert not sol.u.requires_grad and max_error(sol.u, ref.u.numpy()) < 1e-5
     with pytest.raises(ValueError, match="forward only"):
         gnode.solve(gnode.ODEProblem(lv_field, u0, (0.0, 1.0)), gnode.DP5(), engine="scipy",
                     sensealg=gnode.InterpolatingAdjoint())
+
+
+def test_a_step_size_controller_other_than_scipys_is_refused():
+    prob = gnode.ODEProblem(lv_field, torch.tensor(LV_U0), (0.0, 1.0))
+    with pytest.raises(ValueError, match=r"controller=PIController\(gamma=0\.8\): SciPy's solvers control"):
+        gnode.solve(prob, gnode.DP5(), engine="scipy", controller=gnode.PIController(gamma=0.8))
+    assert gnode.solve(prob, gnode.DP5(), engine="scipy", controller=gnode.PIController()).successful

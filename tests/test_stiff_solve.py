@@ -24,6 +24,7 @@ import torch
 import gnode
 from gnode.algorithms.auto import AUTO_ALGORITHMS
 from gnode.algorithms.esdirk import ESDIRK_ALGORITHMS
+from gnode.algorithms.radau import RADAU_ALGORITHMS
 from gnode.algorithms.rosenbrock import ROSENBROCK_ALGORITHMS
 from gnode.engines.registry import get_engine
 from gnode.engines.torch.jacobian import (
@@ -32,7 +33,7 @@ from gnode.engines.torch.jacobian import (
     time_derivative,
 )
 from gnode.engines.torch.linalg import factorize_w
-from gnode.engines.torch.loop import RHS
+from gnode.engines.torch.rhs import ProblemRHS as RHS
 from stiff_problems import GNODE, HIRES_TEST_SET, PROBLEMS, radau, reference
 
 F64 = torch.float64
@@ -47,6 +48,8 @@ STIFF = {
     "TRBDF2": (gnode.TRBDF2(), 1e-5, 50),
     "KenCarp4": (gnode.KenCarp4(), 1e-7, 10),
     "Kvaerno5": (gnode.Kvaerno5(), 1e-8, 10),
+    "RadauIIA5": (gnode.RadauIIA5(), 1e-8, 10),
+    "RadauIIA9": (gnode.RadauIIA9(), 1e-8, 10),
     "AutoTsit5": (gnode.AutoTsit5(gnode.Rodas5P()), 1e-8, 10),
     "AutoVern7": (gnode.AutoVern7(gnode.Rodas5P()), 1e-8, 10),
 }
@@ -56,7 +59,7 @@ ORDERS = {"Rosenbrock23": (2, 2), "Rodas4": (4, 3), "Rodas5P": (5, 4), "TRBDF2":
 
 def test_every_stiff_algorithm_is_listed_and_registered():
     listed = {type(alg) for alg, _, _ in STIFF.values()}
-    assert listed == set(ROSENBROCK_ALGORITHMS + ESDIRK_ALGORITHMS + AUTO_ALGORITHMS)
+    assert listed == set(ROSENBROCK_ALGORITHMS + ESDIRK_ALGORITHMS + RADAU_ALGORITHMS + AUTO_ALGORITHMS)
     assert set(ORDERS) == {a.__name__ for a in ROSENBROCK_ALGORITHMS + ESDIRK_ALGORITHMS}
     assert all(a in get_engine("torch").algorithms for a in listed)
     assert all(ORDERS[n][0] == STIFF[n][0].order for n in ORDERS)
@@ -81,8 +84,12 @@ def solve_against_reference(name: str, alg, rtol: float, t_end: float | None = N
 
 # ------------------------------------------------------------------------------------------------ accuracy
 
-@pytest.mark.parametrize("name", list(STIFF))
-@pytest.mark.parametrize("problem,t_end", [("hires", 5.0), ("robertson", 100.0)])
+# every method on Robertson in the default run; HIRES for Rodas5P (the rest: `slow`, and the full spans below)
+@pytest.mark.parametrize("name, problem, t_end", [
+    *[(name, "robertson", 100.0) for name in STIFF],
+    *[pytest.param(name, "hires", 5.0, marks=() if name == "Rodas5P" else pytest.mark.slow)
+      for name in STIFF],
+])
 def test_every_stiff_method_agrees_with_radau(name, problem, t_end):
     alg, rtol, bound = STIFF[name]
     err, sol = solve_against_reference(problem, alg, rtol, t_end)
@@ -90,13 +97,16 @@ def test_every_stiff_method_agrees_with_radau(name, problem, t_end):
     assert err <= bound * rtol, f"{name} on {problem}: error {err:.3g} = {err / rtol:.3g} x rtol"
 
 
-@pytest.mark.parametrize("problem,t_end", [("robertson", None), ("hires", None), (GNODE.name, None),
-                                           ("vanderpol", 1000.0), ("oregonator", 50.0)])
+@pytest.mark.parametrize("problem,t_end", [("robertson", None), (GNODE.name, None),
+                                           pytest.param("hires", None, marks=pytest.mark.slow),
+                                           pytest.param("vanderpol", 1000.0, marks=pytest.mark.slow),
+                                           pytest.param("oregonator", 50.0, marks=pytest.mark.slow)])
 def test_rodas5p_agrees_with_radau_on_every_problem(problem, t_end):
     err, sol = solve_against_reference(problem, gnode.Rodas5P(), 1e-8, t_end)
     assert sol.successful and err <= 10 * 1e-8, f"{problem}: error {err:.3g}"
 
 
+@pytest.mark.slow
 def test_rodas5p_at_rtol_1e_12_agrees_with_radau_on_the_gnode_transient():
     # The first 0.01 time units: the fast units (timescales ~1e-4) relax, the slow ones barely move.
     err, sol = solve_against_reference(GNODE.name, gnode.Rodas5P(), 1e-12, 0.01)
@@ -184,6 +194,7 @@ def test_empirical_order_against_expm(name):
 
 # ----------------------------------------------------------------------------------- stiff vs explicit
 
+@pytest.mark.slow
 def test_rodas5p_needs_10x_fewer_evaluations_than_tsit5_at_matched_error():
     times, ref = reference(GNODE.name)
     at = torch.tensor(times, dtype=F64)
@@ -224,9 +235,9 @@ def test_rosenbrock_statistics_count_one_jacobian_lu_and_s_solves_per_step():
     steps = s.naccept + s.nreject
     assert (s.njacs == steps).all() and (s.nw == steps).all() and (s.nsolve == 8 * steps).all()
     assert (s.nnonliniter == 0).all() and (s.nnonlinconvfail == 0).all() and (s.nstiffswitch == 0).all()
-    # f: once at t0, once for the initial step, then 7 stages and ∂f/∂t per step, less the first step's f(t0)
-    # counted once already — with one stop (t = 5, the end) and no FSAL: 1 + 1 + 9 * steps - 1
-    assert (s.nf == 1 + 9 * steps).all()
+    # f: once at t0, once for the initial step, then per step 7 stages, ∂f/∂t and (no FSAL) f at the step's end,
+    # the next step's first stage: 1 + 1 + 9 * steps
+    assert (s.nf == 2 + 9 * steps).all()
 
 
 def test_esdirk_statistics_reuse_jacobians_and_count_newton_iterations():
@@ -382,9 +393,20 @@ SENSEALGS = [
     (gnode.Rodas5P(), gnode.QuadratureAdjoint()),
     (gnode.Tsit5(), gnode.InterpolatingAdjoint(alg=gnode.KenCarp4())),  # ESDIRK adjoint: its own stage weights
     (gnode.AutoTsit5(gnode.Rodas5P()), gnode.InterpolatingAdjoint(checkpointing=True)),
+    (gnode.RadauIIA5(), gnode.BackpropAdjoint()),  # through RADAU5's Newton iterations and complex LUs
+    (gnode.RadauIIA5(), gnode.InterpolatingAdjoint()),  # Radau adjoint: its own stage weights
 ]
 
 
+def test_a_gradient_through_rodas5p_agrees_with_finite_differences():
+    fd = {("W", 5): finite_difference("W", 5), ("b", 2): finite_difference("b", 2)}
+    gW, gb, _ = stiff_loss(gnode.Rodas5P(), gnode.BackpropAdjoint())
+    for (name, i), want in fd.items():
+        got = float((gW if name == "W" else gb).view(-1)[i])
+        assert abs(got - want) <= 1e-6 * max(1.0, abs(want)), f"{name}[{i}] {got} vs FD {want}"
+
+
+@pytest.mark.slow
 def test_gradients_through_stiff_solves_agree_with_finite_differences_and_across_sensealgs():
     fd = {("W", 5): finite_difference("W", 5), ("b", 2): finite_difference("b", 2)}
     first = None
@@ -438,9 +460,12 @@ def relax_to_input_exact(times, t_samples, values, interpolation, lam, t_query):
     return np.array(out)
 
 
-@pytest.mark.parametrize("interpolation", ["zoh", "linear"])
-@pytest.mark.parametrize("alg,bound", [(gnode.Rodas5P(), 10), (gnode.KenCarp4(), 200),
-                                       (gnode.AutoTsit5(gnode.Rodas5P()), 10)], ids=repr)
+@pytest.mark.parametrize("alg,bound,interpolation", [
+    (gnode.Rodas5P(), 10, "zoh"), (gnode.Rodas5P(), 10, "linear"), (gnode.KenCarp4(), 200, "zoh"),
+    pytest.param(gnode.KenCarp4(), 200, "linear", marks=pytest.mark.slow),
+    pytest.param(gnode.AutoTsit5(gnode.Rodas5P()), 10, "zoh", marks=pytest.mark.slow),
+    (gnode.AutoTsit5(gnode.Rodas5P()), 10, "linear"),
+], ids=lambda v: repr(v) if not isinstance(v, (int, str)) else str(v))
 def test_input_driven_stiff_relaxation_matches_its_closed_form(alg, bound, interpolation):
     # ∂f/∂t is nonzero only through the linear input: the Rosenbrock methods get it by forward-mode autodiff
     lam, rtol = 1e3, 1e-8

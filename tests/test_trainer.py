@@ -222,6 +222,32 @@ def test_divergence_raises_a_clear_error_and_keeps_the_last_good_state(tmp_path)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+def test_a_finite_loss_far_above_its_start_is_divergence_too(tmp_path):
+    data = tiny_data()
+
+    class Blowing(TinyRNN):
+        """The loss of the third batch is ~1e6 times the others' but finite (as a too-high lr gives)."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x, times):
+            self.calls += 1
+            y = super().forward(x, times)
+            return y * 1e3 if self.calls == 3 else y
+
+    with pytest.raises(TrainingDiverged, match=r"grew to .*times the first batch's .*epoch 1, step 3.*lower lr"):
+        Trainer(Blowing(), data, quiet(), tmp_path).fit()
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["progress"]["global_step"] == 2 and state["progress"]["first_loss"] > 0
+    # the factor is a setting: off (None), only a non-finite loss stops the run
+    result = Trainer(Blowing(), data, quiet(epochs=1, divergence_factor=None)).fit()
+    assert result.status == "finished"
+    with pytest.raises(ValueError, match="divergence_factor must be a number > 1"):
+        quiet(divergence_factor=1.0)
+
+
 def test_gradient_clipping_bounds_the_gradient_each_step_and_logs_the_raw_norm():
     data = tiny_data()
     seen = []

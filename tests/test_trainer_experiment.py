@@ -1,4 +1,4 @@
-"""Run configuration, model building by kind, solver names, the run folder and its figures."""
+"""Run configuration, model building by kind, the run folder and its figures."""
 
 import json
 
@@ -22,26 +22,6 @@ from gnode.training.experiment import (
     run_flipflop,
 )
 from gnode.training.figures import plot_latents, plot_loss, plot_sequences
-from gnode.training.names import algorithm_from_name, sensealg_from_name
-
-
-def test_names_map_to_algorithm_objects():
-    assert algorithm_from_name("Tsit5") == gnode.Tsit5() and algorithm_from_name("tsit5()") == gnode.Tsit5()
-    s = sensealg_from_name("InterpolatingAdjoint(checkpointing=True)")
-    assert s == gnode.InterpolatingAdjoint(checkpointing=True)
-    s = sensealg_from_name("BacksolveAdjoint(alg=Vern7(), reltol=1e-8)")
-    assert s.alg == gnode.Vern7() and s.reltol == 1e-8
-    with pytest.raises(ValueError, match="unknown solver 'Tsit4'; known: .*Tsit5"):
-        algorithm_from_name("Tsit4")
-    with pytest.raises(ValueError, match="unknown sensealg 'Tsit5'"):  # a solver is not a sensealg
-        sensealg_from_name("Tsit5")
-    with pytest.raises(ValueError, match="takes: alg, reltol, abstol, checkpointing"):
-        sensealg_from_name("InterpolatingAdjoint(checkpoint=True)")
-    # parsed, never evaluated
-    with pytest.raises(ValueError, match="cannot understand"):
-        algorithm_from_name("os.system('true')")
-    with pytest.raises(ValueError, match="unknown solver '__import__'"):
-        algorithm_from_name("__import__(name='os')")
 
 
 def test_every_kind_builds_and_maps_a_batch_of_sequences():

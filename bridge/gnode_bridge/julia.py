@@ -75,6 +75,7 @@ class JuliaBackend:
                                f"{contract.API_VERSION}; reinstall gnode so that both come from one version")
         self._fns = {name: jl.seval(f"{contract.MODULE}.{name}") for name in contract.ENTRY_POINTS}
         self._dlpack = None
+        self._cuda_sync = None
 
     # -- conversion -----------------------------------------------------------------------------
     def _arg(self, x):
@@ -87,7 +88,22 @@ class JuliaBackend:
         return x
 
     def _call(self, name, *args):
-        return self._fns[name](*(self._arg(a) for a in args))
+        """Call entry point `name`. With CUDA tensors among the arguments the two libraries' streams are ordered
+        around the call: DLPack hands the memory over without stream semantics, so torch's pending writes to the
+        inputs must land before Julia reads them, and Julia's writes to the outputs before torch reads them."""
+        devices = {a.device for a in args if getattr(a, "is_cuda", False)}
+        for device in devices:
+            _torch_stream_synchronize(device)
+        result = self._fns[name](*(self._arg(a) for a in args))
+        if devices:
+            self._julia_synchronize()
+        return result
+
+    def _julia_synchronize(self) -> None:
+        """Wait for the work Julia queued on its (task-local) CUDA stream: `CUDA.synchronize()`."""
+        if self._cuda_sync is None:
+            self._cuda_sync = self.jl.seval("CUDA.synchronize")
+        self._cuda_sync()
 
     # -- entry points ---------------------------------------------------------------------------
     def api_version(self) -> int:
@@ -107,6 +123,14 @@ class JuliaBackend:
 
     def close(self) -> None:
         """Nothing to do: juliacall shuts Julia down at interpreter exit."""
+
+
+def _torch_stream_synchronize(device) -> None:
+    """Wait for torch's current CUDA stream on `device`. (torch is imported here, not at the top: this module
+    must not load torch before juliacall, see `TORCH_FIRST_HINT`; by the time a CUDA tensor is passed it is.)"""
+    import torch
+
+    torch.cuda.current_stream(device).synchronize()
 
 
 def _first_line(e: BaseException) -> str:

@@ -15,6 +15,16 @@ reference to one.
 
 A backend is any object with the contract's entry points as methods (`gnode_bridge.contract`): the
 real one (`gnode_bridge.julia.JuliaBackend`) or the test scaffolding (`gnode_bridge.testing`).
+
+Two things about the thread follow from Julia running on it:
+- Its stack. Julia sizes its own use of the stack from RLIMIT_STACK (8 MiB by default), but a thread
+  Python starts gets the platform's thread default unless `threading.stack_size` says otherwise: 512 KiB
+  on macOS, where Julia's code generation and deep recursion overflow it. The thread is started with
+  `julia_stack_size()`.
+- Shutdown order. juliacall registers an `atexit` hook (`jl_atexit_hook`) when it is imported, and
+  `atexit` runs hooks last-registered-first. The hook that closes and joins this thread is registered
+  once the backend exists (so after juliacall's), and so it runs before Julia is shut down, not after
+  with the thread still parked inside Julia.
 """
 
 from __future__ import annotations
@@ -37,6 +47,22 @@ class BackendStartError(BridgeError):
 
 _STOP = object()
 
+#: The stack of the Julia-owning thread when RLIMIT_STACK does not say (Julia's and Linux's usual 8 MiB).
+DEFAULT_STACK = 8 * 1024 * 1024
+
+
+def julia_stack_size() -> int:
+    """Bytes of stack for the thread that runs Julia: the soft RLIMIT_STACK Julia assumes, at least
+    `DEFAULT_STACK`, and `DEFAULT_STACK` where the limit is unlimited or unknown (Windows)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no RLIMIT_STACK
+        return DEFAULT_STACK
+    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return DEFAULT_STACK
+    return max(int(soft), DEFAULT_STACK)
+
 
 class JuliaThread:
     """A daemon thread that creates a backend with `factory()` and then runs submitted calls on it.
@@ -58,10 +84,15 @@ class JuliaThread:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, timeout: float | None = None) -> JuliaThread:
-        """Start the thread and wait until the backend exists; raise `BackendStartError` if it failed."""
+        """Start the thread (with `julia_stack_size()` of stack) and wait until the backend exists; raise
+        `BackendStartError` if it failed."""
         with self._lock:
             if not self._thread.is_alive() and not self._started.is_set():
-                self._thread.start()
+                previous = threading.stack_size(julia_stack_size())  # read by Thread.start, for this thread only
+                try:
+                    self._thread.start()
+                finally:
+                    threading.stack_size(previous)
         if not self._started.wait(timeout):
             raise BackendStartError(f"the backend did not start within {timeout} s")
         if self._start_error is not None:
@@ -71,6 +102,13 @@ class JuliaThread:
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop the owner thread after the calls already queued (idempotent)."""
+        atexit.unregister(self._close_at_exit)
+        self._stop(timeout)
+
+    def _close_at_exit(self) -> None:
+        self._stop(5.0)  # (not close(): no unregistering from inside a running atexit hook)
+
+    def _stop(self, timeout: float | None) -> None:
         if self._closed:
             return
         self._closed = True
@@ -116,6 +154,7 @@ class JuliaThread:
             self._start_error = _portable(e)
             self._started.set()
             return
+        atexit.register(self._close_at_exit)  # after the backend's own hooks (juliacall's), so it runs first
         self._started.set()
         while True:
             item = self._queue.get()
@@ -176,10 +215,3 @@ def set_runtime(runtime: JuliaThread | None) -> JuliaThread | None:
     with _RUNTIME_LOCK:
         old, _RUNTIME = _RUNTIME, runtime
         return old
-
-
-@atexit.register
-def _close_at_exit() -> None:
-    rt = _RUNTIME
-    if rt is not None:
-        rt.close(timeout=5.0)

@@ -1,19 +1,21 @@
-"""The "julia" engine's solve: problem -> contract call -> `gnode.ODESolution`, with gradients.
+"""The "julia" engine's solve: problem -> options record + contract call -> `gnode.ODESolution`, with gradients.
 
-`solve(prob, alg, sensealg, opts)` is what `gnode.engines.julia.JuliaEngine.solve` runs. When anything
-needs a gradient it goes through `JuliaSolve`, a `torch.autograd.Function` whose forward calls the Julia
-solve (keeping the solution there) and whose backward sends the output cotangent dL/du(saveat) to
-Julia and scatters the flat gradient it returns onto the model's parameters (in `flat_entries()`
-order), onto u0 and onto the input values. Every call is made on the Julia thread (`runtime.py`),
-including a backward that PyTorch runs on a thread of its own.
+`solve(prob, alg, sensealg, opts, config=...)` is what `gnode.engines.julia.JuliaEngine.solve` runs, with the
+engine instance's `EngineConfig`. The algorithm and the sensitivity algorithm cross as their specs
+(`to_spec()`), trimmed to the options the Julia engine forwards and refused by name otherwise (`engine_spec`),
+inside one options record (`contract.Request`). When anything needs a gradient the solve goes through
+`JuliaSolve`, a `torch.autograd.Function` whose forward calls the Julia solve (keeping the solution there) and
+whose backward sends the output cotangent dL/du(saveat) to Julia and scatters the flat gradient it returns onto
+the model's parameters (in `flat_entries()` order), onto u0 and onto the input values. Every call is made on
+the Julia thread (`runtime.py`), including a backward that PyTorch runs on a thread of its own.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,7 +27,8 @@ from gnode_bridge.runtime import JuliaThread, get_runtime
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Options of the julia engine that are not problem-level: see `configure`.
+    """Options of the julia engine that are not problem-level (held by each `JuliaEngine` instance, so they
+    travel with it, pickled, to Ray and torch.distributed workers).
 
     mode: "ensemble" (one solve per trajectory, own steps and statistics), "batched" (one system for the
           whole batch, shared steps; needed for CUDA tensors) or None (ensemble on CPU, batched on CUDA).
@@ -39,31 +42,23 @@ class EngineConfig:
     keep: bool = False
     default_sensealg: str = "InterpolatingAdjoint"
 
-
-_CONFIG = EngineConfig()
-
-
-def configure(**changes) -> EngineConfig:
-    """Change the julia engine's options (mode=, vjp=, keep=, default_sensealg=); returns the new ones."""
-    global _CONFIG
-    unknown = set(changes) - set(EngineConfig.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"configure: unknown option(s) {sorted(unknown)}; "
-                        f"options are {sorted(EngineConfig.__dataclass_fields__)}")
-    new = replace(_CONFIG, **changes)
-    if new.mode not in (None, *contract.MODES):
-        raise ValueError(f"configure: mode must be one of {contract.MODES} or None, got {new.mode!r}")
-    if new.vjp not in contract.VJPS:
-        raise ValueError(f"configure: vjp must be one of {contract.VJPS}, got {new.vjp!r}")
-    if new.default_sensealg not in contract.SENSEALGS:
-        raise ValueError(f"configure: default_sensealg must be one of {sorted(contract.SENSEALGS)}, "
-                         f"got {new.default_sensealg!r}")
-    _CONFIG = new
-    return new
+    def __post_init__(self):
+        if self.mode not in (None, *contract.MODES):
+            raise ValueError(f"JuliaEngine: mode must be one of {contract.MODES} or None, got {self.mode!r}")
+        if self.vjp not in contract.VJPS:
+            raise ValueError(f"JuliaEngine: vjp must be one of {contract.VJPS}, got {self.vjp!r}")
+        if self.mode == "ensemble" and self.vjp in contract.ENSEMBLE_REFUSED_VJPS:
+            raise ValueError(_ensemble_vjp_message(self.vjp))
+        if not isinstance(self.keep, bool):
+            raise TypeError(f"JuliaEngine: keep must be True or False, got {self.keep!r}")
+        if self.default_sensealg not in contract.SENSEALGS:
+            raise ValueError(f"JuliaEngine: default_sensealg must be one of {sorted(contract.SENSEALGS)}, "
+                             f"got {self.default_sensealg!r}")
 
 
-def current_config() -> EngineConfig:
-    return _CONFIG
+def _ensemble_vjp_message(vjp: str) -> str:
+    return (f"JuliaEngine: vjp={vjp!r} cannot run in the 'ensemble' mode: {contract.ENSEMBLE_REFUSED_VJPS[vjp]}; "
+            "use vjp='EnzymeVJP' or 'auto', or mode='batched'")
 
 
 # -- the model ----------------------------------------------------------------------------------------
@@ -100,53 +95,98 @@ def model_parts(prob) -> tuple[dict, list[torch.Tensor]]:
     return spec, params
 
 
+def flat_theta(params: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """The parameters as one detached 1-D vector (empty, of `like`'s dtype and device, for a parameterless field)."""
+    if not params:
+        return like.new_zeros(0)
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+# -- algorithms as the Julia engine takes them ----------------------------------------------------------
+def engine_spec(obj, tables: dict[str, dict[str, str]], what: str) -> dict:
+    """`obj.to_spec()` with only the options the Julia engine forwards (`tables[name]`). Any other option is
+    refused by name unless it has its default value; nested algorithms are checked the same way."""
+    spec = obj.to_spec()
+    name = spec["name"]
+    if name not in tables:
+        raise ValueError(f"the julia engine has no {what} {name}(); it has {', '.join(tables)}")
+    forwarded = tables[name]
+    options = {}
+    for f in dataclasses.fields(obj):
+        if not f.init:
+            continue
+        value = getattr(obj, f.name)
+        if f.name in forwarded:
+            nested = isinstance(spec["options"][f.name], dict)
+            options[f.name] = engine_spec(value, contract.ALGORITHM_OPTIONS, "algorithm") if nested \
+                else spec["options"][f.name]
+        elif value != _default(f):
+            why = contract.NOT_FORWARDED.get((name, f.name), f"the SciML {name} has no counterpart of it")
+            raise ValueError(f"the julia engine does not take {name}({f.name}=...): {why}. Leave {f.name} at its "
+                             f"default ({_default(f)!r}) or solve with engine='torch'")
+    return {"name": name, "options": options}
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 # -- the request --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Request:
-    """Everything of one solve that is not a differentiable tensor, in the contract's terms."""
+def build_request(prob, alg, sensealg, opts, spec: dict, config: EngineConfig, grad: bool,
+                  keep: bool) -> contract.Request:
+    """The options record of this solve; everything the Julia engine cannot honour is refused here, by name,
+    before anything crosses."""
+    alg_spec = engine_spec(alg, contract.ALGORITHM_OPTIONS, "algorithm")
+    controller = getattr(opts, "controller", None)
+    if controller is not None and controller != type(controller)():
+        raise ValueError(f"the julia engine does not take controller={controller!r}: {contract.CONTROLLER}. Leave "
+                         "controller unset or solve with engine='torch'")
+    u0 = prob.u0
+    mode = config.mode or ("batched" if u0.device.type == "cuda" else "ensemble")
+    if u0.device.type == "cuda" and mode != "batched":
+        raise ValueError("CUDA tensors are solved in the julia engine's 'batched' mode; use JuliaEngine(mode="
+                         "'batched') or mode=None")
+    sense_spec = None
+    if grad:
+        if sensealg is None:
+            sense_spec = {"name": config.default_sensealg, "options": {}}
+        else:
+            sense_spec = engine_spec(sensealg, contract.SENSEALG_OPTIONS, "sensealg")
+        if (sense_spec["name"] in contract.CONTINUOUS_ADJOINTS and mode == "ensemble"
+                and config.vjp in contract.ENSEMBLE_REFUSED_VJPS):
+            raise ValueError(_ensemble_vjp_message(config.vjp))
+    inputs = prob.inputs
+    return contract.Request(
+        model=spec, t0=float(prob.tspan[0]), t1=float(prob.tspan[1]), saveat=_floats(opts.saveat),
+        input_times=[] if inputs is None else _floats(inputs.times),
+        interpolation="zoh" if inputs is None else inputs.interpolation, alg=alg_spec, sensealg=sense_spec,
+        vjp=config.vjp, reltol=float(opts.reltol), abstol=float(opts.abstol), dt=_optional(opts.dt),
+        dtmin=_optional(opts.dtmin), dtmax=_optional(opts.dtmax), maxiters=int(opts.maxiters),
+        tstops=[] if opts.tstops is None else _floats(opts.tstops), keep=bool(keep), mode=mode)
 
-    spec_json: str
-    t0: float
-    t1: float
-    saveat: torch.Tensor
-    input_times: np.ndarray | None
-    interpolation: str
-    alg: str
-    sensealg: str
-    vjp: str
-    checkpointing: bool
-    adjoint_alg: str
-    adjoint_reltol: float
-    adjoint_abstol: float
-    reltol: float
-    abstol: float
-    dt: float | None
-    dtmin: float | None
-    dtmax: float | None
-    maxiters: int
-    tstops: np.ndarray
-    mode: str
 
-    def forward(self, runtime: JuliaThread, u0: torch.Tensor, values: torch.Tensor | None,
-                theta: torch.Tensor, keep: bool) -> ForwardResult:
-        """Call `solve_forward!`; outputs come back in torch layout."""
-        B, n = u0.shape
-        u = torch.empty(B, self.saveat.numel(), n, dtype=u0.dtype, device=u0.device)
-        tfinal = np.empty(B, dtype=np.float64)
-        retcodes = np.empty(B, dtype=np.int64)
-        stats = np.empty((B, len(contract.STAT_NAMES)), dtype=np.int64)
-        handle = runtime.call(
-            _entry("solve_forward"),
-            julia_view(u), tfinal, retcodes, stats.T, self.spec_json, julia_view(theta.contiguous()),
-            julia_view(u0.contiguous()), self.t0, self.t1, host_array(self.saveat), self.input_times,
-            julia_view(None if values is None else values.contiguous()), self.interpolation, self.alg,
-            self.sensealg, self.vjp, self.checkpointing, self.adjoint_alg, self.adjoint_reltol,
-            self.adjoint_abstol, self.reltol, self.abstol, self.dt, self.dtmin, self.dtmax, self.maxiters,
-            self.tstops, keep, self.mode)
-        kept = KeptSolution(runtime, int(handle)) if keep else None
-        return ForwardResult(u, torch.from_numpy(tfinal).to(u0.device, u0.dtype),
-                             torch.from_numpy(retcodes).to(u0.device), torch.from_numpy(stats).to(u0.device),
-                             kept)
+def _floats(t: torch.Tensor) -> list[float]:
+    return host_array(t).tolist()
+
+
+def _optional(v) -> float | None:
+    return None if v is None else float(v)
+
+
+def forward(runtime: JuliaThread, request: contract.Request, u0: torch.Tensor, values: torch.Tensor | None,
+            theta: torch.Tensor) -> ForwardResult:
+    """Call `solve_forward!`; outputs come back in torch layout."""
+    B, n = u0.shape
+    u = torch.empty(B, len(request.saveat), n, dtype=u0.dtype, device=u0.device)
+    tfinal = np.empty(B, dtype=np.float64)
+    retcodes = np.empty(B, dtype=np.int64)
+    stats = np.empty((B, len(contract.STAT_NAMES)), dtype=np.int64)
+    handle = runtime.call(
+        _entry("solve_forward"), julia_view(u), tfinal, retcodes, stats.T, julia_view(theta.contiguous()),
+        julia_view(u0.contiguous()), julia_view(None if values is None else values.contiguous()), request.to_json())
+    kept = KeptSolution(runtime, int(handle)) if request.keep else None
+    return ForwardResult(u, torch.from_numpy(tfinal).to(u0.device, u0.dtype),
+                         torch.from_numpy(retcodes).to(u0.device), torch.from_numpy(stats).to(u0.device), kept)
 
 
 @dataclass
@@ -198,9 +238,9 @@ class JuliaSolve(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, request: Request, runtime: JuliaThread, u0, values, *params):
-        theta = torch.cat([p.detach().reshape(-1) for p in params]) if params else u0.new_zeros(0)
-        res = request.forward(runtime, u0.detach(), None if values is None else values.detach(), theta, keep=True)
+    def forward(ctx, request: contract.Request, runtime: JuliaThread, u0, values, *params):
+        res = forward(runtime, request, u0.detach(), None if values is None else values.detach(),
+                      flat_theta(list(params), u0))
         ctx.kept = res.kept
         ctx.shapes = [p.shape for p in params]
         ctx.values_shape = None if values is None else values.shape
@@ -231,46 +271,12 @@ def scatter(flat: torch.Tensor, shapes) -> list[torch.Tensor]:
 
 
 # -- the engine's solve -------------------------------------------------------------------------------
-def build_request(prob, alg, sensealg, opts, spec: dict, config: EngineConfig, grad: bool) -> Request:
-    if alg.name not in contract.ALGORITHMS:
-        raise ValueError(f"the julia engine has no {alg.name}(); it has {', '.join(contract.ALGORITHMS)}")
-    sense_name, checkpointing, adj_alg, adj_rtol, adj_atol = "", False, "", math.nan, math.nan
-    if grad:
-        sense_name = config.default_sensealg if sensealg is None else sensealg.name
-        if sense_name not in contract.SENSEALGS:
-            raise ValueError(f"the julia engine has no {sense_name}(); it has {', '.join(contract.SENSEALGS)}")
-        checkpointing = bool(getattr(sensealg, "checkpointing", False))
-        sub = getattr(sensealg, "alg", None)
-        if sub is not None:
-            if sub.name not in contract.ALGORITHMS:
-                raise ValueError(f"{sense_name}(alg={sub.name}()): the julia engine has no {sub.name}()")
-            adj_alg = sub.name
-        rt, at = getattr(sensealg, "reltol", None), getattr(sensealg, "abstol", None)
-        adj_rtol = math.nan if rt is None else float(rt)
-        adj_atol = math.nan if at is None else float(at)
-    u0 = prob.u0
-    mode = config.mode or ("batched" if u0.device.type == "cuda" else "ensemble")
-    if u0.device.type == "cuda" and mode != "batched":
-        raise ValueError("CUDA tensors are solved in the 'batched' mode; configure(mode='batched') or None")
-    inputs = prob.inputs
-    tstops = host_array(opts.tstops) if opts.tstops is not None else np.zeros(0)
-    return Request(
-        spec_json=json.dumps(spec), t0=float(prob.tspan[0]), t1=float(prob.tspan[1]), saveat=opts.saveat,
-        input_times=None if inputs is None else host_array(inputs.times),
-        interpolation="zoh" if inputs is None else inputs.interpolation, alg=alg.name, sensealg=sense_name,
-        vjp=config.vjp, checkpointing=checkpointing, adjoint_alg=adj_alg, adjoint_reltol=adj_rtol,
-        adjoint_abstol=adj_atol, reltol=opts.reltol, abstol=opts.abstol,
-        dt=None if opts.dt is None else float(opts.dt), dtmin=None if opts.dtmin is None else float(opts.dtmin),
-        dtmax=None if opts.dtmax is None else float(opts.dtmax), maxiters=int(opts.maxiters), tstops=tstops,
-        mode=mode)
-
-
-def solve(prob, alg, sensealg, opts, *, runtime: JuliaThread | None = None, config: EngineConfig | None = None):
-    """Solve `prob` on the Julia engine (see the module docstring); returns a `gnode.ODESolution`."""
+def solve(prob, alg, sensealg, opts, *, config: EngineConfig, runtime: JuliaThread | None = None):
+    """Solve `prob` on the Julia engine with the settings `config` (see the module docstring); returns a
+    `gnode.ODESolution`."""
     from gnode.retcode import ReturnCode, SolveError
     from gnode.solution import ODESolution, SolveStats
 
-    config = config or _CONFIG
     runtime = runtime or get_runtime()
     spec, params = model_parts(prob)
     u0 = prob.u0
@@ -279,14 +285,13 @@ def solve(prob, alg, sensealg, opts, *, runtime: JuliaThread | None = None, conf
     grad = torch.is_grad_enabled() and (
         u0.requires_grad or any(p.requires_grad for p in params)
         or (values is not None and values.requires_grad))
-    request = build_request(prob, alg, sensealg, opts, spec, config, grad)
+    request = build_request(prob, alg, sensealg, opts, spec, config, grad, keep=grad or config.keep)
     if grad:
         u, tfinal, retcodes, stats = JuliaSolve.apply(request, runtime, u0, values, *params)
         kept = _kept_of(u)  # the autograd node (ctx) holds it
     else:
-        theta = torch.cat([p.detach().reshape(-1) for p in params])
-        res = request.forward(runtime, u0.detach(), None if values is None else values.detach(), theta,
-                              keep=config.keep)
+        res = forward(runtime, request, u0.detach(), None if values is None else values.detach(),
+                      flat_theta(params, u0))
         u, tfinal, retcodes, stats, kept = res.u, res.tfinal, res.retcodes, res.stats, res.kept
     t = opts.saveat
     interp = None

@@ -84,7 +84,8 @@ def _probe_subprocess(timeout: float) -> JuliaStatus:
         return JuliaStatus(False, f"Julia not found: starting Julia did not finish within {timeout:.0f} s")
     if out.returncode != 0:
         tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-        return JuliaStatus(False, "Julia not found: the engine did not load (" + " | ".join(tail) + f"); {INSTALL_HINT}")
+        return JuliaStatus(False, "Julia not found: the engine did not load (" + " | ".join(tail)
+                           + f"); {INSTALL_HINT}")
     try:
         api = json.loads(out.stdout.strip().splitlines()[-1])["api"]
     except (ValueError, KeyError, IndexError):

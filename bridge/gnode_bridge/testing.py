@@ -7,6 +7,12 @@ its single-thread dispatch and its gradient scatter can be tested where Julia is
 never poses as Julia: nothing in the package uses it unless a test installs it with `use_standin()`,
 and results computed through it say nothing about the Julia engine's numerics.
 
+Like the real module it reads the options record (`contract.Request`) and refuses what Julia refuses: an
+unknown algorithm, mode or vjp, an option the Julia engine does not take (`contract.ALGORITHM_OPTIONS`,
+`SENSEALG_OPTIONS`), and a vjp the ensemble mode cannot use. It rebuilds the algorithm and the sensitivity
+algorithm from their specs (`from_spec`) and solves with exactly those, recording them (`algorithms`,
+`sensealgs`, `requests`), so a test sees an option that was dropped or changed on the way.
+
 Differences from the real module, on purpose: every sensealg is computed by backpropagation through
 the torch engine (the stand-in checks plumbing, not adjoint methods), algorithms gnode does not define
 are refused, and the "batched" mode is the same computation as "ensemble".
@@ -16,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import threading
 
 import numpy as np
@@ -32,6 +37,9 @@ class StandInJulia:
 
     def __init__(self):
         self.calls: list[tuple[str, int]] = []
+        self.requests: list[contract.Request] = []
+        self.algorithms: list = []  # the algorithm each solve ran, rebuilt from the request
+        self.sensealgs: list = []  # the sensitivity algorithm each solve was asked for (None: forward only)
         self._kept: dict[int, dict] = {}
         self._handles = itertools.count(1)
 
@@ -47,42 +55,49 @@ class StandInJulia:
         self._record("api_version")
         return contract.API_VERSION
 
-    def solve_forward(self, u_out, tfinal_out, retcode_out, stats_out, spec_json, theta, u0, t0, t1, saveat,
-                      input_times, input_values, interpolation, alg, sensealg, vjp, checkpointing,
-                      adjoint_alg, adjoint_reltol, adjoint_abstol, reltol, abstol, dt, dtmin, dtmax,
-                      maxiters, tstops, keep, mode) -> int:
+    def solve_forward(self, u_out, tfinal_out, retcode_out, stats_out, theta, u0, input_values, request) -> int:
         import gnode
+        from gnode.algorithms import AbstractAlgorithm, AbstractSensitivityAlgorithm
         from gnode.models import from_spec
 
         self._record("solve_forward!")
-        if alg not in contract.ALGORITHMS:
-            raise ValueError(f"unknown algorithm {alg!r}")
-        if mode not in contract.MODES or vjp not in contract.VJPS:
-            raise ValueError(f"bad mode {mode!r} or vjp {vjp!r}")
-        if sensealg and sensealg not in contract.SENSEALGS:
-            raise ValueError(f"unknown sensealg {sensealg!r}")
-        alg_cls = getattr(gnode.algorithms, alg, None)
-        if alg_cls is None:
-            raise ValueError(f"the stand-in runs gnode's torch engine, which has no {alg}()")
-        spec = json.loads(spec_json)
+        req = contract.Request.from_json(request)
+        if req.mode not in contract.MODES or req.vjp not in contract.VJPS:
+            raise ValueError(f"bad mode {req.mode!r} or vjp {req.vjp!r}")
+        check_spec(req.alg, contract.ALGORITHM_OPTIONS, "algorithm")
+        sensealg = None
+        if req.sensealg is not None:
+            check_spec(req.sensealg, contract.SENSEALG_OPTIONS, "sensealg")
+            if (req.sensealg["name"] in contract.CONTINUOUS_ADJOINTS and req.mode == "ensemble"
+                    and req.vjp in contract.ENSEMBLE_REFUSED_VJPS):
+                raise ValueError(f"vjp {req.vjp!r} in the ensemble mode: {contract.ENSEMBLE_REFUSED_VJPS[req.vjp]}")
+            if hasattr(gnode.algorithms, req.sensealg["name"]):
+                sensealg = AbstractSensitivityAlgorithm.from_spec(req.sensealg)
+        if not hasattr(gnode.algorithms, req.alg["name"]):
+            raise ValueError(f"the stand-in runs gnode's torch engine, which has no {req.alg['name']}()")
+        alg = AbstractAlgorithm.from_spec(req.alg)
+        self.requests.append(req)
+        self.algorithms.append(alg)
+        self.sensealgs.append(sensealg)
+        keep = req.keep
         theta_t = torch_from_julia(theta).detach().clone()
         u0_t = torch_from_julia(u0).detach().clone()
+        like = {"dtype": u0_t.dtype, "device": u0_t.device}
         with torch.enable_grad():
-            model = from_spec(spec, theta_t).to(u0_t.device)
+            model = from_spec(req.model, theta_t).to(u0_t.device)
             for p in model.parameters():
-                p.requires_grad_(bool(keep))
-            u0_t.requires_grad_(bool(keep))
+                p.requires_grad_(keep)
+            u0_t.requires_grad_(keep)
             control = None
             values_t = None
             if input_values is not None:
-                values_t = torch_from_julia(input_values).detach().clone().requires_grad_(bool(keep))
-                times = torch.as_tensor(np.asarray(input_times), dtype=u0_t.dtype, device=u0_t.device)
-                control = gnode.Control(times, values_t, interpolation)
-            prob = gnode.ODEProblem(model, u0_t, (t0, t1), inputs=control)
-            save = torch.as_tensor(np.asarray(saveat), dtype=u0_t.dtype, device=u0_t.device)
-            stops = None if len(tstops) == 0 else torch.as_tensor(np.asarray(tstops), dtype=u0_t.dtype)
-            sol = gnode.solve(prob, alg_cls(), saveat=save, reltol=reltol, abstol=abstol, dt=dt, dtmin=dtmin,
-                              dtmax=dtmax, maxiters=int(maxiters), tstops=stops, engine="torch", throw=False)
+                values_t = torch_from_julia(input_values).detach().clone().requires_grad_(keep)
+                control = gnode.Control(torch.tensor(req.input_times, **like), values_t, req.interpolation)
+            prob = gnode.ODEProblem(model, u0_t, (req.t0, req.t1), inputs=control)
+            stops = torch.tensor(req.tstops, **like) if req.tstops else None
+            sol = gnode.solve(prob, alg, saveat=torch.tensor(req.saveat, **like), reltol=req.reltol,
+                              abstol=req.abstol, dt=req.dt, dtmin=req.dtmin, dtmax=req.dtmax, maxiters=req.maxiters,
+                              tstops=stops, engine="torch", throw=False)
         torch_from_julia(u_out).copy_(sol.u.detach())
         np.asarray(tfinal_out)[:] = sol.t_final.detach().cpu().numpy()
         np.asarray(retcode_out)[:] = sol.retcodes.cpu().numpy()
@@ -120,6 +135,19 @@ class StandInJulia:
 
     def close(self) -> None:
         self._kept.clear()
+
+
+def check_spec(spec: dict, tables: dict[str, dict[str, str]], what: str) -> None:
+    """Refuse what the Julia module refuses: an unknown name or an option it does not take (recursively)."""
+    name, options = spec["name"], spec["options"]
+    if name not in tables:
+        raise ValueError(f"unknown {what} {name!r}")
+    unknown = sorted(set(options) - set(tables[name]))
+    if unknown:
+        raise ValueError(f"{name}: the Julia engine does not take option {unknown[0]!r}")
+    for value in options.values():
+        if isinstance(value, dict):
+            check_spec(value, contract.ALGORITHM_OPTIONS, "algorithm")
 
 
 @contextlib.contextmanager

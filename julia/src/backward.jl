@@ -16,22 +16,14 @@ struct Record{U, P}
 end
 
 """
-    adjoint_chain(setup, record, cot) -> (du0, dp)
+    adjoint_chain(setup, record, cot, sensealg) -> (du0, dp)
 
-`cot` holds dL/du at the saved times along axis 2 (the layout of `record.chain.saved`).
+`cot` holds dL/du at the saved times along axis 2 (the layout of `record.chain.saved`); `sensealg` is
+the SciMLSensitivity method, built once per backward solve (`solve_backward!`).
 """
-function adjoint_chain(setup::SolveSetup, record::Record, cot)
+function adjoint_chain(setup::SolveSetup, record::Record, cot, sensealg)
     chain = record.chain
-    alg = algorithm(isempty(setup.adjoint_alg) ? setup.alg : setup.adjoint_alg)
-    reltol = isnan(setup.adjoint_reltol) ? setup.reltol : setup.adjoint_reltol
-    abstol = isnan(setup.adjoint_abstol) ? setup.abstol : setup.adjoint_abstol
-    sensealg = continuous_adjoint(
-        setup.sensealg,
-        vjp_choice(setup.vjp),
-        setup.checkpointing,
-        abstol,
-        reltol,
-    )
+    alg = setup.adjoint_alg
     fixed = setup.dt !== nothing && !SciMLBase.isadaptive(alg) ? (; dt = setup.dt) : (;)
     dp = zero(record.p)
     lambda = zero(record.u0)
@@ -49,12 +41,12 @@ function adjoint_chain(setup::SolveSetup, record::Record, cot)
             t = times,
             dgdu_discrete = discrete_cotangent(G),
             sensealg,
-            abstol,
-            reltol,
+            abstol = setup.adjoint_abstol,
+            reltol = setup.adjoint_reltol,
             fixed...,
         )
         lambda = reshape(du0_j, size(record.u0))
-        dp .+= vec(dp_j)
+        dp_j === nothing || (dp .+= vec(dp_j))
     end
     return lambda, dp
 end
@@ -62,19 +54,33 @@ end
 """
     piece_cotangent(setup, piece, cot, handoff) -> (times, G)
 
-The piece's saved times and their cotangents (axis 2), with the adjoint state `handoff` of the next
-piece added at the piece's end (a saved time there, or one more column).
+The piece's saved times and their cotangents as the columns of `G` (length(u) × times), with the adjoint
+state `handoff` of the next piece added at the piece's end (a saved time there, or one more column).
+Each column is a whole state flattened: for the batched (n, B) state that is one contiguous column of an
+(n·B, S) matrix, so that reading it on a GPU is a plain copy, not a strided view.
 """
 function piece_cotangent(setup::SolveSetup, piece::Piece, cot, handoff)
     times = setup.saveat[piece.save]
-    G = copy(selectdim_range(cot, piece.save))
+    G = state_columns(cot, piece.save)
     handoff === nothing && return times, G
     if !isempty(times) && last(times) == piece.b
-        selectdim(G, 2, size(G, 2)) .+= handoff
+        view(G, :, size(G, 2)) .+= vec(handoff)
         return times, G
     end
-    column = reshape(handoff, size(handoff, 1), 1, size(handoff)[2:end]...)
-    return [times; piece.b], cat(G, column; dims = 2)
+    return [times; piece.b], hcat(G, vec(handoff))
+end
+
+"""
+    state_columns(cot, range) -> G
+
+The cotangents of the saved times in `range` as columns: `cot[:, range]` for one trajectory (n, S), and
+for a batch (n, S, B) the (n·B, length(range)) matrix whose column i is vec of the (n, B) slice i.
+"""
+state_columns(cot::AbstractMatrix, range::UnitRange{Int}) = cot[:, range]
+
+function state_columns(cot::AbstractArray{<:Any, 3}, range::UnitRange{Int})
+    n, _, B = size(cot)
+    return reshape(permutedims(cot[:, range, :], (1, 3, 2)), n * B, length(range))
 end
 
 """
@@ -84,17 +90,10 @@ end
 """
 function discrete_cotangent(G)
     return function (out, u, p, t, i)
-        column = selectdim(G, 2, i)
-        if size(out) == size(column)
-            out .= column
-        else
-            vec(out) .= vec(column)
-        end
+        vec(out) .= view(G, :, i)
         return nothing
     end
 end
-
-selectdim_range(A, r::UnitRange{Int}) = ndims(A) == 2 ? view(A, :, r) : view(A, :, r, :)
 
 """
     forward_mode_chain(setup, record, cot) -> (du0, dp)

@@ -3,7 +3,7 @@
 # matrix). Written for any number type, so ForwardDiff can run it with duals.
 
 """
-Everything about one request that does not change between trajectories.
+Everything about one request that does not change between trajectories, with the algorithms built.
 """
 struct SolveSetup{T}
     spec::FieldSpec
@@ -13,19 +13,61 @@ struct SolveSetup{T}
     saveat::Vector{T}
     input_times::Vector{T}
     pieces::Vector{Piece{T}}
-    alg::String
+    alg::Any
     reltol::Float64
     abstol::Float64
     dt::Union{Nothing, Float64}
     dtmin::Union{Nothing, Float64}
     dtmax::Union{Nothing, Float64}
     maxiters::Int
-    sensealg::String
+    sensealg::Union{Nothing, AbstractDict}
     vjp::String
-    checkpointing::Bool
-    adjoint_alg::String
+    adjoint_alg::Any
     adjoint_reltol::Float64
     adjoint_abstol::Float64
+end
+
+"""
+    solve_setup(T, request, spec, interp) -> SolveSetup{T}
+
+The setup of a request in precision `T`: the pieces of the span, the algorithm built from its spec, and
+the backward solve's method and tolerances (the sensealg's `alg`, `reltol`, `abstol`, else the forward
+solve's).
+"""
+function solve_setup(::Type{T}, request::Request, spec::FieldSpec, interp::Int) where {T}
+    saveat = T.(request.saveat)
+    times = T.(request.input_times)
+    t0, t1 = T(request.t0), T(request.t1)
+    alg = algorithm(request.alg)
+    sense = request.sensealg
+    nested = sense === nothing ? nothing : option(sense, "alg", nothing)
+    return SolveSetup{T}(
+        spec,
+        spec.nparams,
+        t0,
+        t1,
+        saveat,
+        times,
+        pieces(t0, t1, saveat, times, T.(request.tstops), interp),
+        alg,
+        request.reltol,
+        request.abstol,
+        request.dt,
+        request.dtmin,
+        request.dtmax,
+        request.maxiters,
+        sense,
+        request.vjp,
+        nested === nothing ? alg : algorithm(nested),
+        adjoint_tolerance(sense, "reltol", request.reltol),
+        adjoint_tolerance(sense, "abstol", request.abstol),
+    )
+end
+
+function adjoint_tolerance(sense, name::AbstractString, forward::Float64)
+    sense === nothing && return forward
+    value = option(sense, name, nothing)
+    return value === nothing ? forward : Float64(value)
 end
 
 """
@@ -85,7 +127,7 @@ function solve_chain(
     saved = similar(u0, S, size(u0, 1), nsave, size(u0)[2:end]...)
     fill!(saved, S(NaN))
     stats = zeros(Int, length(STAT_NAMES))
-    alg = algorithm(setup.alg)
+    alg = setup.alg
     ad = S <: ForwardDiff.Dual ? (; sensealg = SensitivityADPassThrough()) : (;)
     u = u0
     sols = Any[]

@@ -49,12 +49,11 @@ const SPEC_FORMAT = "gnode.vector_field"
 const SPEC_VERSION = 1
 
 """
-    parse_spec(json::AbstractString) -> FieldSpec
+    parse_spec(spec::AbstractDict) -> FieldSpec
 
-Parse the JSON of `model.spec()`; errors name the key at fault.
+Read `model.spec()` (parsed from the request's JSON); errors name the key at fault.
 """
-function parse_spec(json::AbstractString)
-    spec = JSON.parse(json)
+function parse_spec(spec::AbstractDict)
     format = get(spec, "format", nothing)
     format == SPEC_FORMAT ||
         throw(ArgumentError(

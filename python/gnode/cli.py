@@ -1,10 +1,15 @@
 """The `gnode` command line.
 
     gnode train flipflop [options]   train a model on the continuous flip-flop into a run folder
+    gnode train TASK [options]       train on a real-data task: japanesevowels, basicmotions, walker2d,
+                                     charactertrajectories, speechcommands (gnode.training.task_cli)
+    gnode data walker2d [options]    generate Walker2d-v5 rollouts (MuJoCo + Gymnasium)
     gnode evaluate RUN               test (and validation) MSE of a trained run, optionally under another solver
     gnode plot RUN                   (re)draw a run's figures
     gnode analyze RUN                fixed points, attractor views and stiffness telemetry (gnode.analysis)
     gnode bench [options]            work-precision sets: methods, engines and peers (gnode.bench)
+    gnode sweep SPEC                 many independent trials (seeds, models, solvers) on Ray (gnode.sweep)
+    gnode expressivity [options]     the largest trajectory complexity each model reproduces (gnode.expressivity)
     gnode info                       versions, device, engines and whether each is available here
     gnode julia setup                install/precompile the Julia side of the "julia" engine
 
@@ -88,6 +93,9 @@ def _train_options():
             ("dt", ["--solver-dt"], float, None, "step of fixed-step methods (default: half the sampling step --dt)"),
             ("interpolation", ["--interpolation"], str, ("zoh", "linear", "cubic"), "how input samples become x(t)"),
             ("maxiters", ["--maxiters"], int, None, "step budget per trajectory"),
+            ("compile", ["--compile"], bool, None, ("trace each solver step into one compiled graph (explicit and "
+                                                    "Rosenbrock methods; the first epoch pays about a minute of "
+                                                    "compiling, later steps run 2-3x faster)")),
         ],
         "train": [
             ("epochs", ["--epochs"], int, None, "passes over the training sequences"),
@@ -103,6 +111,9 @@ def _train_options():
             ("checkpoint_every", ["--checkpoint-every"], int, None, ("checkpoint every this many "
                                                                     "epochs (0: only at the end and on Ctrl-C)")),
             ("seed", ["--seed"], int, None, "seed of the initial weights and the mini-batch order"),
+            ("divergence_factor", ["--divergence-factor"], float, None, ("stop (exit status 1) when a batch's loss "
+                                                                         "exceeds this many times the first one's "
+                                                                         "(0: only on NaN/inf)")),
         ],
     }
 
@@ -139,19 +150,27 @@ def _add_train_flipflop(sub):
         g = p.add_argument_group(_SECTION_TITLES[section])
         for field_name, flags, typ, choices, text in opts:
             default = defaults[section][field_name]
-            shown = 0 if field_name == "patience" and default is None else default  # 0 means "never" there
+            shown = 0 if field_name in _ZERO_IS_NONE and default is None else default  # 0 means "never" there
+            if typ is bool:  # --flag / --no-flag
+                g.add_argument(*flags, dest=f"{section}.{field_name}", action=argparse.BooleanOptionalAction,
+                               help=f"{text} (default: {'on' if default else 'off'})")
+                continue
             g.add_argument(*flags, dest=f"{section}.{field_name}", type=typ, choices=choices,
                            metavar=None if choices else typ.__name__.upper(),
                            help=text if "default" in text else f"{text} (default: {shown})")
     g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, help="run folder (default: runs/flipflop-<model>-<date-time>; must not hold "
-                                            "a run unless --resume)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    g.add_argument("--out", type=Path, help="run folder (default: runs/flipflop-<model>-<date>-<time>; must not "
+                                            "hold a run unless --resume or --overwrite)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped (from "
+                                                         "its beginning if it stopped before its first checkpoint)")
+    g.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run, removing "
+                                                            "that run's checkpoint, config, metrics and figures")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: 1; these models are small, so more "
                                                "threads mostly add synchronisation)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
-    p.set_defaults(func=_cmd_train_flipflop)
+    _add_launch_options(g)
+    p.set_defaults(func=_data_parallel(_cmd_train_flipflop, _flipflop_out))
     return p
 
 
@@ -161,12 +180,13 @@ def _given_options(args) -> dict[str, dict]:
     for key, value in vars(args).items():
         if "." in key:
             section, name = key.split(".", 1)
-            if name == "grad_clip" and value == 0:
-                value = None
-            if name == "patience" and value == 0:
+            if name in _ZERO_IS_NONE and value == 0:
                 value = None
             out.setdefault(section, {})[name] = value
     return out
+
+
+_ZERO_IS_NONE = ("grad_clip", "patience", "divergence_factor")  # on the command line, 0 stands for None (off)
 
 
 def _build_config(given: dict[str, dict], base=None, progress: bool = True):
@@ -186,57 +206,95 @@ def _build_config(given: dict[str, dict], base=None, progress: bool = True):
             parts[section] = replace(current, **changes)
         except (ValueError, TypeError) as e:
             raise UsageError(str(e)) from None
-    return RunConfig(**parts)
+    try:
+        return RunConfig(**parts)
+    except ValueError as e:  # options that conflict across sections, e.g. a reltol the dtype cannot resolve
+        raise UsageError(str(e)) from None
+
+
+def check_out_folder(path: Path, flag: str = "--out") -> None:
+    """A one-line `UsageError` unless `path` is, or can be made, a folder this process can write in."""
+    from gnode.training.experiment import folder_problem
+
+    if (problem := folder_problem(path)) is not None:
+        raise UsageError(f"{flag} {path}: {problem}; choose a folder you can write to")
 
 
 def _cmd_train_flipflop(args) -> int:
     import torch
 
+    from gnode.training.checkpoint import CheckpointError
     from gnode.training.experiment import (
+        CONFIG,
         RunSetupError,
         config_differences,
         read_config,
         run_flipflop,
     )
+    from gnode.training.trainer import CHECKPOINT, TrainingDiverged
 
     given = _given_options(args)
     progress = not getattr(args, "no_progress", False)
     resume = getattr(args, "resume", False)
+    overwrite = getattr(args, "overwrite", False)
     out = getattr(args, "out", None)
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
+    if resume and overwrite:
+        raise UsageError("--resume continues a run and --overwrite starts it afresh: give one of them")
+    if resume and out is None:
+        raise UsageError("--resume needs --out RUN, the folder of the run to continue")
+    if out is not None:
+        check_out_folder(out)
     torch.set_num_threads(threads or 1)
-    if resume:
-        if out is None:
-            raise UsageError("--resume needs --out RUN, the folder of the run to continue")
+    if resume and (out / CONFIG).exists():
         try:
             saved = read_config(out)
-        except FileNotFoundError as e:
-            raise UsageError(str(e)) from None
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(f"cannot resume: {e}") from None
         config = _build_config(given, saved, progress)
         if config.results_affecting() != saved.results_affecting():
             diff = config_differences(saved.results_affecting(), config.results_affecting())
             raise UsageError(f"options differ from the saved run ({diff}); resume with the same options (or none), "
-                             "or start a new run")
+                             f"or start it over with `gnode train flipflop --out {out} --overwrite` and the new ones")
     else:
         config = _build_config(given, None, progress)
         if out is None:
-            out = Path("runs") / f"flipflop-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+            out = _flipflop_out(args)
+        elif not resume and not overwrite and ((out / CONFIG).exists() or (out / CHECKPOINT).exists()):
+            raise UsageError(f"{out} already holds a run; continue it with `gnode train flipflop --out {out} --resume`, "
+                             f"or start it over with `gnode train flipflop --out {out} --overwrite` (removes its "
+                             "checkpoint, config, metrics and figures)")
     try:
-        result = run_flipflop(config, out, resume=resume, figures=not getattr(args, "no_figures", False))
+        result = run_flipflop(config, out, resume=resume, overwrite=overwrite,
+                              figures=not getattr(args, "no_figures", False), log=_note,
+                              world=getattr(args, "world", None))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved in {out}; continue with\n  gnode train flipflop --out {out} --resume",
-              file=sys.stderr)
+        print(f"\ninterrupted: checkpoint saved in {out}; continue with\n  gnode train flipflop --out {out} --resume"
+              f"{_nproc_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RunSetupError as e:  # options that only turn out wrong when the run is set up
         raise UsageError(str(e)) from None
+    except TrainingDiverged as e:
+        print(f"gnode train flipflop: error: {e}.\nStart over with other options, e.g.\n"
+              f"  gnode train flipflop --out {out} --overwrite --lr {config.train.lr / 10:g}", file=sys.stderr)
+        return EXIT_FAILURE
+    except CheckpointError as e:  # a damaged checkpoint is never replaced unasked: say how to get out
+        print(f"gnode train flipflop: error: {e}; once it is deleted, `gnode train flipflop --out {out} --resume` "
+              "starts the run over from its config.json", file=sys.stderr)
+        return EXIT_FAILURE
     s = result.summary
     print(f"run folder: {out}")
     if result.already_finished:
         print("the run had already finished; nothing to do")
     _print_summary(s)
     return 0
+
+
+def _note(message: str) -> None:
+    """A one-line notice on stderr (stdout carries results)."""
+    print(message, file=sys.stderr)
 
 
 def _print_summary(s: dict) -> None:
@@ -252,6 +310,123 @@ def _print_summary(s: dict) -> None:
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{w}}  {v}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# gnode train TASK --nproc N: data-parallel training on torch.distributed (gnode.training.distributed)
+
+def _add_launch_options(group) -> None:
+    """`--nproc N` for a `gnode train TASK` parser (wrap its handler in `_data_parallel`)."""
+    group.add_argument("--nproc", type=int, metavar="N",
+                       help="train data-parallel in N processes on this machine (torch.distributed, gloo on CPU): "
+                            "each solves its share of every batch, the trained parameters are those of one process "
+                            "to round-off; across machines run `torchrun ... -m gnode.cli train TASK` instead (see "
+                            "the README). Default: 1")
+
+
+def _data_parallel(command, default_out):
+    """`command(args)` as a `gnode train TASK` handler that also runs data-parallel.
+
+    With --nproc N > 1 (and not already a worker) this process launches N workers running the same command
+    line (with --out fixed, so that they agree on it) and reports how they ended. In a worker (RANK and
+    WORLD_SIZE set, by the launcher or torchrun) the command runs in the process group (`args.world`); only
+    rank 0 prints, except for an error raised on one rank, which that rank reports ("on rank r of N: ...")."""
+    import contextlib
+    import io
+    import os
+
+    def handler(args) -> int:
+        from gnode.training.distributed import PeerFailed, RankError, World
+
+        nproc = getattr(args, "nproc", None)
+        if nproc is not None and nproc < 1:
+            raise UsageError(f"--nproc must be >= 1, got {nproc}")
+        if "WORLD_SIZE" not in os.environ:
+            return _launch_workers(args, nproc, default_out) if nproc and nproc > 1 else command(args)
+        try:
+            world = World.from_env()
+        except RuntimeError as e:
+            raise UsageError(str(e)) from None
+        args.world = world
+        stderr = sys.stderr
+        try:
+            if getattr(args, "out", None) is None:  # every rank takes rank 0's default folder (its time stamp)
+                args.out = world.from_primary(lambda: default_out(args))
+            with contextlib.ExitStack() as quiet:
+                if not world.is_primary:
+                    quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
+                    quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
+                return command(args)
+        except PeerFailed:  # the rank that failed (or the launcher, for a killed one) says why
+            return EXIT_FAILURE
+        except RankError as e:
+            print(f"{_prog_of(args)}: error {e}", file=stderr)
+            return EXIT_FAILURE
+        except UsageError:  # the same on every rank: rank 0 reports it
+            if world.is_primary:
+                raise
+            return EXIT_USAGE
+        except Exception:
+            if world.is_primary:
+                raise
+            return EXIT_FAILURE
+        finally:
+            world.close()
+
+    return handler
+
+
+def _launch_workers(args, nproc: int, default_out) -> int:
+    from gnode.training.distributed import LaunchFailed, launch_module
+
+    out = getattr(args, "out", None) or default_out(args)
+    argv, skip = [], False
+    for a in args.command_line[1:]:  # the same command line, without --nproc
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    if getattr(args, "out", None) is None:
+        argv += ["--out", str(out)]
+    prog = _prog_of(args)
+    print(f"{prog}: {nproc} processes (torch.distributed, gloo); run folder {out}", file=sys.stderr)
+    try:
+        launch_module(nproc, "gnode.cli", argv)
+    except KeyboardInterrupt:  # the workers got it too: they stopped after their step, and rank 0 saved
+        return EXIT_INTERRUPTED
+    except LaunchFailed as e:
+        if e.interrupted:
+            return EXIT_INTERRUPTED
+        if e.reported:  # the worker that failed said why
+            return max(f.exitcode for f in e.causes)
+        print(f"{prog}: error: {e}; the run stopped at its last checkpoint in {out}; continue it with\n"
+              f"  {' '.join(_argv_to_resume(argv, out))} --nproc {nproc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def _argv_to_resume(argv: list[str], out) -> list[str]:
+    """`gnode` + `argv` with --resume (and --out), as a hint for continuing a run."""
+    words = ["gnode", *(a for a in argv if a not in ("--resume", "--overwrite"))]
+    if "--out" not in words:
+        words += ["--out", str(out)]
+    return [*words, "--resume"]
+
+
+def _flipflop_out(args) -> Path:
+    """`gnode train flipflop`'s default run folder: runs/flipflop-<model>-<date-time>."""
+    from gnode.training.experiment import ModelConfig
+
+    kind = getattr(args, "model.kind", None) or ModelConfig().kind
+    return Path("runs") / f"flipflop-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _nproc_hint(args) -> str:
+    """" --nproc N" when running data-parallel (for the hints that say how to continue), else ""."""
+    world = getattr(args, "world", None)
+    return f" --nproc {world.size}" if world is not None and world.size > 1 else ""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -275,8 +450,11 @@ def _cmd_evaluate(args) -> int:
     import torch
 
     from gnode.training.experiment import ODE_KINDS, check_engine, load_run
+    from gnode.training.task_cli import evaluate_task_run, is_task_run
     from gnode.training.trainer import evaluate_model
 
+    if is_task_run(args.run):  # a real-data task run (gnode train TASK)
+        return evaluate_task_run(args)
     torch.set_num_threads(args.threads or 1)
     saved = _read_run_config(args.run)
     solver = _solver_override(args, saved)
@@ -284,11 +462,11 @@ def _cmd_evaluate(args) -> int:
         if saved.model.kind not in ODE_KINDS:
             raise UsageError(f"the run's model ({saved.model.kind}) is discrete: it has no solver to override")
         try:
-            check_engine(solver)
+            check_engine(solver, gradients=False)  # evaluating needs no sensealg: any engine can re-solve
         except ValueError as e:
             raise UsageError(str(e)) from None
     try:
-        run = load_run(args.run, solver=solver, dtype=args.dtype)
+        run = load_run(args.run, solver=solver, dtype=args.dtype, gradients=False)
     except ValueError as e:
         raise UsageError(str(e)) from None
     out = {"run": str(args.run), "weights": run.weights, "dtype": run.config.model.dtype,
@@ -333,9 +511,13 @@ def _read_run_config(run):
 def _cmd_plot(args) -> int:
     from gnode.training.experiment import load_run
     from gnode.training.figures import draw_run_figures
+    from gnode.training.task_cli import is_task_run, plot_task_run
 
+    if is_task_run(args.run):  # a real-data task run (gnode train TASK)
+        return plot_task_run(args)
     _read_run_config(args.run)
-    run = load_run(args.run)
+    check_out_folder(args.run, "RUN")  # the figures go into the run folder
+    run = load_run(args.run, gradients=False)
     paths = draw_run_figures(args.run, run.model, run.data, run.history, n_sequences=args.sequences)
     for p in paths:
         print(p)
@@ -352,9 +534,9 @@ def _cmd_info(args) -> int:
 
     import gnode
     from gnode.algorithms.base import AbstractAlgorithm
+    from gnode.algorithms.parse import known
     from gnode.algorithms.sensealg import AbstractSensitivityAlgorithm
     from gnode.engines import registry
-    from gnode.training.names import known
 
     print(f"gnode {gnode.__version__}")
     print(f"python {platform.python_version()} ({platform.machine()}, {platform.system()})")
@@ -365,22 +547,24 @@ def _cmd_info(args) -> int:
     else:
         print("device: CPU (CUDA not available)")
     print("engines:")
+    engines = {}
     for name in registry.engine_names():
         try:
-            eng = registry.get_engine(name)
+            engines[name] = eng = registry.get_engine(name)
             ok, why = eng.available()
         except Exception as e:  # noqa: BLE001 - whatever breaks an engine's construction makes it unavailable
             ok, why = False, f"{type(e).__name__}: {e}"
-            eng = None
-        line = f"  {name:<8} {'available' if ok else 'NOT available'}"
-        if not ok:
-            line += f": {why or 'no reason given'}"
-        elif eng is not None:
-            algs = ", ".join(a.__name__ for a in getattr(eng, "algorithms", ()))
-            line += f" ({algs})" if algs else ""
-        print(line)
-    print(f"solvers: {', '.join(known(AbstractAlgorithm))}")
-    print(f"sensealgs: {', '.join(known(AbstractSensitivityAlgorithm))}")
+        print(f"  {name:<8} {'available' if ok else 'NOT available: ' + (why or 'no reason given')}")
+    # after every engine is loaded, so that engine-specific methods (the scipy engine's ScipyRadau, ...) are known
+    for title, base, attr in (("solvers (--solver)", AbstractAlgorithm, "algorithms"),
+                              ("sensealgs (--sensealg)", AbstractSensitivityAlgorithm, "sensealgs")):
+        print(f"{title}, by the engines that have them:")
+        groups: dict[str, list[str]] = {}
+        for cls_name, cls in known(base).items():
+            having = [n for n, e in engines.items() if issubclass(cls, tuple(getattr(e, attr, ())) or ())]
+            groups.setdefault(", ".join(having) or "no engine", []).append(cls_name)
+        for having, names in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            print(f"  {having}: {', '.join(names)}")
     return 0
 
 
@@ -423,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = train.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser)
     tasks.required = True
     _add_train_flipflop(tasks)
+    from gnode.training.task_cli import add_data_parser, add_train_parsers  # real-data tasks (gnode.tasks.registry)
+
+    add_train_parsers(tasks, _train_options())
 
     ev = sub.add_parser("evaluate", help="test MSE of a trained run",
                         description="Evaluate a run's best weights on its test split (and others with --split). "
@@ -448,11 +635,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--sequences", type=int, default=3, help="test sequences to show (default 3)")
     pl.set_defaults(func=_cmd_plot)
 
-    from gnode.analysis.cli import add_subparser as add_analyze  # `gnode analyze RUN`
     from gnode.bench.cli import add_subparser as add_bench  # `gnode bench` (work-precision sets)
+    from gnode.expressivity.cli import add_subparser as add_expressivity  # `gnode expressivity` (paper sec. 4)
+    from gnode.sweep.cli import add_subparser as add_sweep  # `gnode sweep SPEC` (trials on Ray)
+    from gnode.training.analyze import add_subparser as add_analyze  # `gnode analyze RUN`
 
     add_analyze(sub)
     add_bench(sub)
+    add_sweep(sub)
+    add_expressivity(sub)
+    add_data_parser(sub)  # `gnode data walker2d`
 
     info = sub.add_parser("info", help="versions, device and available engines",
                           description="Print the gnode, Python and torch versions, the device, and every ODE engine "
@@ -472,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = ["gnode", *(sys.argv[1:] if argv is None else argv)]  # for "resume with: ..." hints
     prog = _prog_of(args)
     try:
         return args.func(args)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -57,7 +57,7 @@ class Control:
         """Whether x itself jumps at the breakpoints (then a method's FSAL stage must be recomputed there)."""
         return self.interpolation == "zoh"
 
-    def with_values(self, values: torch.Tensor) -> "Control":
+    def with_values(self, values: torch.Tensor) -> Control:
         """The same control with other values of the same shape (engines differentiate through this)."""
         new = object.__new__(Control)
         new.times, new.values, new.interpolation = self.times, values, self.interpolation
@@ -143,6 +143,10 @@ class ODEProblem:
         if u0.ndim != 2:
             raise ValueError(f"ODEProblem: u0 must be batched (batch, n), got shape {tuple(u0.shape)}"
                              + ("; for one trajectory use u0[None]" if u0.ndim == 1 else ""))
+        if u0.numel() == 0:
+            raise ValueError(f"ODEProblem: u0 has shape {tuple(u0.shape)}, with no "
+                             f"{'trajectories' if u0.shape[0] == 0 else 'state components'}; it needs batch >= 1 "
+                             "and n >= 1")
         check_finite("u0", u0.detach())
         t0, t1 = _tspan(self.tspan)
         if t0 == t1:

@@ -22,7 +22,23 @@ class ReturnCode(enum.IntEnum):
 
     @property
     def hint(self) -> str:
-        return _HINTS[self]
+        return self.hint_for("torch")
+
+    def hint_for(self, engine: str) -> str:
+        """What to try, naming stiff methods that `engine` has."""
+        return _HINTS[self].format(stiff=STIFF_SUGGESTIONS.get(engine, STIFF_SUGGESTIONS["torch"]))
+
+    def __str__(self) -> str:  # print(sol.retcode) shows "Success", not the IntEnum's "1"
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
+
+# the stiff methods each engine has, for the hints (the scipy engine has SciPy's solvers, not Rodas5P)
+STIFF_SUGGESTIONS = {"torch": "Rodas5P(), KenCarp4() or AutoTsit5(Rodas5P())",
+                     "julia": "Rodas5P(), KenCarp4() or AutoTsit5(Rodas5P())",
+                     "scipy": "ScipyRadau(), ScipyBDF() or ScipyLSODA()"}
 
 
 _HINTS = {
@@ -30,12 +46,11 @@ _HINTS = {
     ReturnCode.Success: "",
     ReturnCode.MaxIters: (
         "the step budget `maxiters` ran out before the end of the time span; the problem may be "
-        "stiff (try a stiff method such as Rodas5P() or AutoTsit5(Rodas5P())) or just long "
-        "(raise `maxiters`)"
+        "stiff (try a stiff method such as {stiff}) or just long (raise `maxiters`)"
     ),
     ReturnCode.DtLessThanMin: (
         "the step size fell below `dtmin`; the problem is likely stiff at this point (try "
-        "Rodas5P(), KenCarp4() or AutoTsit5(Rodas5P())) or has a singularity (a finite-time blow-up)"
+        "{stiff}) or has a singularity (a finite-time blow-up)"
     ),
     ReturnCode.Unstable: (
         "the state became non-finite (NaN or Inf); with a fixed step, lower `dt`; with an "
@@ -58,5 +73,5 @@ class SolveError(RuntimeError):
         msg = f"{engine} engine, {alg}: {retcode.name} in {where}"
         if detail:
             msg += f" ({detail})"
-        msg += f". What to try: {retcode.hint}. Pass throw=False to get the partial solution and per-trajectory `retcodes` instead."
+        msg += f". What to try: {retcode.hint_for(engine)}. Pass throw=False to get the partial solution and per-trajectory `retcodes` instead."
         super().__init__(msg)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Callable
 
 import torch
 
@@ -33,7 +33,7 @@ class SolveStats:
     nstiffswitch: torch.Tensor
 
     @classmethod
-    def zeros(cls, batch: int, device=None) -> "SolveStats":
+    def zeros(cls, batch: int, device=None) -> SolveStats:
         return cls(**{k: torch.zeros(batch, dtype=torch.long, device=device) for k in STAT_NAMES})
 
     def as_dict(self) -> dict[str, torch.Tensor]:

@@ -7,8 +7,8 @@
     stability.py     stability polynomial of an explicit RK tableau, its real-axis bound, |R(z)|
     telemetry.py     stiffness_telemetry along a solution (per trajectory and step), telemetry_summary
     plots.py         attractor views, flow slices with nullclines, spectra, telemetry figures
-    report.py        analyze_model / analyze_run: figures + JSON for a trained run (`gnode analyze RUN`)
-    cli.py           add_subparser(...) for the `gnode` command line
+    report.py        analyze_model: figures + JSON for a trained model (a run folder: `gnode analyze RUN`,
+                     gnode.training.analyze, since analysis never imports training)
 
     >>> from gnode.analysis import find_fixed_points, sample_states
     >>> out = model(x, times)                                   # a SequenceModel
@@ -22,7 +22,7 @@ from gnode.analysis.fixed_points import (
     find_fixed_points,
     sample_states,
 )
-from gnode.analysis.report import AnalysisConfig, analyze_model, analyze_run
+from gnode.analysis.report import AnalysisConfig, analyze_model
 from gnode.analysis.spectra import (
     CLASSES,
     MARGINAL,
@@ -57,7 +57,6 @@ __all__ = [
     "StiffnessTelemetry",
     "amplification",
     "analyze_model",
-    "analyze_run",
     "classify",
     "eigenvalues",
     "find_fixed_points",

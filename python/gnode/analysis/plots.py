@@ -74,55 +74,12 @@ def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, ma
     fig = ax.figure
     extent = 1.0
     if trajectories is not None:
-        tr = trajectories.detach()
-        if tr.ndim == 2:
-            tr = tr[None]
-        for b in range(min(max_trajectories, tr.shape[0])):
-            p = _project(tr[b][torch.isfinite(tr[b]).all(-1)], origin, basis)
-            ax.plot(*p.T, color="0.5", lw=0.5, alpha=0.35, zorder=1)
-        flat = tr.reshape(-1, n)
-        pts = _project(flat[torch.isfinite(flat).all(-1)], origin, basis)
-        if pts.size:
-            extent = float(pts.max(0).max() - pts.min(0).min()) or 1.0
-            # every visited state, faintly: where the trajectories dwell (between inputs) shows as dense
-            step = max(1, pts.shape[0] // 6000)
-            ax.scatter(*pts[::step].T, color="0.6", s=0.5, alpha=0.25, zorder=0, label="_states",
-                       **({"depthshade": False} if dims == 3 else {}))
+        extent = _draw_trajectories(ax, trajectories, origin, basis, dims, max_trajectories)
     elif len(fps):
         p = _project(fps.points, origin, basis)
         extent = float(p.max(0).max() - p.min(0).min()) or 1.0
-    seg = segment if segment is not None else 0.03 * extent
-    for cls in CLASSES:
-        colour, marker, label = CLASS_STYLE[cls]
-        for fixed in (True, False):
-            if not fixed and not show_slow:
-                continue
-            m = fps.mask(cls) & (fps.fixed if fixed else ~fps.fixed)
-            if not bool(m.any()):
-                continue
-            p = _project(fps.points[m], origin, basis)
-            kind = "fixed" if fixed else "slow"
-            style = {"color": colour, "marker": marker, "s": 28 if fixed else 22}
-            if dims == 3:
-                style["depthshade"] = False
-            if not fixed:
-                style.update(facecolors="none", edgecolors=colour)
-                style.pop("color")
-            ax.scatter(*p.T, label=f"{label} ({kind}): {int(m.sum())}", zorder=3, **style)
-    # marginal directions
-    marg = fps.mask(MARGINAL)
-    for i in marg.nonzero()[:, 0].tolist():
-        lam, vec = fps.eigenvalues[i], fps.eigenvectors[i]
-        near0 = lam.real.abs() <= fps.config.marginal_tol
-        for j in near0.nonzero()[:, 0].tolist():
-            v = vec[:, j].real.double()
-            if float(v.norm()) == 0:
-                continue
-            v = v / v.norm()
-            a = fps.points[i].double()
-            ends = torch.stack([a - seg * v, a + seg * v])
-            p = _project(ends, origin, basis)
-            ax.plot(*p.T, color=CLASS_STYLE[MARGINAL][0], lw=1.2, alpha=0.8, zorder=2)
+    _draw_points(ax, fps, origin, basis, dims, show_slow)
+    _draw_marginal_directions(ax, fps, origin, basis, segment if segment is not None else 0.03 * extent)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     if dims == 3:
@@ -131,6 +88,54 @@ def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, ma
     if len(fps):
         ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
     return fig
+
+
+def _draw_trajectories(ax, trajectories, origin, basis, dims, max_trajectories) -> float:
+    """Up to `max_trajectories` trajectories as lines and every visited state as a faint dot; returns the
+    extent of the states in the plot's coordinates."""
+    tr = trajectories.detach()
+    if tr.ndim == 2:
+        tr = tr[None]
+    for b in range(min(max_trajectories, tr.shape[0])):
+        p = _project(tr[b][torch.isfinite(tr[b]).all(-1)], origin, basis)
+        ax.plot(*p.T, color="0.5", lw=0.5, alpha=0.35, zorder=1)
+    flat = tr.reshape(-1, tr.shape[-1])
+    pts = _project(flat[torch.isfinite(flat).all(-1)], origin, basis)
+    if not pts.size:
+        return 1.0
+    # every visited state, faintly: where the trajectories dwell (between inputs) shows as dense
+    step = max(1, pts.shape[0] // 6000)
+    ax.scatter(*pts[::step].T, color="0.6", s=0.5, alpha=0.25, zorder=0, label="_states",
+               **({"depthshade": False} if dims == 3 else {}))
+    return float(pts.max(0).max() - pts.min(0).min()) or 1.0
+
+
+def _draw_points(ax, fps, origin, basis, dims, show_slow) -> None:
+    """Fixed points (filled) and slow points (hollow), coloured by class, with their counts in the legend."""
+    for cls in CLASSES:
+        colour, marker, label = CLASS_STYLE[cls]
+        for fixed in (True, False) if show_slow else (True,):
+            m = fps.mask(cls) & (fps.fixed if fixed else ~fps.fixed)
+            if not bool(m.any()):
+                continue
+            p = _project(fps.points[m], origin, basis)
+            style = {"marker": marker, "s": 28 if fixed else 22, **({"depthshade": False} if dims == 3 else {})}
+            style.update({"color": colour} if fixed else {"facecolors": "none", "edgecolors": colour})
+            ax.scatter(*p.T, label=f"{label} ({'fixed' if fixed else 'slow'}): {int(m.sum())}", zorder=3, **style)
+
+
+def _draw_marginal_directions(ax, fps, origin, basis, seg) -> None:
+    """A short line (half-length `seg`) through each marginally stable point along its marginal eigenvectors."""
+    for i in fps.mask(MARGINAL).nonzero()[:, 0].tolist():
+        lam, vec = fps.eigenvalues[i], fps.eigenvectors[i]
+        for j in (lam.real.abs() <= fps.config.marginal_tol).nonzero()[:, 0].tolist():
+            v = vec[:, j].real.double()
+            if float(v.norm()) == 0:
+                continue
+            v = v / v.norm()
+            a = fps.points[i].double()
+            p = _project(torch.stack([a - seg * v, a + seg * v]), origin, basis)
+            ax.plot(*p.T, color=CLASS_STYLE[MARGINAL][0], lw=1.2, alpha=0.8, zorder=2)
 
 
 def plot_state_speed(model, trajectories: torch.Tensor, *, x=None, fps=None, ax=None, max_states: int = 6000,
@@ -187,7 +192,8 @@ def plot_flow_slice(model, *, x=None, center: torch.Tensor, basis: torch.Tensor,
     the in-plane components (e1 . f, e2 . f); nullclines: the curves where e1 . f = 0 (solid) and e2 . f = 0
     (dashed) on the slice. For n = 2 with the identity basis these are the classical nullclines; for n > 2
     they are those of the in-plane components, and a fixed point lies on both only if it lies in the slice.
-    Fixed points within `near` of the slice plane (default: 5% of the slice's width) are drawn on it.
+    Fixed points within `near` of the slice plane (default: 5% of the slice's width) are drawn on it. The
+    streamlines thin out with a grid coarser than the default 41 (their integration is most of the cost).
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -210,12 +216,13 @@ def plot_flow_slice(model, *, x=None, center: torch.Tensor, basis: torch.Tensor,
     V = (F @ basis[1]).reshape(grid, grid).numpy()
     speed = F.norm(dim=-1).reshape(grid, grid).numpy()
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 5.2))
+        fig, ax = plt.subplots(figsize=(6, 5.2), layout="constrained")
     fig = ax.figure
     tiny = np.finfo(np.float64).tiny
     mesh = ax.pcolormesh(A.numpy(), Bm.numpy(), np.log10(np.maximum(speed, tiny)), shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax, label=r"$\log_{10}|f(h, x^*)|$")
-    ax.streamplot(a.numpy(), b.numpy(), U, V, color="white", density=1.1, linewidth=0.6, arrowsize=0.7)
+    ax.streamplot(a.numpy(), b.numpy(), U, V, color="white", density=1.1 * min(1.0, max(grid / 41, 0.25)),
+                  linewidth=0.6, arrowsize=0.7)
     for comp, style, name in ((U, "solid", "e1-nullcline"), (V, "dashed", "e2-nullcline")):
         if comp.min() < 0 < comp.max():
             ax.contour(A.numpy(), Bm.numpy(), comp, levels=[0.0], colors="k", linestyles=style, linewidths=1.0)
@@ -254,8 +261,8 @@ def plot_spectra(fps, *, ax=None, title: str | None = None):
     with the band |Re lambda| <= marginal_tol shaded."""
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
+    if ax is None:  # constrained: long tick labels (-0.010) would push the "Im lambda" label off the canvas
+        fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
     fig = ax.figure
     tol = fps.config.marginal_tol
     ax.axvspan(-tol, tol, color="tab:green", alpha=0.15, label=f"|Re| <= {tol:g}")

@@ -10,16 +10,17 @@ telemetry, written as figures and JSON into the run folder (`gnode analyze RUN`)
     RUN/analysis/summary.json      counts, tolerances, telemetry summary, figure paths
     RUN/analysis/fixed_points.json every point: state, q, class, eigenvalues
 
-The run is loaded with `gnode.training.experiment.load_run` (its best weights). Trajectories are the
-model's own on the first sequences of a split; the fixed points are those of the autonomous system with
-the input held at x* (default 0: the flip-flop's memory phase between pulses).
+`analyze_model` works on any `SequenceModel` and its inputs; a run folder is analysed by
+`gnode.training.analyze.analyze_run` (the layer that reads run folders). Trajectories are the model's own on
+the first sequences of a split; the fixed points are those of the autonomous system with the input held at x*
+(default 0: the flip-flop's memory phase between pulses).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -43,7 +44,7 @@ FIGURES = {"attractor": "attractor.png", "flow_slices": "flow_slices.png", "spec
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """What `analyze_run` does.
+    """What `analyze_model` does.
 
     split:            the data split whose sequences drive the trajectories.
     sequences:        how many sequences (trajectories) to solve and draw.
@@ -96,68 +97,89 @@ def _pyplot():
 
 
 def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_dir: str | Path, *,
-                  config: AnalysisConfig | None = None, duration: float | None = None) -> dict:
+                  config: AnalysisConfig | None = None, duration: float | None = None,
+                  progress: bool = False) -> dict:
     """Analyse a `SequenceModel` driven by `inputs` (B, T, d_in) at `times` (T,); write figures and JSON into
-    `out_dir`; return the summary (what summary.json holds)."""
+    `out_dir`; return the summary (what summary.json holds). `progress` shows a bar on stderr that names the
+    phase under way (trajectories, fixed points, telemetry, then each figure)."""
+    from tqdm.auto import tqdm
+
     plt = _pyplot()
     config = config or AnalysisConfig()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     vf = unwrap_vector_field(model)
     if vf is model or not hasattr(vf, "n"):
         raise ValueError(f"the analysis needs a continuous-time model with a vector field (a SequenceModel); "
                          f"got {type(model).__name__}")
     n, d_in = vf.n, vf.d_in
-    timings = {}
-    t_start = time.perf_counter()
-    with torch.no_grad():
-        x = inputs[: config.sequences] if inputs is not None else None
-        out = model(x, times)
-    sol = out.sol
-    fine = torch.linspace(float(times[0]), float(times[-1]), 4 * (times.numel() - 1) + 1, dtype=times.dtype)
-    try:
-        traj = sol(fine).detach()
-    except NotImplementedError:  # an engine without dense output: the sample times will do
-        traj = out.h.detach()
-    timings["trajectories_s"] = time.perf_counter() - t_start
-
-    # fixed points
-    duration = duration if duration is not None else float(times[-1] - times[0])
-    tol = config.marginal_tol if config.marginal_tol is not None else 1.0 / duration
-    finder = replace(config.finder, marginal_tol=tol)
-    x_star = torch.zeros(d_in, dtype=torch.float64) if config.input is None else torch.tensor(config.input, dtype=torch.float64)
+    x_star = torch.tensor(config.input if config.input is not None else [0.0] * d_in, dtype=torch.float64)
     if d_in and x_star.numel() != d_in:
         raise ValueError(f"--input needs {d_in} numbers (one per model input), got {x_star.numel()}")
-    gen = torch.Generator().manual_seed(config.seed)
-    starts = sample_states(out.h.detach().double(), config.initial_states, noise=config.noise, generator=gen)
-    t0 = time.perf_counter()
-    fps = find_fixed_points(vf, starts, x_star if d_in else None, config=finder)
-    timings["fixed_points_s"] = time.perf_counter() - t0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x_fixed = x_star if d_in else None
+    timings = {}
+    bar = tqdm(total=3 + len(FIGURES), disable=not progress, dynamic_ncols=True, file=sys.stderr,
+               bar_format="{desc} [{n_fmt}/{total_fmt} phases, {elapsed}]")
 
-    # telemetry along the solve
-    t0 = time.perf_counter()
-    tel = stiffness_telemetry(vf, sol, method=config.telemetry_method)
-    timings["telemetry_s"] = time.perf_counter() - t0
+    def begin(what: str) -> float:
+        bar.set_description_str(f"analyze: {what}", refresh=True)
+        return time.perf_counter()
 
-    # figures
-    t0 = time.perf_counter()
-    paths = {}
-    dims = 3 if n >= 3 else 2
-    fig = plt.figure(figsize=(15, 6.5))
-    left = fig.add_subplot(121, projection="3d" if dims == 3 else None)
-    right = fig.add_subplot(122, projection="3d" if dims == 3 else None)
-    plot_attractor(fps, traj, ax=left, title=f"fixed and slow points at x* = {_fmt(x_star)}; marginal: "
-                                             f"|Re lambda| <= {tol:.3g}")
-    plot_state_speed(vf, traj, x=x_star if d_in else None, fps=fps, ax=right)
-    fig.tight_layout()
-    paths["attractor"] = _save(plt, fig, out_dir / FIGURES["attractor"])
-    paths["flow_slices"] = _save(plt, _flow_slices(plt, vf, x_star if d_in else None, fps, traj, config.grid),
-                                 out_dir / FIGURES["flow_slices"])
-    paths["spectra"] = _save(plt, plot_spectra(fps), out_dir / FIGURES["spectra"])
-    paths["telemetry"] = _save(plt, plot_telemetry(tel, title=f"stiffness telemetry along {tel.t.shape[0]} "
-                                                               f"{config.split} trajectories"),
-                               out_dir / FIGURES["telemetry"])
-    timings["figures_s"] = time.perf_counter() - t0
+    with bar:
+        x = inputs[: config.sequences] if inputs is not None else None
+        t0 = begin(f"solving {x.shape[0] if x is not None else 1} trajectories")
+        with torch.no_grad():
+            out = model(x, times)
+        sol = out.sol
+        fine = torch.linspace(float(times[0]), float(times[-1]), 4 * (times.numel() - 1) + 1, dtype=times.dtype)
+        try:
+            traj = sol(fine).detach()
+        except NotImplementedError:  # an engine without dense output: the sample times will do
+            traj = out.h.detach()
+        timings["trajectories_s"] = time.perf_counter() - t0
+        bar.update(1)
+
+        t0 = begin(f"fixed points ({config.initial_states} searches)")
+        duration = duration if duration is not None else float(times[-1] - times[0])
+        tol = config.marginal_tol if config.marginal_tol is not None else 1.0 / duration
+        finder = replace(config.finder, marginal_tol=tol)
+        gen = torch.Generator().manual_seed(config.seed)
+        starts = sample_states(out.h.detach().double(), config.initial_states, noise=config.noise, generator=gen)
+        fps = find_fixed_points(vf, starts, x_fixed, config=finder)
+        timings["fixed_points_s"] = time.perf_counter() - t0
+        bar.update(1)
+
+        t0 = begin("stiffness telemetry along the solve")
+        tel = stiffness_telemetry(vf, sol, method=config.telemetry_method)
+        timings["telemetry_s"] = time.perf_counter() - t0
+        bar.update(1)
+
+        t0 = begin(f"drawing {FIGURES['attractor']}")
+        paths = {}
+        dims = 3 if n >= 3 else 2
+        fig = plt.figure(figsize=(15, 6.5))
+        left = fig.add_subplot(121, projection="3d" if dims == 3 else None)
+        right = fig.add_subplot(122, projection="3d" if dims == 3 else None)
+        plot_attractor(fps, traj, ax=left, title=f"fixed and slow points at x* = {_fmt(x_star)}; marginal: "
+                                                 f"|Re lambda| <= {tol:.3g}")
+        plot_state_speed(vf, traj, x=x_fixed, fps=fps, ax=right)
+        fig.tight_layout()
+        paths["attractor"] = _save(plt, fig, out_dir / FIGURES["attractor"])
+        bar.update(1)
+        begin(f"drawing {FIGURES['flow_slices']}")
+        paths["flow_slices"] = _save(plt, _flow_slices(plt, vf, x_fixed, fps, traj, config.grid),
+                                     out_dir / FIGURES["flow_slices"])
+        bar.update(1)
+        begin(f"drawing {FIGURES['spectra']}")
+        paths["spectra"] = _save(plt, plot_spectra(fps), out_dir / FIGURES["spectra"])
+        bar.update(1)
+        begin(f"drawing {FIGURES['telemetry']}")
+        paths["telemetry"] = _save(plt, plot_telemetry(tel, title=f"stiffness telemetry along {tel.t.shape[0]} "
+                                                                   f"{config.split} trajectories"),
+                                   out_dir / FIGURES["telemetry"])
+        bar.update(1)
+        timings["figures_s"] = time.perf_counter() - t0
+        bar.set_description_str("analyze: done", refresh=True)
 
     summary = {
         "model": {"family": getattr(vf, "family", type(vf).__name__), "n": n, "d_in": d_in},
@@ -170,35 +192,11 @@ def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_d
         "config": {k: (str(v) if not isinstance(v, (int, float, str, type(None), tuple, list, dict)) else v)
                    for k, v in asdict(config).items() if k != "finder"},
     }
-    _write_json(out_dir / "fixed_points.json", {"input": x_star.tolist(), "marginal_tol": tol,
+    write_json(out_dir / "fixed_points.json", {"input": x_star.tolist(), "marginal_tol": tol,
                                                 "points": fps.records()})
-    _write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary)
     summary["fixed_points_object"] = fps
     summary["telemetry_object"] = tel
-    return summary
-
-
-def analyze_run(folder: str | Path, out_dir: str | Path | None = None, *,
-                config: AnalysisConfig | None = None) -> dict:
-    """`analyze_model` on the run in `folder` (its best weights and its task data); figures and JSON go to
-    `out_dir` (default `folder/analysis`). Returns the summary, with "run" and "weights" added."""
-    from gnode.training.experiment import ODE_KINDS, load_run  # here: training may import analysis
-
-    config = config or AnalysisConfig()
-    run = load_run(folder)
-    if run.config.model.kind not in ODE_KINDS:
-        raise ValueError(f"the run's model is {run.config.model.kind!r}, a discrete-time RNN: fixed points of a "
-                         f"vector field and stiffness need an ODE model ({', '.join(ODE_KINDS)})")
-    split = run.data.split(config.split)
-    out_dir = Path(out_dir) if out_dir is not None else Path(folder) / "analysis"
-    task = run.config.task
-    summary = analyze_model(run.model, split.inputs, split.times, out_dir, config=config,
-                            duration=float(getattr(task, "duration", split.times[-1] - split.times[0])))
-    summary["run"] = str(folder)
-    summary["weights"] = run.weights
-    on_disk = json.loads((out_dir / "summary.json").read_text())
-    on_disk.update(run=os.path.relpath(folder, out_dir), weights=run.weights)  # relative: the folder can move
-    _write_json(out_dir / "summary.json", on_disk)
     return summary
 
 
@@ -258,7 +256,7 @@ def _finite(d: dict) -> dict:
     return out
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))
     tmp.replace(path)

@@ -15,11 +15,11 @@ Modules (imports go downward):
     measure         timing (min of repeats after warm-up) and peak memory
     solvers         the solver interface; gnode's engines as solvers
     peers           torchdiffeq, torchode, diffrax adapters (optional)
-    specs           picklable problem/solver/trial descriptions and the default sets
-    workprecision   the runner (`run_trial`, `run_set`) and `BenchResults`
+    specs           picklable problem/solver/trial descriptions, their journal keys, and the default sets
+    workprecision   the runner (`run_trial`, `run_set`) and `BenchResults`; trials run in this process or as
+                    Ray tasks through `gnode.jobs` executors, journaled by `gnode.jobs.Journal`
     compare         matched-error comparisons (time and nf ratios)
     plots, report   diagrams and result files
-    distributed     trials as Ray tasks (optional)
     cli             `gnode bench`
 """
 

@@ -34,6 +34,7 @@ TWINS = {
     "BS3()": {"torchdiffeq": "bosh3", "diffrax": "Bosh3"},
     "Vern7()": {"torchdiffeq": "dopri8", "diffrax": "Dopri8"},
     "Kvaerno5()": {"diffrax": "Kvaerno5"},
+    "RadauIIA5()": {"gnode": "ScipyRadau()"},  # the same method and algorithm (RADAU5), on the scipy engine
 }
 FIFTH_ORDER = {"Tsit5()", "DP5()", "Tsit5", "Dopri5", "dopri5"}  # gradients: compare any 5(4) pair with any
 # native sensealg → peer sensealgs of the same kind (discretise-then-differentiate vs continuous adjoint)
@@ -120,13 +121,14 @@ def compare_all(rows, metric: str = "l2", targets: int = 5) -> dict:
             continue
         entry = {"pairs": [], "envelope": []}
         for label, c in native.items():
-            twins = (GRADIENT_TWINS.get(c["sensealg"], {}) if mode == "gradient" else TWINS.get(c["method"], {}))
+            method = c["method"].split(" ")[0]  # "Tsit5() compiled PIController(...)": the same method
+            twins = (GRADIENT_TWINS.get(c["sensealg"], {}) if mode == "gradient" else TWINS.get(method, {}))
             for other_label, o in cs.items():
                 if o["family"] == NATIVE:
                     continue
                 if mode == "gradient":
-                    same_method = (TWINS.get(c["method"], {}).get(o["package"]) == o["method"]
-                                   or (c["method"] in FIFTH_ORDER and o["method"] in FIFTH_ORDER))
+                    same_method = (TWINS.get(method, {}).get(o["package"]) == o["method"]
+                                   or (method in FIFTH_ORDER and o["method"] in FIFTH_ORDER))
                     if not (same_method and twins.get(o["package"]) == o["sensealg"]):
                         continue
                 elif twins.get(o["package"]) != o["method"]:

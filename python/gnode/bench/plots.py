@@ -1,7 +1,8 @@
 """Work-precision diagrams: for one problem and mode, error vs wall time and error vs nf, log-log.
 
-One line per solver through its successful points (from loose to tight tolerance), coloured by family
-(gnode's native engine, its other engines, each peer) with a marker per method. Failed points are listed
+One line per solver through its successful points (from loose to tight tolerance). Each solver has its own
+colour and marker, the same in every figure of a run (`solver_styles`), and the line style tells the family:
+solid for gnode's engines (thicker for the native one), dashed for the peers. Failed points are listed
 under the axes with their return codes. A dashed line marks how far down the reference can be trusted: the
 float64 reference's difference from the extended-precision one when it exists (else its tolerance), or,
 for gradients, the spread of the reference gradient.
@@ -13,14 +14,33 @@ import math
 
 from gnode.bench.compare import error_key
 
-FAMILY_COLOURS = {"gnode[torch]": "tab:blue", "gnode[julia]": "tab:purple", "gnode[scipy]": "tab:gray",
-                  "torchdiffeq": "tab:orange", "torchode": "tab:green", "diffrax": "tab:red"}
-MARKERS = "osD^v<>pP*hX"
+# matplotlib's tab10, then the lighter halves of tab20's pairs: 20 colours that stay apart
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5")
+MARKERS = "osD^v<>pP*hX"  # 12 markers against 20 colours: (colour, marker) pairs repeat only after 60 solvers
+
+
+def solver_styles(rows) -> dict[str, dict]:
+    """{solver label: line style} for every solver with a measured point in `rows`: its own colour and marker
+    (in label order, so the same in all the figures drawn from one set of rows; the colours differ for up to 20
+    solvers), and the family's line style."""
+    families = {}
+    for r in rows:
+        if r.get("status") == "ok":  # skipped solvers (Julia missing, ...) take no colour
+            families.setdefault(r["solver"], r.get("family", ""))
+    styles = {}
+    for i, (label, fam) in enumerate(sorted(families.items())):
+        native = fam == "gnode[torch]"
+        styles[label] = {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)], "ms": 5,
+                         "lw": 1.6 if native else 1.0, "ls": "-" if fam.startswith("gnode") else "--"}
+    return styles
 
 
 def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: float | None = None,
-         title: str | None = None) -> bool:
-    """Draw the diagram of (problem, mode) into `path` (PNG); False when there is nothing to draw."""
+         title: str | None = None, styles: dict[str, dict] | None = None) -> bool:
+    """Draw the diagram of (problem, mode) into `path` (PNG); False when there is nothing to draw. `styles`
+    (default: `solver_styles(rows)`) gives each solver's colour, marker and line style."""
     from matplotlib.figure import Figure  # no pyplot: no global figure state, any backend
     from matplotlib.ticker import LogFormatterSciNotation
 
@@ -34,16 +54,12 @@ def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: floa
         return False
     failed = sorted({f"{r['solver']} @ {r['reltol']:.0e}: {r.get('retcode', '?')}" for r in mine
                      if r.get("status") in ("failed", "error")})
+    styles = styles if styles is not None else solver_styles(rows)
     fig = Figure(figsize=(13, 5.2), constrained_layout=True)
     axes = fig.subplots(1, 2)
-    method_marker: dict[str, str] = {}
     for label, pts in sorted(series.items()):
         pts = sorted(pts, key=lambda r: -r["reltol"])
-        fam = pts[0].get("family", "")
-        m = method_marker.setdefault(f"{pts[0].get('method')}/{pts[0].get('sensealg')}",
-                                     MARKERS[len(method_marker) % len(MARKERS)])
-        style = {"color": FAMILY_COLOURS.get(fam, "black"), "marker": m, "ms": 5, "label": label,
-                 "lw": 1.4 if fam == "gnode[torch]" else 1.0, "ls": "-" if fam.startswith("gnode") else "--"}
+        style = {**styles[label], "label": label}
         for ax, cost in zip(axes, ("time", "nf")):
             xy = [(r[cost], r[key]) for r in pts if _pos(r.get(cost))]
             if xy:

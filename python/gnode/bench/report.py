@@ -89,16 +89,17 @@ def draw_figures(rows, problems: dict, references: dict, config: dict, folder) -
     """figures/<problem>_<mode>.png for every problem and mode in `rows`; returns {what: path}. Redraw a
     written run's: `draw_figures(**{k: doc[k] for k in ("rows", "problems", "references", "config")},
     folder=...)` with `doc = read_results(folder)`."""
-    from gnode.bench.plots import draw
+    from gnode.bench.plots import draw, solver_styles
 
     out = {}
     metric = config.get("metric", "l2")
+    styles = solver_styles(rows)  # one colour and marker per solver, the same in every figure
     for problem, mode in sorted({(r["problem"], r["mode"]) for r in rows if "mode" in r}):
         path = Path(folder) / "figures" / f"{problem}_{mode}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         desc = problems.get(problem, {}).get("description", problem)
         if draw(rows, problem, mode, path, metric=metric, floor=floor_of(references.get(problem, {}), mode),
-                title=f"{desc} — {mode}"):
+                title=f"{desc} — {mode}", styles=styles):
             out[f"figure {problem} {mode}"] = str(path)
     return out
 

@@ -23,6 +23,7 @@ Statistics (`Outcome.stats`), per trajectory and averaged over the batch unless 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -158,9 +159,12 @@ class EngineSolver(AbstractSolver):
 
     package = "gnode"
 
-    def __init__(self, alg, engine: str = "torch", sensealg=None):
-        self.alg, self.engine, self.sens = alg, engine, sensealg
-        self.method = repr(alg)
+    def __init__(self, alg, engine: str = "torch", sensealg=None, compile=False, controller=None):
+        self.alg, self.engine, self.sens, self.compile = alg, engine, sensealg, compile
+        self.controller = controller
+        backend = "" if compile is True or not compile else f"[{compile}]"
+        self.method = (repr(alg) + (f" compiled{backend}" if compile else "")
+                       + (f" {controller!r}" if controller is not None else ""))
         self.sensealg = None if sensealg is None else repr(sensealg)
 
     def available(self) -> tuple[bool, str]:
@@ -192,13 +196,25 @@ class EngineSolver(AbstractSolver):
 
 
 class _EngineRun(Prepared):
+    """One point of a gnode engine. Compiled (`solver.compile`): the first solve, which traces and compiles the
+    step (or finds it cached), is timed as `compile_seconds`; every later one reuses the graph. Its f is called
+    inside the graph, where a Python counter would count the tracing, so `detailed` counts f calls on an eager
+    solve at the same tolerances and takes everything else from the compiled one."""
+
     def __init__(self, solver: EngineSolver, problem: BenchProblem, reltol, abstol, gradient, maxiters):
         self.s, self.p, self.gradient = solver, problem, gradient
         self.kw = {"reltol": reltol, "abstol": abstol, "maxiters": maxiters, "throw": False,
                    "engine": solver.engine}
         if gradient:
             self.kw["sensealg"] = solver.sens
+        if solver.controller is not None:
+            self.kw["controller"] = solver.controller
         self.prob = problem.ode_problem()
+        if solver.compile:
+            self.kw["compile"] = solver.compile
+            start = time.perf_counter()
+            self.run()
+            self.compile_seconds = time.perf_counter() - start
 
     def _solve(self, prob, saveat):
         import gnode
@@ -214,11 +230,22 @@ class _EngineRun(Prepared):
         torch.autograd.grad(self.p.loss(sol.u), self.p.params, allow_unused=True)
 
     def detailed(self) -> Outcome:
+        if self.s.compile:
+            eager = EngineSolver(self.s.alg, self.s.engine, self.s.sens, controller=self.s.controller)
+            out = _EngineRun(eager, self.p, self.kw["reltol"], self.kw["abstol"], self.gradient,
+                             self.kw["maxiters"])._detailed(None)
+            eager_calls = out.stats["f_calls"], out.stats["f_rows"]
+            out = self._detailed(self.prob)
+            out.stats["f_calls"], out.stats["f_rows"] = eager_calls
+            return out
+        return self._detailed(None)
+
+    def _detailed(self, fixed_prob) -> Outcome:
         t_all, i_save, i_dense = save_and_dense_times(self.p)
         counter = CallCounter(self.p.f)
         grad = None
         with counter as f:
-            prob = self.prob if f is self.p.f else self.p.ode_problem(f)
+            prob = fixed_prob or (self.prob if f is self.p.f else self.p.ode_problem(f))
             if self.gradient:
                 sol = self._solve(prob, self.p.saveat)
                 forward_calls, forward_rows = counter.calls, counter.rows  # the backward pass may call f too

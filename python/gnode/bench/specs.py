@@ -41,18 +41,20 @@ class ProblemSpec:
 @dataclass(frozen=True)
 class SolverSpec:
     """A solver: `package` "gnode" (with `engine` "torch", "julia" or "scipy" and `method` a gnode algorithm
-    object, `sensealg` a gnode sensitivity object) or a peer package with method/sensealg named as it names
+    object, `sensealg` a gnode sensitivity object, `compile` the native engine's compiled path) or a peer package with method/sensealg named as it names
     them (e.g. ("torchdiffeq", "dopri5", "adjoint"), ("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"))."""
 
     package: str
     method: object
     sensealg: object = None
     engine: str = "torch"
+    compile: bool | str = False  # gnode's native engine: solve(..., compile=...), its compile time recorded apart
+    controller: object = None  # gnode: solve(..., controller=...), e.g. PIController(norm="batch")
 
     def build(self):
         if self.package == "gnode":
             from gnode.bench.solvers import EngineSolver
-            return EngineSolver(self.method, self.engine, self.sensealg)
+            return EngineSolver(self.method, self.engine, self.sensealg, self.compile, self.controller)
         from gnode.bench import peers
         cls = {"torchdiffeq": peers.TorchdiffeqSolver, "torchode": peers.TorchodeSolver,
                "diffrax": peers.DiffraxSolver}.get(self.package)
@@ -78,6 +80,30 @@ class Trial:
     solver: SolverSpec
     reltols: tuple[float, ...]
     gradient: bool = False
+
+
+def solver_label(spec: SolverSpec) -> str:
+    """The solver's label, or "package method" when it cannot be built here (an unknown package still needs a
+    name in the rows that say it was skipped)."""
+    try:
+        return spec.label
+    except Exception:  # noqa: BLE001 - any failure to build leaves the plain name
+        return f"{spec.package} {spec.method}"
+
+
+def problem_key(spec: ProblemSpec) -> str:
+    """What identifies a problem spec across runs (in a journal): its name, options and factory (when it has
+    one)."""
+    factory = f"{spec.factory.__module__}.{spec.factory.__qualname__}:" if spec.factory is not None else ""
+    return f"{factory}{spec.name}({','.join(f'{k}={v!r}' for k, v in spec.options)})"
+
+
+def trial_key(trial: Trial) -> str:
+    """What identifies a trial across runs (the solver by its label, which names the method, its options, the
+    engine and the sensealg: method objects carry no stable identity of their own)."""
+    reltols = ",".join(f"{r:.3g}" for r in sorted(trial.reltols))
+    return (f"{problem_key(trial.problem)}|{solver_label(trial.solver)}|"
+            f"{'gradient' if trial.gradient else 'forward'}|{reltols}")
 
 
 def _gnode(alg, sensealg=None, engine="torch") -> SolverSpec:
@@ -112,7 +138,7 @@ def default_solvers(problem: BenchProblem, gradient: bool, *, engines=("torch", 
         return out
     if problem.stiff:
         native = [gnode.Rosenbrock23(), gnode.Rodas4(), gnode.Rodas5P(), gnode.TRBDF2(), gnode.KenCarp4(),
-                  gnode.Kvaerno5(), gnode.AutoTsit5(stiffalg=gnode.Rodas5P())]
+                  gnode.Kvaerno5(), gnode.RadauIIA5(), gnode.RadauIIA9(), gnode.AutoTsit5(stiffalg=gnode.Rodas5P())]
         peer = [("diffrax", "Kvaerno3"), ("diffrax", "Kvaerno5")]
         if problem.name.startswith("gnode"):  # moderately stiff: explicit methods still finish, slowly
             native = [gnode.Tsit5()] + native

@@ -34,7 +34,8 @@ import numpy as np
 from gnode.bench.cache import ReferenceCache
 from gnode.bench.errors import gradient_error, solution_errors
 from gnode.bench.measure import min_time, time_once, torch_threads
-from gnode.bench.specs import ProblemSpec, Trial
+from gnode.bench.specs import ProblemSpec, Trial, problem_key, solver_label, trial_key
+from gnode.jobs import AbstractExecutor, Journal, LocalExecutor, RayExecutor
 from gnode.retcode import ReturnCode
 
 METRIC_CHOICES = ("final", "l2", "L2", "linf", "Linf")
@@ -309,26 +310,35 @@ def machine_notes() -> dict:
     return notes
 
 
-def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_address: str | None = None,
-            use_ray: bool = False, progress: bool = True, journal=None, log=print) -> BenchResults:
-    """Run every trial (locally, or as Ray tasks with `use_ray`) and collect the results. With `journal` (a
-    path), each finished trial is recorded there at once and trials already recorded are not run again: an
-    interrupted run resumes (`gnode.bench.journal`; a `JournalError` when the journal cannot be resumed)."""
+def run_set(trials: list[Trial], config: BenchConfig | None = None, *, executor: AbstractExecutor | None = None,
+            use_ray: bool = False, ray_address: str | None = None, progress: bool = True, journal=None,
+            log=print) -> BenchResults:
+    """Run every trial and collect the results.
+
+    executor: where the trials run (`gnode.jobs`): `LocalExecutor()` (the default: one after the other in this
+              process) or `RayExecutor(...)` (Ray tasks of one CPU each, so that trials do not share cores and their
+              times stay comparable). `use_ray=True` (with `ray_address`, None for a local Ray) is a shorthand for
+              the latter. Either way the references of each problem are computed first, one job per problem; on
+              Ray its trials then find them in the on-disk reference cache when the workers share it (else each
+              worker computes and caches them).
+    journal:  a path: each finished trial is recorded there at once and trials already recorded are not run
+              again, so an interrupted run resumes (`gnode.jobs.journal`; a `JournalError` when the journal
+              cannot be resumed).
+    """
     config = config or BenchConfig()
+    if executor is None:
+        executor = RayExecutor(ray_address, cpus_per_task=1) if use_ray else LocalExecutor()
     meta = machine_notes()
     start = time.perf_counter()
     if journal is not None:
-        from gnode.bench.journal import Journal
         machine = {k: meta.get(k) for k in ("cpu_model", "cpu_count", "platform", "python", "torch")}
         journal = Journal(journal, asdict(config), machine)
         if journal.trials:
             log(f"resuming from {journal.path}: {len(journal.trials)} trials already measured")
-    if use_ray:
-        from gnode.bench.distributed import run_on_ray
-        rows, refs, probs = run_on_ray(trials, config, address=ray_address, journal=journal, log=log)
-    else:
-        rows, refs, probs = _run_local(trials, config, journal=journal, progress=progress, log=log)
+    with executor:
+        rows, refs, probs = _SetRun(trials, config, executor, journal, progress, log).run()
     meta["wall_seconds"] = time.perf_counter() - start
+    meta["executor"] = executor.describe()
     if journal is not None and journal.resumed:  # the sessions before this one, as the journal recorded them
         meta["resumed_trials"] = len(journal.resumed)
         meta["wall_seconds"] += journal.resumed_seconds()
@@ -344,75 +354,144 @@ def run_set(trials: list[Trial], config: BenchConfig | None = None, *, ray_addre
     return BenchResults(rows, refs, meta, asdict(config), probs)
 
 
-def _run_local(trials, config, *, journal, progress, log):
-    from tqdm.auto import tqdm
+class TrialRunner:
+    """The two kinds of job of a set, as methods of one picklable object: `references((spec, gradient))` builds a
+    problem and its references, `run(trial)` measures a trial. With `keep` (jobs in this process, a
+    `LocalExecutor`) the problems and references built by the first are kept for the second, and
+    `on_start`/`on_point` report progress; a Ray worker gets a copy without them and rebuilds what it needs (the
+    references from the on-disk cache)."""
 
-    from gnode.bench.journal import problem_key, trial_key
+    def __init__(self, config: BenchConfig, *, keep: bool = False, on_start=None, on_point=None):
+        self.config, self.keep = config, keep
+        self.on_start, self.on_point = on_start, on_point
+        self._built: dict[ProblemSpec, tuple[object, ProblemReferences]] = {}
 
-    by_problem: dict[ProblemSpec, list[Trial]] = {}
-    for t in trials:
-        by_problem.setdefault(t.problem, []).append(t)
+    def __getstate__(self):
+        return {"config": self.config, "keep": False, "on_start": None, "on_point": None, "_built": {}}
 
-    def journaled(t):
-        return journal.take(trial_key(t)) if journal is not None else None
+    def references(self, job: tuple[ProblemSpec, bool]) -> dict:
+        """{"name", "info", "references" (summary)}, or {"unavailable": why} when the problem cannot be built
+        here (a missing run folder, an optional dependency)."""
+        spec, gradient = job
+        try:
+            problem = spec.build()
+        except (FileNotFoundError, ImportError, ValueError) as e:
+            return {"unavailable": str(e)}
+        if self.on_start is not None:
+            self.on_start(f"{problem.name}: references")
+        start = time.perf_counter()
+        refs = problem_references(problem, self.config, gradient=gradient)
+        if self.keep:  # in this process: kept for the problem's trials
+            self._built[spec] = (problem, refs)
+        return {"name": problem.name, "info": problem_info(problem, self.config),
+                "references": {**refs.summary(), "seconds_here": time.perf_counter() - start}}
 
-    rows, refs, probs = [], {}, {}
-    total = sum(len(t.reltols) for t in trials)
-    bar = tqdm(total=total, disable=not progress, unit="point", dynamic_ncols=True)
-    try:
-        for spec, group in by_problem.items():
-            if journal is not None and (finished := journal.finished(spec, group)):
-                name, info, summary = finished
-                probs[name], refs[name] = info, summary
-                for t in group:
-                    rows += journaled(t)
-                    bar.update(len(t.reltols))
-                continue
-            try:
-                problem = spec.build()
-            except (FileNotFoundError, ImportError, ValueError) as e:
-                log(f"skipping problem {spec.name}: {e}")
-                for t in group:
-                    if (done := journaled(t)) is not None:
-                        rows += done
-                        bar.update(len(t.reltols))
-                        continue
-                    for r in t.reltols:
-                        rows.append({"problem": spec.name, "solver": _label(t.solver), "mode":
-                                     "gradient" if t.gradient else "forward", "reltol": r,
-                                     "status": "skipped", "message": f"problem unavailable: {e}"})
-                    bar.update(len(t.reltols))
-                continue
-            # a resumed problem keeps its first bare-f timing, so its rows' overheads stay on one scale
-            known = journal.problems.get(problem_key(spec)) if journal is not None else None
-            probs[problem.name] = known[1] if known else problem_info(problem, config)
-            bar.set_description(f"{problem.name}: references")
-            t0 = time.perf_counter()
-            ref = problem_references(problem, config, gradient=any(t.gradient for t in group))
-            refs[problem.name] = {**ref.summary(), "seconds_here": time.perf_counter() - t0}
-            if journal is not None:
-                journal.add_problem(problem_key(spec), problem.name, probs[problem.name], refs[problem.name])
+    def run(self, trial: Trial) -> list[dict]:
+        problem, refs = self._built.get(trial.problem, (None, None))
+        if self.on_start is not None:
+            self.on_start(f"{trial.problem.name}: {solver_label(trial.solver)}")
+        return run_trial(trial, self.config, problem=problem, references=refs, on_point=self.on_point)
+
+    def forget(self, spec: ProblemSpec) -> None:
+        """Drop what was kept for `spec` (its trials are done)."""
+        self._built.pop(spec, None)
+
+
+def _unmeasured_rows(trial: Trial, status: str, message: str) -> list[dict]:
+    """The rows of a trial that was not measured: "skipped" (its problem is unavailable) or "error" (the trial
+    itself raised, which `run_trial` only lets through for a crash of the solver's process)."""
+    return [{"problem": trial.problem.name, "solver": solver_label(trial.solver),
+             "mode": "gradient" if trial.gradient else "forward", "reltol": r, "status": status, "message": message}
+            for r in trial.reltols]
+
+
+class _SetRun:
+    """One session of `run_set`: the rows done so far (journaled ones first), the references and problem infos,
+    and the progress bar; then the references jobs and the trial jobs on `executor`."""
+
+    def __init__(self, trials, config, executor: AbstractExecutor, journal, progress: bool, log):
+        from tqdm.auto import tqdm
+
+        self.trials, self.executor, self.journal, self.log = trials, executor, journal, log
+        self.groups: dict[ProblemSpec, list[Trial]] = {}
+        for t in trials:
+            self.groups.setdefault(t.problem, []).append(t)
+        self.done: dict[str, list[dict]] = {}  # trial key -> rows
+        self.refs, self.probs = {}, {}
+        self.bar = tqdm(total=sum(len(t.reltols) for t in trials), disable=not progress, unit="point",
+                        dynamic_ncols=True)
+        local = executor.in_process
+        self.runner = TrialRunner(config, keep=local, on_point=(lambda row: self.bar.update(1)) if local else None,
+                                  on_start=(lambda text: self.bar.set_description(text[:60])) if local else None)
+
+    def run(self):
+        """(rows in plan order, references by problem name, problem infos by name)."""
+        try:
+            self._trials(self._references(self._resume()))
+        finally:
+            self.bar.close()
+        return [row for t in self.trials for row in self.done[trial_key(t)]], self.refs, self.probs
+
+    def _known(self, spec) -> dict | None:
+        return self.journal.records.get(problem_key(spec)) if self.journal is not None else None
+
+    def _finish(self, t: Trial, rows: list[dict]) -> None:
+        self.done[trial_key(t)] = rows
+        self.bar.update(len(t.reltols))
+
+    def _resume(self) -> list[tuple[ProblemSpec, bool]]:
+        """Take the journaled trials; returns the references jobs: the problems with a trial left to run."""
+        jobs = []
+        for spec, group in self.groups.items():
+            if (known := self._known(spec)) is not None:
+                self.probs[known["name"]], self.refs[known["name"]] = known["info"], known["references"]
             for t in group:
-                if (done := journaled(t)) is not None:
-                    rows += done
-                    bar.update(len(t.reltols))
-                    continue
-                bar.set_description(f"{problem.name}: {_label(t.solver)}"[:60])
-                t0 = time.perf_counter()
-                out = run_trial(t, config, problem=problem, references=ref, on_point=lambda r: bar.update(1))
-                if journal is not None:
-                    journal.add_trial(trial_key(t), out, time.perf_counter() - t0)
-                rows += out
-    finally:
-        bar.close()
-    return rows, refs, probs
+                if self.journal is not None and (rows := self.journal.take(trial_key(t))) is not None:
+                    self._finish(t, rows)
+            if any(trial_key(t) not in self.done for t in group):
+                jobs.append((spec, any(t.gradient for t in group)))
+        return jobs
 
+    def _references(self, jobs) -> list[ProblemSpec]:
+        """Compute (and journal) each problem's references; returns the problems that could be built."""
+        available = []
+        for outcome in self.executor.map_unordered(self.runner.references, jobs):
+            spec = jobs[outcome.index][0]
+            result = outcome.value if outcome.ok else {"unavailable": outcome.error}
+            if "unavailable" in result:
+                self.log(f"skipping problem {spec.name}: {result['unavailable']}")
+                for t in self.groups[spec]:
+                    if trial_key(t) not in self.done:
+                        self._finish(t, _unmeasured_rows(t, "skipped", f"problem unavailable: {result['unavailable']}"))
+                continue
+            name, known = result["name"], self._known(spec)
+            # a resumed problem keeps its first bare-f timing, so its rows' overheads stay on one scale
+            self.probs[name] = known["info"] if known is not None else result["info"]
+            self.refs[name] = result["references"]
+            if self.journal is not None:
+                self.journal.add_record(problem_key(spec), {"name": name, "info": self.probs[name],
+                                                            "references": self.refs[name]})
+            if not self.executor.in_process:
+                self.log(f"references of {name} ready")
+            available.append(spec)
+        return available
 
-def _label(spec) -> str:
-    try:
-        return spec.label
-    except Exception:  # noqa: BLE001 - an unknown package still needs a name in the skipped rows
-        return f"{spec.package} {spec.method}"
+    def _trials(self, available) -> None:
+        """Measure (and journal) every trial left, in the order they finish."""
+        pending = [t for spec in available for t in self.groups[spec] if trial_key(t) not in self.done]
+        left = {spec: sum(t.problem == spec for t in pending) for spec in available}
+        for outcome in self.executor.map_unordered(self.runner.run, pending):
+            t = pending[outcome.index]
+            rows = outcome.value if outcome.ok else _unmeasured_rows(t, "error", f"the trial failed: {outcome.error}")
+            if self.journal is not None:
+                self.journal.add_trial(trial_key(t), rows, outcome.seconds)
+            if self.executor.in_process:  # its points have moved the bar already
+                self.done[trial_key(t)] = rows
+            else:
+                self._finish(t, rows)
+            left[t.problem] -= 1
+            if not left[t.problem]:
+                self.runner.forget(t.problem)
 
 
 def finite(x) -> bool:

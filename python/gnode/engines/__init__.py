@@ -22,4 +22,4 @@ register("torch", _torch)
 register("julia", _julia)
 register("scipy", _scipy)
 
-__all__ = ["AbstractEngine", "SolveOptions", "register", "get_engine", "engine_names"]
+__all__ = ["AbstractEngine", "SolveOptions", "engine_names", "get_engine", "register"]

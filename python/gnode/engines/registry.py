@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class SolveOptions:
     maxiters: int
     tstops: object | None  # torch.Tensor or None
     throw: bool
+    controller: object | None = None  # an AbstractController, or None for the method's default
+    compile: object = None  # the torch.compile backend of the native engine's compiled path, or None
 
 
 class AbstractEngine:
@@ -51,7 +53,11 @@ def engine_names() -> list[str]:
     return sorted(_ENGINES)
 
 
-def get_engine(name: str) -> AbstractEngine:
+def get_engine(name: str | AbstractEngine) -> AbstractEngine:
+    """The engine registered as `name`; an engine instance (one configured by its constructor, e.g.
+    `JuliaEngine(mode="batched")`) is returned as it is, so its settings travel with it."""
+    if isinstance(name, AbstractEngine):
+        return name
     if name not in _ENGINES:
         raise ValueError(f"unknown engine {name!r}; available engines: {', '.join(engine_names())}")
     if name not in _INSTANCES:

@@ -4,7 +4,9 @@ Each trajectory is integrated by one of SciPy's `OdeSolver`s (the steppers behin
 stepped here the way `solve_ivp` steps them so that `maxiters` and `dtmin` can be honoured. The integration
 runs in float64 (SciPy's arithmetic); `f` is called with tensors of `u0`'s dtype and device, so pass a float64
 `u0` and a float64 `f` for a float64 reference. Results come back in `u0`'s dtype and device, detached: this
-engine computes no gradients (`sensealg` must be None).
+engine computes no gradients (`sensealg` must be None), and it refuses a solve whose result would need them
+(grad mode on and u0, the input values or f's parameters requiring grad), which would otherwise hand a loss
+zero gradients without a word. Evaluate under `torch.no_grad()`.
 
 Algorithms (`gnode.engines.scipy`): `ScipyRadau()`, `ScipyBDF()`, `ScipyLSODA()` (stiff; given an autograd
 Jacobian of `f` unless `jac=False`), `ScipyDOP853()`, `ScipyRK45()`, `ScipyRK23()`; the common explicit ones
@@ -133,6 +135,11 @@ class ScipyEngine(AbstractEngine):
         return True, ""
 
     def solve(self, prob, alg, sensealg, opts) -> ODESolution:
+        refuse_gradients(prob)
+        controller = getattr(opts, "controller", None)
+        if controller is not None and controller != type(controller)():
+            raise ValueError(f"the scipy engine does not take controller={controller!r}: SciPy's solvers control "
+                             "their steps themselves. Leave controller unset or use engine='torch'")
         u0 = prob.u0.detach()
         B = u0.shape[0]
         stops = _breakpoints(prob, opts)
@@ -158,6 +165,25 @@ class ScipyEngine(AbstractEngine):
                 others = f"; {len(failed) - 1} other trajectories failed too" if len(failed) > 1 else ""
                 raise SolveError(r.retcode, failed[0], r.t, "scipy", alg.name, r.message + others)
         return sol
+
+
+def refuse_gradients(prob) -> None:
+    """One clear error when grad mode is on and something the solution depends on requires grad: u0, the input
+    values, f's parameters (`prob.params`) or a tensor f captures. The solution would come back detached."""
+    if not torch.is_grad_enabled():
+        return
+    names = {id(p): name for name, p in prob.f.named_parameters()} if isinstance(prob.f, torch.nn.Module) else {}
+    wanted = ["u0"] if prob.u0.requires_grad else []
+    if prob.inputs is not None and prob.inputs.values.requires_grad:
+        wanted.append("inputs.values")
+    wanted += [f"f's parameter {names.get(id(p), f'prob.params[{i}]')}" for i, p in enumerate(prob.params)
+               if p.requires_grad]
+    wanted += [f"the tensor {name!r} that f captures" for name in prob.closure_tensors_requiring_grad()]
+    if wanted:
+        more = f" (and {len(wanted) - 1} more)" if len(wanted) > 1 else ""
+        raise ValueError(f"the scipy engine computes no gradients, but {wanted[0]}{more} requires grad, so a loss of "
+                         "this solution would get zero gradients: to evaluate, solve inside `with torch.no_grad():` "
+                         "(or pass detached tensors); to differentiate, use engine='torch'")
 
 
 def _breakpoints(prob, opts) -> np.ndarray:

@@ -1,7 +1,10 @@
 """Discrete-time GRU (Cho et al. 2014) and LSTM (Hochreiter & Schmidhuber 1997) baselines, with the
 `SequenceModel` interface: forward(x (B, T, d_in), times (T,), h0=None) -> SequenceOutput(y, h, sol=None).
 
-One sample is one step; the spacing of `times` is ignored (only its length is checked). The alignment
+One sample is one step. The spacing of `times` is ignored (only its length is checked) unless the model is
+built with `time_gaps=True`: then the gap t_{k+1} - t_k is an extra input channel beside x_k, the usual way a
+discrete RNN is told about irregular sampling (`gnode.models.irregular`). times may be (T,) or (B, T) per
+sequence (padding repeats the last time, so its gap is 0; outputs before the padding never see it). The alignment
 matches the ODE model with zero-order-hold inputs: h_0 = h0 and h_k = cell(x_{k-1}, h_{k-1}), so h_k has
 seen x_0 .. x_{k-1} and y_k = C h_k + c (the last input x_{T-1} is not used, as in the ODE model, where it
 only acts after t_{T-1}).
@@ -13,6 +16,7 @@ import torch
 from torch import nn
 
 from gnode.models.flat import SPEC_VERSION, FlatParameters, dtype_name
+from gnode.models.irregular import check_sequence_times, time_gaps
 from gnode.models.sequence import H0_MODES, SequenceOutput, check_sequence_inputs, initial_state
 
 
@@ -22,8 +26,8 @@ class AbstractDiscreteRNN(FlatParameters, nn.Module):
     rnn_type: type[nn.RNNBase]
     state_names: tuple[str, ...]  # "h0" (GRU) or "h0", "c0" (LSTM)
 
-    def __init__(self, n: int, d_in: int, d_out: int, *, h0: str = "zeros", dtype: torch.dtype | None = None,
-                 device=None):
+    def __init__(self, n: int, d_in: int, d_out: int, *, h0: str = "zeros", time_gaps: bool = False,
+                 dtype: torch.dtype | None = None, device=None):
         nn.Module.__init__(self)
         name = type(self).__name__
         for what, v in (("n", n), ("d_in", d_in), ("d_out", d_out)):
@@ -32,8 +36,8 @@ class AbstractDiscreteRNN(FlatParameters, nn.Module):
         if h0 not in H0_MODES:
             raise ValueError(f"{name}: h0 must be one of {H0_MODES}, got {h0!r}")
         kw = {"dtype": dtype, "device": device}
-        self.n, self.d_in, self.d_out, self.h0_mode = n, d_in, d_out, h0
-        self.rnn = self.rnn_type(d_in, n, batch_first=True, **kw)
+        self.n, self.d_in, self.d_out, self.h0_mode, self.time_gaps = n, d_in, d_out, h0, bool(time_gaps)
+        self.rnn = self.rnn_type(d_in + self.time_gaps, n, batch_first=True, **kw)
         self.readout = nn.Linear(n, d_out, **kw)
         for s in self.state_names:
             if h0 == "learnable":
@@ -46,9 +50,16 @@ class AbstractDiscreteRNN(FlatParameters, nn.Module):
 
     def forward(self, x: torch.Tensor, times, h0: torch.Tensor | None = None) -> SequenceOutput:
         """h0 (B, n) or (n,) overrides the initial hidden state (an LSTM's cell state starts at c0)."""
-        _, x = check_sequence_inputs(self, x, times, need_x=True)
+        if isinstance(times, torch.Tensor) and times.ndim == 2:
+            _, x = check_sequence_inputs(self, x, torch.arange(times.shape[1]), need_x=True)
+            times = times.to(dtype=x.dtype, device=x.device)
+            check_sequence_times(times, x.shape[0], x.shape[1], where=type(self).__name__)
+        else:
+            times, x = check_sequence_inputs(self, x, times, need_x=True)
         like = self.readout.weight.detach()
         batch = x.shape[0]
+        if self.time_gaps:
+            x = torch.cat([x, time_gaps(times).expand(batch, -1, -1)], dim=-1)
         states = [initial_state(self, h0 if s == "h0" else None, batch, self.n, getattr(self, s), like, what=s)
                   for s in self.state_names]
         out = self._run(x[:, :-1], [s[None].contiguous() for s in states])
@@ -69,7 +80,7 @@ class AbstractDiscreteRNN(FlatParameters, nn.Module):
             "version": SPEC_VERSION,
             "family": type(self).__name__,
             "dtype": dtype_name(self.readout.weight.dtype),
-            "n": self.n, "d_in": self.d_in, "d_out": self.d_out, "h0": self.h0_mode,
+            "n": self.n, "d_in": self.d_in, "d_out": self.d_out, "h0": self.h0_mode, "time_gaps": self.time_gaps,
             "parameters": self.flat_layout(),
         }
 

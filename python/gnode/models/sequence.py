@@ -18,6 +18,7 @@ from torch import nn
 
 from gnode.api import solve
 from gnode.models.flat import SPEC_VERSION, FlatParameters, dtype_name
+from gnode.models.irregular import check_sequence_times, merge_times, resample
 from gnode.problem import INTERPOLATIONS, Control, ODEProblem
 from gnode.solution import ODESolution
 
@@ -127,7 +128,9 @@ class SequenceModel(FlatParameters, nn.Module):
     h0:           "learnable" (a parameter, initially 0) or "zeros"; `forward(..., h0=...)` overrides it.
     solve_kwargs: further keywords of `gnode.solve` (dt, dtmin, dtmax, maxiters, tstops, throw).
 
-    forward(x (B, T, d_in) or None, times (T,), h0=None) -> SequenceOutput(y, h, sol).
+    forward(x (B, T, d_in) or None, times (T,), h0=None) -> SequenceOutput(y, h, sol). With times (B, T),
+    one row per sequence (irregular sampling, variable lengths padded at the end; `gnode.models.irregular`),
+    y and h are at each row's own times and `sol` is the solve on the union of the rows' times.
     """
 
     def __init__(self, vector_field: nn.Module, d_out: int, *, alg=None, sensealg=None, engine: str = "torch",
@@ -171,6 +174,8 @@ class SequenceModel(FlatParameters, nn.Module):
         return self.vector_field.d_in
 
     def forward(self, x: torch.Tensor | None, times, h0: torch.Tensor | None = None) -> SequenceOutput:
+        if isinstance(times, torch.Tensor) and times.ndim == 2:
+            return self._forward_per_sequence(x, times, h0)
         times, x = check_sequence_inputs(self, x, times, need_x=self.d_in > 0)
         like = self.readout.weight.detach()
         batch = x.shape[0] if x is not None else (h0.shape[0] if isinstance(h0, torch.Tensor) and h0.ndim == 2 else 1)
@@ -180,6 +185,28 @@ class SequenceModel(FlatParameters, nn.Module):
         sol = solve(prob, self.alg, saveat=times, reltol=self.reltol, abstol=self.abstol, sensealg=self.sensealg,
                     engine=self.engine, **self.solve_kwargs)
         return SequenceOutput(self.readout(sol.u), sol.u, sol)
+
+    def _forward_per_sequence(self, x: torch.Tensor, times: torch.Tensor, h0) -> SequenceOutput:
+        """times (B, T), one row per sequence (`gnode.models.irregular`): one solve on the union of the rows'
+        times, each row's inputs resampled onto it exactly, h and y read back at each row's own times."""
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor) or self.d_in == 0:
+            raise ValueError(f"{name}: per-sequence times (batch, T) need inputs x (batch, T, d_in)")
+        steps = torch.arange(x.shape[1]) if x.ndim == 3 else times[0]  # x's own checks here, the rows' times below
+        _, x = check_sequence_inputs(self, x, steps, need_x=True)
+        times = times.to(dtype=x.dtype, device=x.device)
+        check_sequence_times(times, x.shape[0], x.shape[1], where=name)
+        grid, index = merge_times(times)
+        if grid.numel() < 2:
+            raise ValueError(f"{name}: the batch's sequences have a single sample time ({grid.item():.6g})")
+        values = resample(times, x, grid, self.interpolation)
+        u0 = initial_state(self, h0, x.shape[0], self.n, self.h0, self.readout.weight.detach())
+        prob = ODEProblem(self.vector_field, u0, (float(grid[0]), float(grid[-1])),
+                          inputs=Control(grid, values, self.interpolation))
+        sol = solve(prob, self.alg, saveat=grid, reltol=self.reltol, abstol=self.abstol, sensealg=self.sensealg,
+                    engine=self.engine, **self.solve_kwargs)
+        h = sol.u.gather(1, index[..., None].expand(-1, -1, self.n))
+        return SequenceOutput(self.readout(h), h, sol)
 
     def flat_entries(self) -> list[tuple[str, nn.Parameter]]:
         """The vector field's entries (prefixed "vector_field."), readout.weight, readout.bias, then h0."""

@@ -80,18 +80,17 @@ Sequence model spec  ("format": "gnode.sequence_model")
 
 Discrete baselines  ("format": "gnode.discrete_rnn"; families "DiscreteGRU", "DiscreteLSTM")
 --------------------------------------------------------------------------------------------
-    {"format", "version", "family", "dtype", "n", "d_in", "d_out", "h0", "parameters"}
+    {"format", "version", "family", "dtype", "n", "d_in", "d_out", "h0", "time_gaps" (optional, default false:
+     the gap to the next sample is an extra input channel), "parameters"}
     flat = torch's rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0 (torch's gate order),
            readout.weight, readout.bias, then h0 (and c0 for the LSTM) if learnable.
 """
 
 from __future__ import annotations
 
-import re
-
 import torch
 
-from gnode import algorithms
+from gnode.algorithms.parse import AlgorithmTextError, parse_algorithm, parse_sensealg
 from gnode.models.baselines import DiscreteGRU, DiscreteLSTM
 from gnode.models.flat import SPEC_VERSION, dtype_from_name
 from gnode.models.gated import VECTOR_FIELD_FAMILIES
@@ -156,14 +155,15 @@ def _vector_field(spec: dict, flat: torch.Tensor | None):
     return _load(model, flat, where)
 
 
-def _rebuild_solver_object(text: str | None, module, what: str):
-    """`Tsit5()`-style reprs without arguments are rebuilt by name; anything else must be passed explicitly."""
+def _rebuild_solver_object(text: str | None, parse, what: str):
+    """The alg or sensealg whose repr is `text` (None stays None); one that cannot be rebuilt here, e.g. an
+    engine's own method whose engine is not loaded, must be passed to from_spec explicitly."""
     if text is None:
         return None
-    m = re.fullmatch(r"(\w+)\(\)", text)
-    if m and m.group(1) in getattr(module, "__all__", ()):
-        return getattr(module, m.group(1))()
-    raise ValueError(f"from_spec: cannot rebuild {what}={text!r} from its description; pass {what}=... to from_spec")
+    try:
+        return parse(text)
+    except AlgorithmTextError as e:
+        raise ValueError(f"from_spec: cannot rebuild {what}={text!r} ({e}); pass {what}=... to from_spec") from None
 
 
 def _sequence_model(spec: dict, flat: torch.Tensor | None, overrides: dict):
@@ -172,9 +172,10 @@ def _sequence_model(spec: dict, flat: torch.Tensor | None, overrides: dict):
     vf = _vector_field(spec["vector_field"], None)
     solver = spec["solver"]
     kwargs = {
-        "alg": overrides.pop("alg") if "alg" in overrides else _rebuild_solver_object(solver["alg"], algorithms, "alg"),
+        "alg": overrides.pop("alg") if "alg" in overrides else _rebuild_solver_object(solver["alg"], parse_algorithm,
+                                                                                      "alg"),
         "sensealg": (overrides.pop("sensealg") if "sensealg" in overrides
-                     else _rebuild_solver_object(solver["sensealg"], algorithms, "sensealg")),
+                     else _rebuild_solver_object(solver["sensealg"], parse_sensealg, "sensealg")),
         "engine": solver["engine"], "reltol": solver["reltol"], "abstol": solver["abstol"],
         "solve_kwargs": dict(solver.get("solve_kwargs") or {}),
     }
@@ -189,9 +190,10 @@ def from_spec(spec: dict, flat: torch.Tensor | None = None, **overrides):
 
     Without `flat` a vector field's parameters are zeros; the readouts and baselines keep their
     constructors' draws. The global random state is left as it was either way. For a sequence model, `overrides`
-    (alg=, sensealg=, engine=, reltol=, abstol=, solve_kwargs=) replace the recorded solver settings, and
-    are needed when the recorded alg has options. The layout in spec["parameters"] is checked against the
-    rebuilt architecture.
+    (alg=, sensealg=, engine=, reltol=, abstol=, solve_kwargs=) replace the recorded solver settings; alg and
+    sensealg are rebuilt from their reprs (`gnode.algorithms.parse`), options included, and must be passed
+    when that fails (a method whose module is not loaded here). The layout in spec["parameters"] is checked
+    against the rebuilt architecture.
     """
     if not isinstance(spec, dict) or "format" not in spec:
         raise TypeError("from_spec: spec must be the dict returned by a model's spec() (it has a 'format' key)")
@@ -212,7 +214,8 @@ def _from_spec(spec: dict, fmt: str, flat, overrides: dict):
         if spec["family"] not in BASELINE_FAMILIES:
             raise ValueError(f"from_spec: unknown family {spec['family']!r}; known: {sorted(BASELINE_FAMILIES)}")
         model = BASELINE_FAMILIES[spec["family"]](int(spec["n"]), int(spec["d_in"]), int(spec["d_out"]),
-                                                  h0=spec["h0"], dtype=dtype_from_name(spec["dtype"]))
+                                                  h0=spec["h0"], time_gaps=bool(spec.get("time_gaps", False)),
+                                                  dtype=dtype_from_name(spec["dtype"]))
         _check_layout(model, spec, "discrete RNN spec")
         return _load(model, flat, "discrete RNN spec")
     raise ValueError(f"from_spec: unknown format {fmt!r}; known: gnode.vector_field, gnode.sequence_model, "

@@ -41,6 +41,8 @@ the remaining error sits on pulses with |amplitude| < 0.1, which barely differ f
 from __future__ import annotations
 
 import json
+import math
+import os
 import platform
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -48,9 +50,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gnode.algorithms.parse import parse_algorithm, parse_sensealg
+from gnode.engines.registry import get_engine
+from gnode.problem import INTERPOLATIONS
 from gnode.tasks.flipflop import FlipFlopConfig, make_flipflop
 from gnode.training.checkpoint import CheckpointError, atomic_write_json, load_checkpoint
-from gnode.training.names import algorithm_from_name, sensealg_from_name
+from gnode.training.distributed import World
+from gnode.training.figures import LATENTS_PNG, LOSS_PNG, SEQUENCES_PNG, draw_run_figures
+from gnode.training.metrics import HISTORY_CSV, HISTORY_JSON
 from gnode.training.trainer import CHECKPOINT, SUMMARY, TrainConfig, Trainer, TrainResult
 
 CONFIG = "config.json"
@@ -97,9 +104,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """How ODE models are solved: `alg`/`sensealg` as text (see `gnode.training.names`), the engine, the
+    """How ODE models are solved: `alg`/`sensealg` as text (see `gnode.algorithms.parse`), the engine, the
     tolerances of adaptive methods, `dt` for fixed-step ones (None: half the task's sampling step, so two
-    steps per sample interval), the input interpolation and the step budget per trajectory."""
+    steps per sample interval), the input interpolation and the step budget per trajectory. Every value is
+    checked here, so that a run is refused before anything is written rather than at its first solve."""
 
     alg: str = "RK4()"
     sensealg: str = "BackpropAdjoint()"
@@ -109,16 +117,36 @@ class SolverConfig:
     dt: float | None = None
     interpolation: str = "zoh"
     maxiters: int = 100_000
+    compile: bool = False  # solve(..., compile=True): each step one compiled graph
 
     def __post_init__(self):
-        algorithm_from_name(self.alg)  # fail early, with the list of known names
-        sensealg_from_name(self.sensealg)
+        get_engine(self.engine)  # an unknown engine fails here; loading one makes its own method names known
+        parse_algorithm(self.alg)  # fail early, with the list of known names
+        parse_sensealg(self.sensealg)
+        for name in ("reltol", "abstol"):
+            v = getattr(self, name)
+            if not (_real(v) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.reltol == 0 and self.abstol == 0:
+            raise ValueError("reltol and abstol cannot both be 0")
+        if self.dt is not None and not (_real(self.dt) and math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"the solver's dt must be a positive number, got {self.dt!r}")
+        if isinstance(self.maxiters, bool) or not isinstance(self.maxiters, int) or self.maxiters < 1:
+            raise ValueError(f"maxiters must be an integer >= 1, got {self.maxiters!r}")
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be True or False, got {self.compile!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
 
     def algorithm(self):
-        return algorithm_from_name(self.alg)
+        return parse_algorithm(self.alg)
 
     def sensitivity(self):
-        return sensealg_from_name(self.sensealg)
+        return parse_sensealg(self.sensealg)
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def default_flipflop_training() -> TrainConfig:
@@ -135,6 +163,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     train: TrainConfig = field(default_factory=default_flipflop_training)
+
+    def __post_init__(self):
+        if self.model.kind in ODE_KINDS and self.solver.algorithm().adaptive:  # checked here, not at the 1st solve
+            eps = torch.finfo(DTYPES[self.model.dtype]).eps
+            if 0 < self.solver.reltol < 2 * eps:
+                fix = "a looser reltol" if self.model.dtype == "float64" else "float64 (--dtype) or a looser reltol"
+                raise ValueError(f"reltol {self.solver.reltol:g} is below what {self.model.dtype} can resolve "
+                                 f"(2 eps = {2 * eps:.2g}); use {fix}")
 
     def to_dict(self) -> dict:
         return {"task": asdict(self.task), "model": asdict(self.model), "solver": asdict(self.solver),
@@ -156,6 +192,7 @@ class RunConfig:
     def results_affecting(self) -> dict:
         d = self.to_dict()
         d["train"] = self.train.results_affecting()
+        d["solver"].pop("compile", None)  # a speed switch: a run may be resumed with or without it
         return d
 
 
@@ -164,11 +201,13 @@ class RunSetupError(ValueError):
 
 
 def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int, *, seed: int,
-                sample_dt: float | None = None) -> nn.Module:
+                sample_dt: float | None = None, gradients: bool = True, time_gaps: bool = False) -> nn.Module:
     """The model of `model.kind`, initialised from `seed` without touching the global RNG state.
 
     ODE kinds are wrapped in `gnode.models.SequenceModel` with the solver settings; fixed-step methods get
-    dt = solver.dt, or half of `sample_dt`.
+    dt = solver.dt, or half of `sample_dt`. `gradients=False` leaves the sensealg out (forward solves only),
+    so that a model can be evaluated on an engine without sensitivities, such as "scipy". `time_gaps=True`
+    gives the discrete kinds the gap to the next sample as an extra input (irregularly sampled tasks).
     """
     from gnode import models
 
@@ -178,7 +217,7 @@ def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int,
         torch.random.default_generator.manual_seed(seed)  # for modules drawn from the global RNG (readouts)
         if model.kind in ("gru", "lstm"):
             cls = models.DiscreteGRU if model.kind == "gru" else models.DiscreteLSTM
-            return cls(model.latent, d_in, d_out, h0=model.h0, dtype=dtype)
+            return cls(model.latent, d_in, d_out, h0=model.h0, time_gaps=time_gaps, dtype=dtype)
         common = {"tau": model.tau, "init": model.init, "gain": model.gain, "generator": gen, "dtype": dtype}
         if model.kind == "gnode":
             vf = models.GatedNODE(model.latent, d_in, depth_F=model.depth_F, depth_G=model.depth_G,
@@ -193,6 +232,8 @@ def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int,
             vf = models.ElmanRNN(model.latent, d_in, phi="tanh", form="rate", **common)
         alg = solver.algorithm()
         solve_kwargs = {"maxiters": solver.maxiters}
+        if solver.compile:
+            solve_kwargs["compile"] = True
         if not alg.adaptive:
             dt = solver.dt or (sample_dt / 2 if sample_dt else None)
             if dt is None:
@@ -200,7 +241,8 @@ def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int,
             solve_kwargs["dt"] = dt
         elif solver.dt is not None:
             solve_kwargs["dt"] = solver.dt  # the first step of an adaptive method
-        return models.SequenceModel(vf, d_out, alg=alg, sensealg=solver.sensitivity(), engine=solver.engine,
+        sensealg = solver.sensitivity() if gradients else None
+        return models.SequenceModel(vf, d_out, alg=alg, sensealg=sensealg, engine=solver.engine,
                                     reltol=solver.reltol, abstol=solver.abstol, interpolation=solver.interpolation,
                                     h0=model.h0, solve_kwargs=solve_kwargs)
 
@@ -209,11 +251,9 @@ def _widths(width: int, depth: int):
     return [width] * (depth - 1) if depth > 1 else None
 
 
-def check_engine(solver: SolverConfig) -> None:
+def check_engine(solver: SolverConfig, *, gradients: bool = True) -> None:
     """Raise a clear error now, rather than mid-training, when the engine is unknown, unavailable here, or
-    lacks the algorithm or sensealg."""
-    from gnode.engines.registry import get_engine
-
+    lacks the algorithm or (with `gradients`, as training needs) the sensealg."""
     eng = get_engine(solver.engine)
     ok, why = eng.available()
     if not ok:
@@ -222,9 +262,12 @@ def check_engine(solver: SolverConfig) -> None:
     if not any(isinstance(alg, a) for a in eng.algorithms):
         raise ValueError(f"the {solver.engine!r} engine has no {alg.name}(); it has "
                          f"{', '.join(a.__name__ for a in eng.algorithms)}")
-    if not any(isinstance(sens, s) for s in eng.sensealgs):
+    if gradients and not any(isinstance(sens, s) for s in eng.sensealgs):
+        if not eng.sensealgs:
+            raise ValueError(f"the {solver.engine!r} engine computes no gradients (forward solves only), so it "
+                             "cannot train; train on another engine and evaluate on this one")
         raise ValueError(f"the {solver.engine!r} engine has no {sens.name}(); it has "
-                         f"{', '.join(s.__name__ for s in eng.sensealgs) or 'none'}")
+                         f"{', '.join(s.__name__ for s in eng.sensealgs)}")
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -237,45 +280,102 @@ def versions() -> dict:
             "machine": platform.machine(), "threads": torch.get_num_threads()}
 
 
-def _model_and_data(config: RunConfig):
+def _model_and_data(config: RunConfig, gradients: bool = True):
     dtype = DTYPES[config.model.dtype]
     data = make_flipflop(config.task, dtype=dtype)
     model = build_model(config.model, config.solver, data.d_in, data.d_out, seed=config.train.seed,
-                        sample_dt=config.task.dt)
+                        sample_dt=config.task.dt, gradients=gradients)
     return model, data
 
 
-def run_flipflop(config: RunConfig, out: str | Path, *, resume: bool = False, figures: bool = True,
-                 on_step=None) -> TrainResult:
-    """Train `config` into the folder `out` (or continue the run there with `resume=True`), then draw the
-    figures. Without `resume`, an existing finished or started run in `out` is an error (never overwritten)."""
+RUN_FILES = (CONFIG, CHECKPOINT, SUMMARY, HISTORY_JSON, HISTORY_CSV, LOSS_PNG, SEQUENCES_PNG, LATENTS_PNG)
+
+
+def run_flipflop(config: RunConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 figures: bool = True, on_step=None, log=print, world: World | None = None) -> TrainResult:
+    """Train `config` into the folder `out`, then draw the figures.
+
+    resume:    continue the run in `out` where its checkpoint stopped. A folder without a checkpoint (the run
+               died before writing one, or it was deleted) starts its run from the beginning, and a folder
+               without a run starts this one; `log` says which.
+    overwrite: start afresh in a folder that holds a run, removing that run's files (`RUN_FILES`).
+    Otherwise a folder that holds a run is an error (never overwritten). Raises `RunSetupError` before
+    anything is written when the run cannot start as asked.
+    world:     train data-parallel in this torch.distributed group (`gnode.training.distributed`): every rank
+               calls run_flipflop alike; rank 0 decides whether to resume, writes the files and logs.
+    """
     out = Path(out)
+    world = world or World()
+    log = log if world.is_primary else (lambda *_: None)
+    if resume and overwrite:
+        raise RunSetupError("resume and overwrite exclude each other")
+    if (problem := folder_problem(out)) is not None:
+        raise RunSetupError(f"{problem}; choose another folder for the run")
     if config.model.kind in ODE_KINDS:
         try:
             check_engine(config.solver)
         except ValueError as e:
             raise RunSetupError(str(e)) from None
-    if resume:
-        try:
-            saved = read_config(out)
-        except (FileNotFoundError, ValueError) as e:
-            raise RunSetupError(f"cannot resume: {e}") from None
-        if saved.results_affecting() != config.results_affecting():
-            diff = config_differences(saved.results_affecting(), config.results_affecting())
-            raise RunSetupError(f"cannot resume {out}: the options differ from the run's config.json ({diff})")
-    elif (out / CHECKPOINT).exists() or (out / CONFIG).exists():
-        raise RunSetupError(f"{out} already holds a run; choose another --out, or continue it with --resume")
+    resume = _continues(config, out, resume, overwrite, log)
     model, data = _model_and_data(config)
+    world.barrier()  # every rank has looked at the folder before rank 0 writes to it
+    resume = world.from_primary(lambda r=resume: r)  # what rank 0 found there holds for every rank
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if overwrite and world.is_primary:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    if not resume and world.is_primary:
         atomic_write_json(out / CONFIG, {**config.to_dict(), "n_params": count_parameters(model),
                                          "versions": versions()})
-    trainer = Trainer(model, data, config.train, out, run_config=config.results_affecting(), on_step=on_step)
+    world.barrier()  # the folder is ready before any rank trains
+    trainer = Trainer(model, data, config.train, out, run_config=config.results_affecting(), on_step=on_step,
+                      world=world)
     result = trainer.fit(resume=resume)
-    if figures and result.status != "stopped" and not result.already_finished:
-        from gnode.training.figures import draw_run_figures
+    if figures and result.status != "stopped" and not result.already_finished and world.is_primary:
         draw_run_figures(out, trainer.model, data, result.history)
     return result
+
+
+def _continues(config: RunConfig, out: Path, resume: bool, overwrite: bool, log) -> bool:
+    """Whether the run in `out` continues from its checkpoint (else it starts from the beginning), or a
+    `RunSetupError` when it can do neither as asked (see `run_flipflop`)."""
+    if not resume:
+        if ((out / CHECKPOINT).exists() or (out / CONFIG).exists()) and not overwrite:
+            raise RunSetupError(f"{out} already holds a run; continue it (resume), start it over (overwrite), or "
+                                "choose another folder")
+        return False
+    if not (out / CONFIG).exists():
+        if (out / CHECKPOINT).exists():
+            raise RunSetupError(f"cannot resume: {out} has a checkpoint but no {CONFIG}")
+        log(f"{out} holds no run yet: starting a new one")
+        return False
+    try:
+        saved = read_config(out)
+    except (FileNotFoundError, ValueError) as e:
+        raise RunSetupError(f"cannot resume: {e}") from None
+    if saved.results_affecting() != config.results_affecting():
+        diff = config_differences(saved.results_affecting(), config.results_affecting())
+        raise RunSetupError(f"cannot resume {out}: the options differ from the run's config.json ({diff})")
+    if not (out / CHECKPOINT).exists():
+        log(f"{out} has no checkpoint yet (the run stopped before its first one): starting it from the beginning")
+        return False
+    return True
+
+
+def folder_problem(path: str | Path) -> str | None:
+    """Why `path` cannot serve as an output folder (a file, under a file, or not writable here), or None.
+    Nothing is created, so that callers can check every option before they write anything."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{path} lies under {parent}, which is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write in {parent} (permission denied)"
+    return None
 
 
 def read_config(folder: str | Path) -> RunConfig:
@@ -304,17 +404,19 @@ class LoadedRun:
     weights: str  # "best" or "last"
 
 
-def load_run(folder: str | Path, *, solver: SolverConfig | None = None, dtype: str | None = None) -> LoadedRun:
+def load_run(folder: str | Path, *, solver: SolverConfig | None = None, dtype: str | None = None,
+             gradients: bool = True) -> LoadedRun:
     """The run in `folder` with its best weights (last ones if it never validated); `solver` overrides the
     saved solver settings and `dtype` the floating-point type (e.g. to evaluate a model trained in float32
-    with RK4 under Tsit5 at tight tolerances in float64)."""
+    with RK4 under Tsit5 at tight tolerances in float64); `gradients=False` builds the model for forward
+    solves only (see `build_model`)."""
     folder = Path(folder)
     config = read_config(folder)
-    if solver is not None:
-        config = replace(config, solver=solver)
+    changes = {"solver": solver} if solver is not None else {}
     if dtype is not None:
-        config = replace(config, model=replace(config.model, dtype=dtype))
-    model, data = _model_and_data(config)
+        changes["model"] = replace(config.model, dtype=dtype)
+    config = replace(config, **changes)  # at once: a tight reltol may need the new dtype
+    model, data = _model_and_data(config, gradients)
     state = load_checkpoint(folder / CHECKPOINT)
     weights = "best" if state.get("best_model") is not None else "last"
     try:

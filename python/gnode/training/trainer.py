@@ -36,6 +36,7 @@ from gnode.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from gnode.training.distributed import World
 from gnode.training.metrics import MetricsLog
 
 CHECKPOINT = "checkpoint.pt"
@@ -63,6 +64,10 @@ class TrainConfig:
     seed:             seeds the trainer's generator (mini-batch order). Model initialisation is seeded by
                       whoever builds the model (see `gnode.training.experiment`).
     progress:         show a tqdm progress bar (display only: does not affect results or resumption).
+    divergence_factor: stop with `TrainingDiverged` when a batch's loss exceeds this many times the first
+                      batch's (None: only on a non-finite loss). A diverging run can stay finite for its whole
+                      length (lr 1e4 on the flip-flop ends at 1e8 times the target variance), while a healthy
+                      one stays within a few times its first loss; the factor has wide margins both ways.
     """
 
     epochs: int = 30
@@ -79,6 +84,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     seed: int = 0
     progress: bool = True
+    divergence_factor: float | None = 100.0
 
     def __post_init__(self):
         def need(ok, what):
@@ -100,11 +106,14 @@ class TrainConfig:
              f"patience must be an integer >= 1 or None, got {self.patience!r}")
         need(isinstance(self.min_delta, (int, float)) and self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta!r}")
         need(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
+        need(self.divergence_factor is None or (_pos(self.divergence_factor) and self.divergence_factor > 1),
+             f"divergence_factor must be a number > 1 or None, got {self.divergence_factor!r}")
 
     def results_affecting(self) -> dict:
-        """The fields that change what training computes (all but `progress` and `checkpoint_every`): a
-        resumed run must match them."""
-        return {k: v for k, v in asdict(self).items() if k not in ("progress", "checkpoint_every")}
+        """The fields that change what training computes (all but `progress`, `checkpoint_every` and
+        `divergence_factor`, which only stops a run): a resumed run must match them."""
+        neutral = ("progress", "checkpoint_every", "divergence_factor")
+        return {k: v for k, v in asdict(self).items() if k not in neutral}
 
 
 def _pos(v) -> bool:
@@ -112,7 +121,8 @@ def _pos(v) -> bool:
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or grew past `TrainConfig.divergence_factor` times its start.
+    The checkpoint then holds the state before the failing step."""
 
 
 @dataclass
@@ -140,6 +150,7 @@ class _Progress:
     wall_time: float = 0.0              # seconds of training (and validation), summed over resumptions
     cpu_time: float = 0.0               # CPU seconds of this process over the same spans (robust to a busy machine)
     status: str = "running"
+    first_loss: float | None = None     # the first batch's loss: the scale divergence is measured against
 
 
 class Trainer:
@@ -151,12 +162,15 @@ class Trainer:
     loss:       loss(prediction, target) → scalar; default mean squared error.
     on_step:    called as on_step(trainer) after every optimiser step (for custom logging, or to call
                 `request_stop`).
+    world:      the torch.distributed group to train in, data-parallel (`gnode.training.distributed.World`;
+                default: this process alone). `batch_size` stays the global batch, so the result does not depend
+                on the number of processes; rank 0 writes the files.
     """
 
     def __init__(self, model: nn.Module, data: TaskData, config: TrainConfig | None = None,
                  out_dir: str | Path | None = None, *, run_config: dict | None = None,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 on_step: Callable[[Trainer], None] | None = None):
+                 on_step: Callable[[Trainer], None] | None = None, world: World | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Trainer: model must be a torch.nn.Module, got {type(model).__name__}")
         params = [p for p in model.parameters() if p.requires_grad]
@@ -168,6 +182,8 @@ class Trainer:
         self.run_config = dict(run_config or {})
         self.loss = loss or nn.functional.mse_loss
         self.on_step = on_step
+        self.world = world or World()
+        self._forward = self.world.wrap(model)  # DistributedDataParallel in a group: gradients are averaged
         ref = params[0]
         self.data = TaskData(*(s.to(device=ref.device, dtype=ref.dtype) for s in (data.train, data.val, data.test)),
                              meta=data.meta)
@@ -201,14 +217,15 @@ class Trainer:
         if resume:
             if self.checkpoint_path is None:
                 raise ValueError("Trainer.fit(resume=True) needs an out_dir holding a checkpoint")
-            self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.data.train.times.device))
+            where = self.data.train.times.device if not self.world.distributed else "cpu"
+            self.load_state_dict(self.world.from_primary(lambda: load_checkpoint(self.checkpoint_path,
+                                                                                 map_location=where)))
             if self.progress.status != "running":
                 return TrainResult(self.progress.status, self._read_summary(), list(self.log.rows),
                                    already_finished=True)
-        elif self.checkpoint_path is not None and self.checkpoint_path.exists() and self.progress.global_step == 0:
-            raise ValueError(f"{self.out_dir} already holds a checkpoint; continue it with fit(resume=True) or "
-                             "train into another out_dir")
-        if self.out_dir is not None:
+        elif self.checkpoint_path is not None and self.progress.global_step == 0:
+            self.world.from_primary(self._check_fresh)
+        if self.out_dir is not None and self.world.is_primary:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self._stop_requested = False
         with _StopOnSigint(self), self._progress_bar() as bar:
@@ -229,10 +246,21 @@ class Trainer:
 
     def evaluate(self, split: SequenceSplit | str = "test", *, model: nn.Module | None = None) -> dict:
         """Loss (MSE by default), per-channel MSE and solver statistics of `model` (default: the trained
-        one) on a split, in eval mode without gradients."""
+        one) on a split, in eval mode without gradients. In a process group every rank calls it: each evaluates
+        its share of the sequences, and all get the combined means."""
         if isinstance(split, str):
             split = self.data.split(split)
-        return evaluate_model(model or self.model, split, batch_size=self.config.eval_batch_size, loss=self.loss)
+        if not self.world.distributed:
+            return evaluate_model(model or self.model, split, batch_size=self.config.eval_batch_size, loss=self.loss)
+        mine = split.take(self.world.shard(range(len(split))))  # each rank its share; the means are combined
+        ev = evaluate_model(model or self.model, mine, batch_size=self.config.eval_batch_size,
+                            loss=self.loss) if len(mine) else None
+        return self.world.mean(ev, len(mine))
+
+    def _check_fresh(self) -> None:
+        if self.checkpoint_path.exists():
+            raise ValueError(f"{self.out_dir} already holds a checkpoint; continue it with fit(resume=True) or "
+                             "train into another out_dir")
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: model, optimiser, scheduler, RNG, loop position, metrics."""
@@ -283,13 +311,14 @@ class Trainer:
                 p.step_in_epoch, p.sums = 0, {}
             t_start, c_start = time.perf_counter(), time.process_time()
             while p.step_in_epoch < n_batches:
-                if self._stop_requested:
+                if self.world.any(self._stop_requested):  # every rank stops after the same step
                     p.wall_time += time.perf_counter() - t_start
-                    p.cpu_time += time.process_time() - c_start
+                    p.cpu_time += self._cpu_seconds(c_start)
                     return True
                 s = p.step_in_epoch
-                idx = torch.tensor(p.perm[s * cfg.batch_size:(s + 1) * cfg.batch_size], device=train.inputs.device)
-                row = self._train_step(train.take(idx))
+                mine, counted = self.world.shard_batch(p.perm[s * cfg.batch_size:(s + 1) * cfg.batch_size])
+                idx = torch.tensor(mine, device=train.inputs.device)
+                row = self._train_step(train.take(idx), counted=counted)
                 for k, v in row.items():
                     p.sums[k] = p.sums.get(k, 0.0) + v
                 p.sums["batches"] = p.sums.get("batches", 0) + 1
@@ -300,7 +329,7 @@ class Trainer:
                 if self.on_step is not None:
                     self.on_step(self)
             p.wall_time += time.perf_counter() - t_start
-            p.cpu_time += time.process_time() - c_start
+            p.cpu_time += self._cpu_seconds(c_start)
             self._mid_update = True  # epoch counter, validation, schedule and log change together
             self._end_epoch(bar)
             self._mid_update = False
@@ -309,18 +338,36 @@ class Trainer:
         p.status = "finished"
         return False
 
-    def _train_step(self, batch: SequenceSplit) -> dict:
+    def _train_step(self, batch: SequenceSplit, counted: bool = True) -> dict:
+        """One optimiser step on `batch` (this rank's share of the global batch; `counted` False: a stand-in row
+        of weight zero). Returns the step's sums over every rank: loss x sequences, sequences, statistics."""
         self.model.train()
-        out = self.model(batch.inputs, batch.times)
-        pred, stats = _unpack(out)
-        loss = self.loss(pred, batch.targets)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"the training loss became {loss.item()} at epoch {self.progress.epoch + 1}, step "
-                f"{self.progress.step_in_epoch + 1}; try a lower lr (now {self.config.lr}), stronger gradient "
-                "clipping, or tighter solver tolerances")
+        try:
+            out = self._forward(batch.inputs, batch.times)
+            pred, stats = _unpack(out)
+            pred, target = batch.observed(pred)  # under a mask: only the entries the loss reads
+            loss = self.loss(pred, target)
+        except Exception as e:  # in a group, every rank must hear of it before the gradient allreduce
+            if not self.world.distributed:
+                raise
+            self.world.agree(e)
+        self.world.agree(None)
+        n = len(batch) if counted else 0
+        local = {"loss": float(loss.detach()) * n, "seqs": n, "weight": target.numel() if counted else 0,
+                 "loss_w": float(loss.detach()) * target.numel() if counted else 0.0,
+                 **{k: v * n for k, v in (stats or {}).items()}}
+        total = self.world.sum(local)  # the whole batch's sums, on every rank
+        self._check_divergence(float(loss.detach()) if not self.world.distributed else
+                               total["loss_w"] / max(total["weight"], 1))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.world.distributed:  # DDP averages over ranks: weigh each by its share of the loss's entries
+            loss = loss * (local["weight"] * self.world.size / max(total["weight"], 1))
+        try:
+            loss.backward()
+        except RuntimeError as e:  # in a group: this rank's failure, or the gradient allreduce's (a peer died)
+            if not self.world.distributed:
+                raise
+            raise self.world.failure(e) from e
         params = [q for g in self.optimizer.param_groups for q in g["params"]]
         clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         gnorm = float(nn.utils.clip_grad_norm_(params, clip))
@@ -329,10 +376,22 @@ class Trainer:
         self._mid_update = False
         sol = getattr(out, "sol", None)  # the epoch's stiffness telemetry reads the last batch's solve
         self._last_sol = sol if isinstance(sol, ODESolution) else None
-        row = {"loss": float(loss.detach()) * len(batch), "seqs": len(batch), "grad_norm": gnorm}
-        if stats is not None:
-            row.update({k: v * len(batch) for k, v in stats.items()})
-        return row
+        total.pop("weight"), total.pop("loss_w")
+        return {**total, "grad_norm": gnorm}
+
+    def _check_divergence(self, loss: float) -> None:
+        p, factor = self.progress, self.config.divergence_factor
+        if p.first_loss is None and math.isfinite(loss):
+            p.first_loss = loss
+        grown = factor is not None and p.first_loss and loss > factor * p.first_loss
+        if math.isfinite(loss) and not grown:
+            return
+        what = f"became {loss}" if not math.isfinite(loss) else \
+            f"grew to {loss:.4g}, {loss / p.first_loss:.3g} times the first batch's {p.first_loss:.4g}"
+        saved = f"; the checkpoint in {self.out_dir} holds the state before this step" if self.out_dir else ""
+        raise TrainingDiverged(
+            f"training diverged: the loss {what} at epoch {p.epoch + 1}, step {p.step_in_epoch + 1}{saved}. "
+            f"Try a lower lr (now {self.config.lr:g}), stronger gradient clipping or tighter solver tolerances")
 
     def _end_epoch(self, bar) -> None:
         cfg, p = self.config, self.progress
@@ -345,7 +404,7 @@ class Trainer:
             if k in s:
                 row[f"train_{k}"] = s[k] / seqs
         with torch.no_grad():  # stiffness of the last batch: rho(J), dt*rho/bound, gate timescales (stiff_*)
-            row.update(telemetry_summary(self.model, getattr(self, "_last_sol", None)))
+            row.update(self.world.merge_telemetry(telemetry_summary(self.model, getattr(self, "_last_sol", None))))
         p.epoch += 1
         p.perm, p.step_in_epoch, p.sums = None, 0, {}
         val = None
@@ -353,7 +412,7 @@ class Trainer:
             t0, c0 = time.perf_counter(), time.process_time()
             ev = self.evaluate("val")
             p.wall_time += time.perf_counter() - t0
-            p.cpu_time += time.process_time() - c0
+            p.cpu_time += self._cpu_seconds(c0)
             val = ev["loss"]
             row["val_loss"] = val
             if "nf" in ev:
@@ -376,7 +435,7 @@ class Trainer:
         if cfg.patience is not None and p.bad_validations >= cfg.patience:
             p.status = "early_stopping"
         periodic = cfg.checkpoint_every and p.epoch % cfg.checkpoint_every == 0
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.world.is_primary:
             self.log.write(self.out_dir)
             if periodic and p.epoch < cfg.epochs and p.status == "running":
                 self._save()
@@ -403,12 +462,15 @@ class Trainer:
         }
         if "nf" in test:
             summary["test_nf"] = test["nf"]
-        if self.out_dir is not None:
+        if self.world.distributed:
+            summary["processes"] = self.world.size  # train_cpu_s sums over them
+        if self.out_dir is not None and self.world.is_primary:
             state = self.state_dict()
             state["model"] = last_state  # the checkpoint keeps the last weights; best_model the best
             save_checkpoint(self.checkpoint_path, state)
             self.log.write(self.out_dir)
             atomic_write_json(self.out_dir / SUMMARY, summary)
+        self.world.barrier()  # every rank returns once the run's files are written
         return summary
 
     def _read_summary(self) -> dict:
@@ -417,7 +479,7 @@ class Trainer:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def _save(self) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self.world.is_primary:
             return
         save_checkpoint(self.checkpoint_path, self.state_dict())
         self.log.write(self.out_dir)
@@ -436,31 +498,40 @@ class Trainer:
         n_batches = math.ceil(len(self.data.train) / self.config.batch_size)
         done = self.progress.epoch * n_batches + self.progress.step_in_epoch
         return tqdm(total=self.config.epochs * n_batches, initial=done, desc="train", unit="batch",
-                    disable=not self.config.progress, dynamic_ncols=True, file=sys.stderr, leave=True)
+                    disable=not (self.config.progress and self.world.is_primary), dynamic_ncols=True,
+                    file=sys.stderr, leave=True)
+
+    def _cpu_seconds(self, since: float) -> float:
+        """CPU seconds of this process since `since` (a `time.process_time()`), summed over the ranks."""
+        return self.world.sum({"cpu": time.process_time() - since})["cpu"]
 
 
 def evaluate_model(model: nn.Module, split: SequenceSplit, *, batch_size: int = 256,
                    loss: Callable | None = None) -> dict:
-    """{"loss", "per_channel" (MSE per output channel), and, for ODE models, mean "nf"/"naccept"/"nreject"
+    """{"loss", "per_channel" (MSE per output channel over the entries under the split's mask; None when
+    outputs and targets differ in shape, as in classification), and, for ODE models, mean "nf"/"naccept"/"nreject"
     per trajectory} of `model` on `split`, batched, in eval mode without gradients."""
     loss = loss or nn.functional.mse_loss
     was_training = model.training
     model.eval()
-    total, sq, n, stat_sums = 0.0, None, 0, {}
+    total, sq, n, entries, stat_sums = 0.0, None, 0, 0, {}
     try:
         with torch.no_grad():
             for i in range(0, len(split), batch_size):
                 b = split.take(slice(i, i + batch_size))
                 pred, stats = _unpack(model(b.inputs, b.times))
-                total += float(loss(pred, b.targets)) * len(b)
-                e = (pred - b.targets).double().pow(2).sum(dim=(0, 1))
-                sq = e if sq is None else sq + e
+                p, y = b.observed(pred)
+                total += float(loss(p, y)) * len(b)
+                if p.shape == y.shape:  # regression: squared error per output channel
+                    e = (p - y).double().pow(2).reshape(-1, y.shape[-1]).sum(dim=0)
+                    sq = e if sq is None else sq + e
+                    entries += y.numel() // y.shape[-1]
                 n += len(b)
                 for k, v in (stats or {}).items():
                     stat_sums[k] = stat_sums.get(k, 0.0) + v * len(b)
     finally:
         model.train(was_training)
-    out = {"loss": total / n, "per_channel": (sq / (n * split.times.numel())).tolist()}
+    out = {"loss": total / n, "per_channel": (sq / entries).tolist() if sq is not None else None}
     out.update({k: v / n for k, v in stat_sums.items()})
     return out
 

@@ -3,4 +3,4 @@
 from gnode.algorithms.tableaus.butcher import ButcherTableau, q
 from gnode.algorithms.tableaus.explicit import BS3, DP5, EULER, MIDPOINT, RK4, TSIT5, VERN7
 
-__all__ = ["ButcherTableau", "q", "EULER", "MIDPOINT", "RK4", "BS3", "DP5", "TSIT5", "VERN7"]
+__all__ = ["BS3", "DP5", "EULER", "MIDPOINT", "RK4", "TSIT5", "VERN7", "ButcherTableau", "q"]

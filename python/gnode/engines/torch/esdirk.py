@@ -8,41 +8,51 @@ across steps otherwise. A stage that still fails (diverges, or is out of iterati
 step (`err = inf`; the loop then shrinks its dt), counted in `nnonlinconvfail`.
 
 The error estimate is dt Σ b_error_i F_i, filtered through W^-1 where the algorithm's `smooth_est` asks
-(Shampine's smoothing, as OrdinaryDiffEq.jl's option; `gnode.algorithms.esdirk` says when and why). K holds the
-stage derivatives F_i (F_0 = f(t0, y0),
-F_i = z_i / dt), so the adjoints can use the method's own weights at its stages (`stage_states`, `b`, `c`).
+(Shampine's smoothing, as OrdinaryDiffEq.jl's option; `gnode.algorithms.esdirk` says when and why). dense = (K,)
+with K (batch, s, n) the stage derivatives F_i (F_0 = f(t0, y0), F_i = z_i / dt), so the adjoints can use the
+method's own weights at its stages (`stage_states`, `b`, `c`).
+
+The Newton iteration stops when every row has converged, a data-dependent loop: ESDIRK steps run eagerly.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
 from gnode.algorithms.tableaus.esdirk import ESDIRKTableau
 from gnode.engines.torch.linalg import factorize_w
 from gnode.engines.torch.newton import NewtonOptions, solve_stage
+from gnode.engines.torch.rosenbrock import AbstractStiffStepper
+from gnode.engines.torch.stepper import AbstractRKStages, CastTableau, StepResult, per_row_counts, powers
 
 
-class ESDIRKStepper:
-    """An ESDIRK tableau cast to the solve's dtype/device. The loop opens a `session` per solve (the Newton
-    tolerances and the Jacobian kept between steps live there); the dense output and the adjoints' stage
-    quadrature use the stepper itself."""
+class JacobianCache(NamedTuple):
+    """Per trajectory: J (batch, n, n), the time it was computed at, whether the next step wants a new one, and
+    the last contraction rate (the first Newton iteration's guess)."""
 
-    def __init__(self, tableau: ESDIRKTableau, dtype: torch.dtype, device: torch.device, kappa=0.01, max_iter=10,
-                 fast_rate=0.05, smooth_est=False):
-        def vec(xs):
-            return torch.tensor([float(x) for x in xs], dtype=dtype, device=device)
+    J: torch.Tensor
+    J_t: torch.Tensor
+    want_new: torch.Tensor
+    theta: torch.Tensor
 
-        self.tableau = tableau
+
+class ESDIRKStepper(AbstractStiffStepper, AbstractRKStages):
+    """An ESDIRK tableau cast to the solve's dtype/device, with the Newton options of one solve."""
+
+    def __init__(self, tableau: ESDIRKTableau, dtype: torch.dtype, device, opts: NewtonOptions,
+                 smooth_est: bool = False):
+        cast = CastTableau(dtype, device)
+        self.tableau, self.opts, self.smooth_est = tableau, opts, bool(smooth_est)
         self.stages = tableau.stages
         self.fsal = True  # stiffly accurate: F_s = f(t1, y1)
+        self.order, self.error_order = tableau.order, tableau.error_order
         self.gamma = float(tableau.gamma)
-        self.c = [float(x) for x in tableau.c]
-        self.a = [vec(row) for row in tableau.a]  # a[i] has i + 1 entries (incl. the diagonal)
-        self.b = vec(tableau.b)
-        self.b_error = vec(tableau.b_error)
-        self.c_dense = []
-        self.newton = (float(kappa), int(max_iter), float(fast_rate))
-        self.smooth_est = bool(smooth_est)
+        self.c = cast.floats(tableau.c)
+        self.a = cast.rows(tableau.a)  # a[i] has i + 1 entries (incl. the diagonal)
+        self.b = cast.vec(tableau.b)
+        self.b_error = cast.vec(tableau.b_error)
         s = self.stages
         # cubic Hermite on (y0, F_0, y1 = y0 + dt Σ b_i F_i, F_{s-1}) in the monomial basis, per stage:
         # y(θ) = y0 + dt Σ_i F_i (θ e0_i + θ² (3 b_i - 2 e0_i - e1_i) + θ³ (-2 b_i + e0_i + e1_i))
@@ -52,147 +62,102 @@ class ESDIRKStepper:
         e1[-1] = 1
         self.dense = torch.stack([e0, 3 * self.b - 2 * e0 - e1, -2 * self.b + e0 + e1], dim=1)  # (s, 3)
 
-    def session(self, cfg, batch: int) -> ESDIRKSession:
-        kappa, max_iter, fast_rate = self.newton
-        return ESDIRKSession(self, NewtonOptions(kappa, max_iter, fast_rate, cfg.reltol, cfg.abstol), batch)
-
     @staticmethod
-    def combine(weights: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    def combine(weights: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
         s = weights.shape[0]
-        return (weights @ K[:s].reshape(s, -1)).reshape(K.shape[1:])
+        return (weights @ Z[:s].reshape(s, -1)).reshape(Z.shape[1:])
 
-    def stage_states(self, y, dt, K):
-        """Z_i = y0 + dt Σ_{j<=i} a_ij F_j, rebuilt from K: (s, B, n)."""
-        dtc = dt[:, None]
-        return torch.stack([y] + [torch.addcmul(y, dtc, self.combine(self.a[i], K)) for i in range(1, self.stages)])
+    def init(self, rhs, t, y, f0):
+        B, n = y.shape
+        return JacobianCache(torch.zeros(B, n, n, dtype=y.dtype, device=y.device), torch.full_like(t, float("nan")),
+                             torch.ones(B, dtype=torch.bool, device=y.device), torch.ones_like(t))
 
-    def interpolate(self, y0, dt, K, theta):
-        """The cubic Hermite interpolant at P points: y0 (P, n), dt, θ (P,), K (s, P, n)."""
-        return y0 + torch.einsum("pm,mpn->pn", _powers(theta, 3), self.power_coefficients(dt, K))
+    def stage_states(self, y, h, K):
+        """Z_i = y0 + dt Σ_{j<=i} a_ij F_j, rebuilt from K (batch, s, n): (batch, s, n)."""
+        Ks, hc = K.transpose(0, 1), h[:, None]
+        return torch.stack([y] + [y + hc * self.combine(self.a[i], Ks) for i in range(1, self.stages)], dim=1)
 
-    def power_coefficients(self, dt, K):
-        """P (3, B, n) with y(θ) = y0 + Σ_m θ^(m+1) P_m."""
-        return dt[None, :, None] * torch.einsum("sm,sbn->mbn", self.dense, K[: self.stages])
+    def interpolate(self, y0, h, dense, theta):
+        """The cubic Hermite interpolant at P points: y0 (P, n), h, θ (P,), K (P, s, n)."""
+        return y0 + torch.einsum("pm,pmn->pn", powers(theta, 3), self.power_coefficients(h, dense))
 
+    def power_coefficients(self, h, dense):
+        return h[:, None, None] * torch.einsum("sm,bsn->bmn", self.dense, dense[0])
 
-class ESDIRKSession:
-    """One solve's Newton options and per-trajectory Jacobian cache (J, where it was computed, whether the next
-    step wants a new one)."""
-
-    def __init__(self, stepper: ESDIRKStepper, opts: NewtonOptions, batch: int):
-        self.stepper, self.opts, self.batch = stepper, opts, batch
-        for name in ("stages", "fsal", "c", "b", "c_dense", "stage_states", "interpolate", "power_coefficients"):
-            setattr(self, name, getattr(stepper, name))
-        self.J = None  # (batch, n, n)
-        self.J_t = None  # (batch,) time at which each row's J was computed
-        self.want_new = None  # (batch,) bool
-        self.theta = None  # (batch,) last contraction rate, the first iteration's guess
-
-    def step(self, rhs, t, y, dt, k1, seg):
-        y1, err, K, counters, _ = self.step_info(rhs, t, y, dt, k1, seg)
-        return y1, err, K, counters
-
-    def step_info(self, rhs, t, y, dt, k1, seg, rows=None):
-        """The step for the trajectories `rows` (indices into this session's batch; None: all of them)."""
-        B = y.shape[0]
-        if self.J is None:
-            n = y.shape[1]
-            self.J = torch.zeros(self.batch, n, n, dtype=y.dtype, device=y.device)
-            self.J_t = torch.full((self.batch,), float("nan"), dtype=y.dtype, device=y.device)
-            self.want_new = torch.ones(self.batch, dtype=torch.bool, device=y.device)
-            self.theta = torch.ones(self.batch, dtype=y.dtype, device=y.device)
-        sel = (lambda v: v) if rows is None else (lambda v: v[rows])
-        running = dt != 0
-        njacs = self._refresh_jacobian(rhs, t, y, seg, rows, sel(self.want_new) & running)
+    def step_stiffness(self, rhs, state: JacobianCache, t, y, h, f0):
+        running = h != 0
+        J, J_t, njacs = self._refresh(rhs, state, t, y, state.want_new & running)
         # the first iteration's rate guess: the last measured one, inflated towards 1 at every step (Hairer &
         # Wanner's FACCON^0.8) so that a rate measured once cannot vouch for one-iteration solves forever
-        theta0 = sel(self.theta).clamp(min=torch.finfo(y.dtype).eps).pow(0.8)
-        out = self._attempt(rhs, t, y, dt, k1, seg, sel(self.J), theta0, running)
-        y1, err, K, failed, iters, rate = out
+        theta0 = state.theta.clamp(min=torch.finfo(y.dtype).eps).pow(0.8)
+        y1, err, K, failed, iters, rate = self._attempt(rhs, t, y, h, f0, J, theta0, running)
         # a failure with a Jacobian from an earlier step: retry those rows now with a fresh one
-        stale = failed & (sel(self.J_t) != t)
+        stale = failed & (J_t != t)
         if bool(stale.any()):
-            njacs = njacs + self._refresh_jacobian(rhs, t, y, seg, rows, stale)
-            y1b, errb, Kb, failedb, itersb, rateb = self._attempt(rhs, t, y, dt, k1, seg, sel(self.J),
-                                                                  torch.ones_like(theta0), stale)
+            J, J_t, more = self._refresh(rhs, state._replace(J=J, J_t=J_t), t, y, stale)
+            njacs = njacs + more
+            y1b, errb, Kb, failedb, itersb, rateb = self._attempt(rhs, t, y, h, f0, J, torch.ones_like(theta0), stale)
             y1 = torch.where(stale[:, None], y1b, y1)
             err = torch.where(stale[:, None], errb, err)
-            K = torch.where(stale[None, :, None], Kb, K)
+            K = torch.where(stale[:, None, None], Kb, K)
             failed = torch.where(stale, failedb, failed)
             rate = torch.where(stale, rateb, rate)
             iters = iters + itersb
         with torch.no_grad():
-            want_new = failed | (rate > self.opts.fast_rate)
-            theta = torch.where(failed, torch.ones_like(rate), rate.clamp(max=1.0))
-            if rows is None:
-                self.want_new = torch.where(running, want_new, self.want_new)
-                self.theta = torch.where(running, theta, self.theta)
-            else:
-                self.want_new[rows] = torch.where(running, want_new, self.want_new[rows])
-                self.theta[rows] = torch.where(running, theta, self.theta[rows])
-        st = self.stepper
-        one = torch.ones(B, dtype=torch.long, device=y.device)
-        # one f evaluation per Newton iteration; the loop already counts stages - 1 per step
-        smoothing = (one + stale) if st.smooth_est else 0  # the filtered error estimate's solve, per attempt
-        counters = {"nf": iters - (st.stages - 1), "njacs": njacs, "nw": one + (stale & running),
-                    "nsolve": iters + smoothing, "nnonliniter": iters, "nnonlinconvfail": failed.long()}
-        stiffness = sel(self.J).detach().abs().sum(dim=-1).amax(dim=-1)
-        return y1, err, K, counters, stiffness
+            want_new = torch.where(running, failed | (rate > self.opts.fast_rate), state.want_new)
+            theta = torch.where(running, torch.where(failed, torch.ones_like(rate), rate.clamp(max=1.0)), state.theta)
+        attempts = running.long() + stale.long()
+        # one f evaluation per Newton iteration, one solve per iteration (and per attempt for the filtered error)
+        counts = per_row_counts(y.shape[0], y.device, nf=iters, njacs=njacs, nw=attempts,
+                                nsolve=iters + (attempts if self.smooth_est else 0), nnonliniter=iters,
+                                nnonlinconvfail=failed.long())
+        stiffness = J.detach().abs().sum(dim=-1).amax(dim=-1)
+        result = StepResult(y1, err, (K,), K[:, -1], JacobianCache(J, J_t, want_new, theta), counts)
+        return result, stiffness
 
-    def _refresh_jacobian(self, rhs, t, y, seg, rows, need):
-        """Recompute J (at this step's start) for the rows in `need`; returns the per-row count (B,) long."""
+    def _refresh(self, rhs, state: JacobianCache, t, y, need):
+        """J (and where it was computed) with the rows in `need` recomputed at this step's start; their count."""
         if not bool(need.any()):
-            return torch.zeros_like(need, dtype=torch.long)
+            return state.J, state.J_t, torch.zeros_like(need, dtype=torch.long)
         if bool(need.all()):
-            J = rhs.jacobian(t, y, seg)
-            J_t = t
-        else:
-            idx = need.nonzero()[:, 0]
-            Jn = rhs.jacobian(t[idx], y[idx], None if seg is None else seg[idx], idx)
-            J = (self.J if rows is None else self.J[rows]).index_copy(0, idx, Jn)
-            J_t = (self.J_t if rows is None else self.J_t[rows]).index_copy(0, idx, t[idx])
-        if rows is None:
-            self.J, self.J_t = J, J_t.detach().clone()
-        else:
-            self.J = self.J.index_copy(0, rows, J)
-            self.J_t = self.J_t.index_copy(0, rows, J_t.detach())
-        return need.long()
+            return rhs.jacobian(t, y), t.detach().clone(), need.long()
+        idx = need.nonzero()[:, 0]
+        J = state.J.index_copy(0, idx, rhs.subset(idx).jacobian(t[idx], y[idx]))
+        return J, state.J_t.index_copy(0, idx, t[idx].detach()), need.long()
 
-    def _attempt(self, rhs, t, y, dt, k1, seg, J, theta, active):
-        """All stages with a given J: (y1, err, K, failed, Newton iterations, slowest rate)."""
-        st, opts = self.stepper, self.opts
-        gamma = st.gamma
-        W = factorize_w(J, gamma * dt)
-        safe_dt = torch.where(dt == 0, torch.ones_like(dt), dt)[:, None]
-        dtc = dt[:, None]
-        Z = (dtc * k1)[None]  # stage increments z_j = dt F_j
+    def _attempt(self, rhs, t, y, h, f0, J, theta, active):
+        """All stages with a given J: (y1, err, K (batch, s, n), failed, Newton iterations, slowest rate)."""
+        W = factorize_w(J, self.gamma * h)
+        safe_h = torch.where(h == 0, torch.ones_like(h), h)[:, None]
+        hc = h[:, None]
+        Z = (hc * f0)[None]  # stage increments z_j = dt F_j
         failed = active & ~W.ok
         going = active & W.ok
-        iters = torch.zeros_like(dt, dtype=torch.long)
-        rate = torch.zeros_like(dt)
-        for i in range(1, st.stages):
-            base = y + st.combine(st.a[i][:i], Z)
-            ti = t + st.c[i] * dt
+        iters = torch.zeros_like(h, dtype=torch.long)
+        rate = torch.zeros_like(h)
+        for i in range(1, self.stages):
+            base = y + self.combine(self.a[i][:i], Z)
+            ti = t + self.c[i] * h
 
             def f_stage(u, ti=ti):
-                return rhs(ti, u, seg)
+                return rhs(ti, u)
 
-            sol = solve_stage(f_stage, base, gamma, Z[-1], dt, W, y, opts, theta, going)
+            sol = solve_stage(f_stage, base, self.gamma, Z[-1], h, W, y, self.opts, theta, going)
             Z = torch.cat([Z, sol.z[None]])
             iters = iters + sol.iterations
             rate = torch.maximum(rate, sol.rate)
             theta = torch.where(going, sol.rate, theta)
             failed = failed | sol.failed
             going = going & ~sol.failed
-        y1 = y + st.combine(st.b, Z)
-        err = st.combine(st.b_error, Z)
-        if st.smooth_est:
+        y1 = y + self.combine(self.b, Z)
+        err = self.combine(self.b_error, Z)
+        if self.smooth_est:
             err = W.solve(err)
         err = torch.where(failed[:, None], torch.full_like(err, float("inf")), err)
-        K = Z / safe_dt[None]
-        K = torch.cat([k1[None], K[1:]])  # F_0 exactly (dt = 0 rows would lose it)
+        K = torch.cat([f0[None], Z[1:] / safe_h[None]]).transpose(0, 1)  # F_0 exactly (h = 0 rows would lose it)
         return y1, err, K, failed, iters, rate
 
 
-def _powers(theta, degree):
-    return theta[:, None] ** torch.arange(1, degree + 1, device=theta.device, dtype=theta.dtype)
+def esdirk_stepper(alg, dtype, device, reltol: float, abstol: float) -> ESDIRKStepper:
+    opts = NewtonOptions(float(alg.kappa), int(alg.max_iter), float(alg.fast_rate), reltol, abstol)
+    return ESDIRKStepper(alg.tableau, dtype, device, opts, alg.smooth_est)

@@ -5,81 +5,103 @@ from __future__ import annotations
 import torch
 
 from gnode.algorithms.tableaus import ButcherTableau
+from gnode.engines.torch.stepper import (
+    AbstractLazyDense,
+    AbstractRKStages,
+    AbstractStepper,
+    AbstractTraceable,
+    CastTableau,
+    StepResult,
+    as_counts,
+    combine,
+    powers,
+)
 
 
-class ExplicitRK:
+class ExplicitRK(AbstractStepper, AbstractRKStages, AbstractTraceable):
     """A tableau cast to the solve's dtype/device, and the step that walks it.
 
-    step(rhs, t, y, dt, k1, seg) → (y1, err, K, counters): K (s, B, n) holds every stage derivative (the
-    dense output needs them), err (B, n) is the embedded error estimate (None for fixed-step methods), and
-    counters a dict of extra per-trajectory statistics (implicit methods: njacs, nw, ...; here none).
-    The loop relies on: stages, fsal, step, interpolate, extra stages (c_dense, extra_stages); the
-    RK-weight adjoint quadrature on: b, c, stage_states.
-    """
+    dense = (K,) with K (batch, s, n) the stage derivatives; counts: s - 1 evaluations per step (the first stage,
+    f0 = f(t, y), is the loop's: the previous step's last stage for an FSAL method, else its own evaluation)."""
 
-    def __init__(self, tableau: ButcherTableau, dtype: torch.dtype, device: torch.device):
-        def vec(xs):
-            return torch.tensor([float(x) for x in xs], dtype=dtype, device=device)
+    def __init__(self, tableau: ButcherTableau, dtype: torch.dtype, device, traced: bool = False):
+        cast = CastTableau(dtype, device)
+        self.tableau, self.traced = tableau, traced
+        self.stages, self.fsal = tableau.stages, tableau.fsal
+        self.order, self.error_order = tableau.order, tableau.error_order
+        self.c = cast.floats(tableau.c)
+        self.a, self.a_f = cast.rows(tableau.a), [cast.floats(r) for r in tableau.a]
+        self.b, self.b_f = cast.vec(tableau.b), cast.floats(tableau.b)
+        adaptive = tableau.adaptive
+        self.b_error = cast.vec(tableau.b_error) if adaptive else None
+        self.b_error_f = cast.floats(tableau.b_error) if adaptive else None
+        self.dense = cast.dense(tableau.dense)  # (S_dense, degree)
+        self.counts = as_counts(device=device, nf=self.stages - 1)
 
-        self.tableau = tableau
-        self.stages = tableau.stages
-        self.fsal = tableau.fsal
-        self.c = [float(x) for x in tableau.c]
-        self.a = [vec(row) for row in tableau.a]
-        self.a_dense = [vec(row) for row in tableau.extra_a]
-        self.c_dense = [float(x) for x in tableau.extra_c]
-        self.b = vec(tableau.b)
-        self.b_error = vec(tableau.b_error) if tableau.adaptive else None
-        degree = max(len(r) for r in tableau.dense)
-        self.dense = torch.tensor([[float(x) for x in r] + [0.0] * (degree - len(r)) for r in tableau.dense],
-                                  dtype=dtype, device=device)  # (S_dense, degree)
-
-    @staticmethod
-    def combine(weights: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-        """sum_j weights[j] K[j] for K (s, B, n) → (B, n), as one matrix product."""
-        s = weights.shape[0]
-        return (weights @ K[:s].reshape(s, -1)).reshape(K.shape[1:])
-
-    def step(self, rhs, t, y, dt, k1, seg):
-        dtc = dt[:, None]
-        recording = torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad)
-        if recording:  # autograd: stages stacked afresh (an in-place buffer would break the saved tensors)
-            ks = [k1]
-            K = k1[None]
+    def step(self, rhs, state, t, y, h, f0):
+        hc = h[:, None]
+        recording = self.traced or (torch.is_grad_enabled() and (y.requires_grad or f0.requires_grad))
+        if recording:  # autograd or tracing: stages kept as a list (an in-place buffer would break saved tensors)
+            ks = [f0]
+            K = ks if self.traced else f0[None]
         else:  # no graph: one buffer per step, written stage by stage
             K = torch.empty((self.stages, *y.shape), dtype=y.dtype, device=y.device)
-            K[0] = k1
+            K[0] = f0
         y1 = None
         for i in range(1, self.stages):
-            yi = torch.addcmul(y, dtc, self.combine(self.a[i], K))
+            yi = y + hc * combine(self.a[i], self.a_f[i], K, self.traced)
             if self.fsal and i == self.stages - 1:
                 y1 = yi  # the last stage of an FSAL method is evaluated at (t1, y1)
-            ki = rhs(t + self.c[i] * dt, yi, seg)
-            if recording:
+            ki = rhs(t + self.c[i] * h, yi)
+            if self.traced:
+                ks.append(ki)
+            elif recording:
                 ks.append(ki)
                 K = torch.stack(ks)
             else:
                 K[i] = ki
         if y1 is None:
-            y1 = torch.addcmul(y, dtc, self.combine(self.b, K))
-        err = None if self.b_error is None else dtc * self.combine(self.b_error, K)
-        return y1, err, K, {}
+            y1 = y + hc * combine(self.b, self.b_f, K, self.traced)
+        err = None if self.b_error is None else hc * combine(self.b_error, self.b_error_f, K, self.traced)
+        Kb = torch.stack(ks, dim=1) if self.traced else K.transpose(0, 1)  # (batch, s, n)
+        f1 = Kb[:, -1] if self.fsal else None
+        return StepResult(y1, err, (Kb,), f1, state, self.counts)
 
-    def stage_states(self, y, dt, K):
-        """The states at which the stages were evaluated, rebuilt from K: (s, B, n)."""
-        dtc = dt[:, None]
-        return torch.stack([y] + [torch.addcmul(y, dtc, self.combine(self.a[i], K)) for i in range(1, self.stages)])
+    def stage_states(self, y, h, K):
+        """The states at which the stages were evaluated, rebuilt from K (batch, s, n): (batch, s, n)."""
+        Ks = K.transpose(0, 1)
+        hc = h[:, None]
+        return torch.stack([y] + [y + hc * combine(self.a[i], None, Ks, False) for i in range(1, self.stages)],
+                           dim=1)
 
-    def extra_stages(self, rhs, t, y, dt, K, seg, rows):
-        """The interpolant's lazy stages (Vern7) at given (step, row) pairs: K (s, P, n) → (s + extras, P, n)."""
-        dtc = dt[:, None]
-        for c, a in zip(self.c_dense, self.a_dense):
-            yi = torch.addcmul(y, dtc, self.combine(a, K))
-            K = torch.cat([K, rhs(t + c * dt, yi, seg, rows)[None]])
-        return K
+    def interpolate(self, y0, h, dense, theta):
+        """y(t0 + θ h) = y0 + h Σ_i b_i(θ) K_i for P points: y0 (P, n), h, θ (P,), K (P, S, n)."""
+        (K,) = dense
+        bt = powers(theta, self.dense.shape[1]) @ self.dense.T  # (P, S)
+        return y0 + h[:, None] * torch.einsum("ps,psn->pn", bt, K)
 
-    def interpolate(self, y0, dt, K, theta):
-        """y(t0 + θ dt) = y0 + dt sum_i b_i(θ) K_i for P points: y0 (P, n), dt, θ (P,), K (S, P, n)."""
-        powers = theta[:, None] ** torch.arange(1, self.dense.shape[1] + 1, device=theta.device, dtype=theta.dtype)
-        bt = powers @ self.dense.T  # (P, S)
-        return y0 + dt[:, None] * torch.einsum("ps,spn->pn", bt, K)
+
+class LazyExplicitRK(ExplicitRK, AbstractLazyDense):
+    """An explicit method whose interpolant needs extra stages (Vern7): computed only where dense output is asked."""
+
+    def __init__(self, tableau: ButcherTableau, dtype: torch.dtype, device, traced: bool = False):
+        super().__init__(tableau, dtype, device, traced)
+        cast = CastTableau(dtype, device)
+        self.c_extra = cast.floats(tableau.extra_c)
+        self.a_extra = cast.rows(tableau.extra_a)
+        self.n_extra = len(self.c_extra)
+
+    def extra_stages(self, rhs, t, y, h, dense):
+        """dense = (K (P, s, n),) → ((K with the extra stages (P, s + extras, n),), evaluations (P,)) at P
+        (step, row) pairs."""
+        (K,) = dense
+        hc = h[:, None]
+        for c, a in zip(self.c_extra, self.a_extra):
+            yi = y + hc * torch.einsum("s,psn->pn", a, K[:, : a.shape[0]])
+            K = torch.cat([K, rhs(t + c * h, yi)[:, None]], dim=1)
+        return (K,), torch.full_like(h, self.n_extra, dtype=torch.long)
+
+
+def explicit_stepper(tableau: ButcherTableau, dtype, device, traced: bool = False) -> ExplicitRK:
+    cls = LazyExplicitRK if tableau.extra_c else ExplicitRK
+    return cls(tableau, dtype, device, traced)

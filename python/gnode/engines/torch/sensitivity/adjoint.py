@@ -6,24 +6,36 @@ dL/dθ = ∫_{t0}^{t1} a^T ∂f/∂θ dt, with θ the problem's `params` and the
 Per trajectory adaptivity holds in the backward solve too. The θ integral is accumulated from the
 accepted backward steps only: either with the method's own weights b_j at its stages (Backsolve,
 Interpolating — as if θ were part of the adjoint state) or by Gauss–Legendre quadrature on the
-adjoint's dense output (Quadrature). Each is one batched vector–Jacobian product over all stages.
+adjoint's dense output (Quadrature, and methods without Runge–Kutta stages). Each is one batched
+vector–Jacobian product over all stages.
+
+What the backward pass needs of the forward solve is saved with `ctx.save_for_backward`, so autograd keeps it
+while a graph is retained (`retain_graph=True`, `torch.autograd.grad` over several outputs, gradcheck) and frees
+it otherwise. Each sensitivity algorithm is a `_Strategy`: what it saves and how it runs backwards.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 
 from gnode.algorithms.sensealg import BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint
-from gnode.engines.torch.dense import DenseHistory
-from gnode.engines.torch.jacobian import finite_difference_time_derivative, jacobian
-from gnode.engines.torch.loop import RHS, integrate
 from gnode.engines.torch.forward import check, loop_config, make_solution, make_stepper, problem_stops, run_forward
+from gnode.engines.torch.history import DenseHistory
+from gnode.engines.torch.jacobian import finite_difference_time_derivative, jacobian, vjp
+from gnode.engines.torch.loop import integrate
+from gnode.engines.torch.rhs import AbstractRHS, ProblemRHS
+from gnode.engines.torch.stepper import AbstractRKStages
 from gnode.problem import ODEProblem
 from gnode.retcode import ReturnCode, SolveError
 from gnode.solution import ODESolution
 
 _QUADRATURE_ROWS = 1 << 16  # rows per batched VJP in the quadrature (bounds its memory)
+# BacksolveAdjoint warns when the state it reconstructs at t0 misses u0 by more than this many times the
+# tolerance scale (abstol + reltol |u0|): far beyond what the backward solve's own error explains
+_DRIFT_WARN = 1e3
 
 
 def solve_adjoint(prob: ODEProblem, alg, sensealg, opts) -> ODESolution:
@@ -37,22 +49,24 @@ def solve_adjoint(prob: ODEProblem, alg, sensealg, opts) -> ODESolution:
     values = prob.inputs.values if prob.inputs is not None else prob.u0.new_zeros(0)
     u = _Adjoint.apply(job, prob.u0, values, *prob.params)
     sol = make_solution(prob, alg, opts, job.forward, u)
-    if job.drop_history:
+    if not job.strategy.keeps_history:
         sol.interp = None  # O(1)-memory methods keep no dense output
+    job.forward = None  # what the backward pass needs is in the autograd context
     job.solution = sol
     return sol
 
 
 class _AdjointJob:
-    """What the autograd.Function needs between forward and backward (not tensors, so not in ctx)."""
+    """What the autograd.Function needs between forward and backward besides tensors."""
 
     def __init__(self, prob, alg, sensealg, opts):
         self.prob, self.alg, self.sensealg, self.opts = prob, alg, sensealg, opts
-        self.drop_history = isinstance(sensealg, BacksolveAdjoint) or (
-            isinstance(sensealg, InterpolatingAdjoint) and sensealg.checkpointing)
-        self.forward = None
+        self.strategy = strategy_for(sensealg)
+        self.forward = None  # the forward solve, until the solution is made
+        self.retcodes = None
+        self.t_final = None
         self.solution = None
-        self.checkpoints = None
+        self.skeleton = None  # the dense history's structure (its tensors are saved in ctx)
 
 
 class _Adjoint(torch.autograd.Function):
@@ -62,10 +76,9 @@ class _Adjoint(torch.autograd.Function):
         control = prob.inputs.with_values(values) if prob.inputs is not None else None
         fwd = run_forward(prob, job.alg, opts, y0=u0, control=control)
         u = fwd.dense.at_times(opts.saveat)
-        if isinstance(job.sensealg, InterpolatingAdjoint) and job.sensealg.checkpointing:
-            times = _checkpoint_times(prob.tspan, opts.saveat)
-            job.checkpoints = (times, fwd.dense.at_times(times))
-        job.forward = fwd
+        job.forward, job.retcodes, job.t_final = fwd, fwd.result.retcodes, fwd.result.t
+        job.control = fwd.rhs.control
+        ctx.save_for_backward(*job.strategy.save(job, fwd))
         ctx.job = job
         return u
 
@@ -73,16 +86,118 @@ class _Adjoint(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_u):
         job = ctx.job
-        fwd = job.forward
-        check_forward = fwd.result.retcodes != int(ReturnCode.Success)
-        if check_forward.any():
-            i = int(check_forward.nonzero()[0, 0])
-            raise SolveError(ReturnCode(int(fwd.result.retcodes[i])), i, float(fwd.result.t[i]), "torch",
-                             job.alg.name, "cannot differentiate a failed forward solve")
-        grads = _Backward(job, grad_u).run()
-        if job.drop_history:
-            job.forward = None  # release the history as soon as the gradient is out
+        saved = ctx.saved_tensors
+        failed = job.retcodes != int(ReturnCode.Success)
+        if failed.any():
+            i = int(failed.nonzero()[0, 0])
+            raise SolveError(ReturnCode(int(job.retcodes[i])), i, float(job.t_final[i]), "torch", job.alg.name,
+                             "cannot differentiate a failed forward solve")
+        grads = _Backward(job, grad_u).run(saved)
         return (None, *grads)
+
+
+# -- the sensitivity algorithms ---------------------------------------------------------------------------------
+
+
+class _Strategy:
+    """What a sensitivity algorithm saves of the forward solve, and its backward solve(s)."""
+
+    keeps_history = True
+
+    def save(self, job: _AdjointJob, fwd) -> tuple:
+        job.skeleton = fwd.dense.skeleton()
+        return fwd.dense.tensors()
+
+    def backward(self, bw: _Backward, a, saved):
+        raise NotImplementedError
+
+
+class _Interpolating(_Strategy):
+    """u(t) from the forward solution's dense output."""
+
+    def backward(self, bw, a, saved):
+        t0, t1 = bw.prob.tspan
+        return bw.interval(a, t1, t0, bw.job.skeleton.restore(saved))
+
+
+class _Quadrature(_Interpolating):
+    """Only the adjoint state backwards, then Gauss–Legendre quadrature of the parameter integral."""
+
+    def backward(self, bw, a, saved):
+        t0, t1 = bw.prob.tspan
+        return bw.interval(a, t1, t0, bw.job.skeleton.restore(saved), quadrature=True)
+
+
+class _Checkpointed(_Strategy):
+    """The forward states at the saved times (the checkpoints); each interval is re-solved forward from its
+    checkpoint when the backward pass reaches it."""
+
+    keeps_history = False
+
+    def save(self, job, fwd):
+        times = _checkpoint_times(job.prob.tspan, job.opts.saveat)
+        job.checkpoint_times = times
+        return (fwd.dense.at_times(times),)
+
+    def backward(self, bw, a, saved):
+        (states,) = saved
+        times = bw.job.checkpoint_times
+        for j in range(times.numel() - 1, 0, -1):
+            lo, hi = float(times[j - 1]), float(times[j])
+            a = bw.interval(a, hi, lo, bw.resolve(states[:, j - 1], lo, hi))
+            if j > 1:
+                a = a + bw.jump_at(lo)
+        return a
+
+
+class _Backsolve(_Strategy):
+    """u re-solved backwards with the adjoint, from u(t1) (or from each checkpoint, with checkpointing)."""
+
+    keeps_history = False
+
+    def __init__(self, checkpointing: bool):
+        self.checkpointing = checkpointing
+
+    def save(self, job, fwd):
+        if self.checkpointing:
+            times = _checkpoint_times(job.prob.tspan, job.opts.saveat)
+            job.checkpoint_times = times
+            return (fwd.dense.at_times(times),)
+        job.checkpoint_times = None
+        return (fwd.result.y,)
+
+    def backward(self, bw, a, saved):
+        (states,) = saved
+        t0, t1 = bw.prob.tspan
+        times = bw.job.checkpoint_times
+        if times is None:
+            a, u_start = bw.backsolve(a, t1, t0, states)
+        else:
+            u_start = None
+            for j in range(times.numel() - 1, 0, -1):
+                lo, hi = float(times[j - 1]), float(times[j])
+                a, u_start = bw.backsolve(a, hi, lo, states[:, j])  # the state reset to the forward one
+                if j > 1:
+                    a = a + bw.jump_at(lo)
+        bw.warn_if_drifted(u_start)
+        return a
+
+
+def strategy_for(sensealg) -> _Strategy:
+    for kind, make in _STRATEGIES.items():
+        if isinstance(sensealg, kind):
+            return make(sensealg)
+    raise ValueError(f"the torch engine has no continuous adjoint called {sensealg.name}()")
+
+
+_STRATEGIES = {
+    BacksolveAdjoint: lambda s: _Backsolve(s.checkpointing),
+    InterpolatingAdjoint: lambda s: _Checkpointed() if s.checkpointing else _Interpolating(),
+    QuadratureAdjoint: lambda s: _Quadrature(),
+}
+
+
+# -- the backward pass ------------------------------------------------------------------------------------------
 
 
 class _Backward:
@@ -94,50 +209,38 @@ class _Backward:
         self.alg = self.sensealg.alg or job.alg
         u0 = self.prob.u0
         self.B, self.n = u0.shape
-        self.stepper = make_stepper(self.alg, u0.dtype, u0.device)
-        self.cfg = loop_config(self.alg, self.opts, self.sensealg.reltol, self.sensealg.abstol)
-        self.rows = torch.arange(self.B, device=u0.device)
+        reltol = self.sensealg.reltol if self.sensealg.reltol is not None else self.opts.reltol
+        abstol = self.sensealg.abstol if self.sensealg.abstol is not None else self.opts.abstol
+        self.stepper = make_stepper(self.alg, u0.dtype, u0.device, reltol=reltol, abstol=abstol)
+        self.cfg = loop_config(self.alg, self.opts, reltol, abstol)
+        self.all_rows = torch.arange(self.B, device=u0.device)
         self.params = self.prob.params
         # the control twice: plain for the adjoint's own vector field, differentiable for dL/d(values)
-        self.control = job.forward.rhs.control
+        self.control = job.control
         self.values = None if self.control is None else self.control.values.detach().requires_grad_(True)
         self.grads = [torch.zeros_like(p) for p in self.params]
         self.grad_values = None if self.values is None else torch.zeros_like(self.values)
         self.stats = None
 
-    # -- the driver ---------------------------------------------------------------------------------
-
-    def run(self):
+    def run(self, saved):
         t0, t1 = self.prob.tspan
-        a = self._jump_at(t1)
-        if isinstance(self.sensealg, BacksolveAdjoint):
-            a = self._backsolve(a, t1, t0)
-        elif isinstance(self.sensealg, QuadratureAdjoint):
-            a = self._interval(a, t1, t0, self.job.forward.dense, quadrature=True)
-        elif self.job.checkpoints is not None:
-            times, states = self.job.checkpoints
-            for j in range(times.numel() - 1, 0, -1):
-                lo, hi = float(times[j - 1]), float(times[j])
-                dense = self._resolve(states[:, j - 1], lo, hi)
-                a = self._interval(a, hi, lo, dense)
-                if j > 1:
-                    a = a + self._jump_at(lo)
-        else:
-            a = self._interval(a, t1, t0, self.job.forward.dense)
-        a = a + self._jump_at(t0)
+        a = self.jump_at(t1)
+        a = self.job.strategy.backward(self, a, saved)
+        a = a + self.jump_at(t0)
         if self.job.solution is not None:
             self.job.solution.adjoint_stats = self.stats
         return (a, self.grad_values, *self.grads)
 
-    def _jump_at(self, t: float) -> torch.Tensor:
+    def jump_at(self, t: float) -> torch.Tensor:
         """Σ_k dL/du(s_k) over the saved times equal to t (exactly), (B, n)."""
         hit = (self.opts.saveat == t).to(self.grad_u.dtype)
         return torch.einsum("k,bkn->bn", hit, self.grad_u)
 
-    def _jump(self, t, a, landed):
+    def _jump(self, t, a, landed, rows):
         """on_stop: add dL/du(s_k) where a trajectory lands on a saved time s_k inside the interval."""
         hit = (self.opts.saveat[None, :] == t[:, None]) & landed[:, None]
-        return a + torch.einsum("bk,bkn->bn", hit.to(a.dtype), self.grad_u)
+        g = self.grad_u if rows is None else self.grad_u[rows]
+        return a + torch.einsum("bk,bkn->bn", hit.to(a.dtype), g)
 
     def _stops(self, lo, hi):
         parts = [self.opts.saveat]
@@ -147,134 +250,105 @@ class _Backward:
         s = torch.cat(parts)
         return s[(s > min(lo, hi)) & (s < max(lo, hi))]
 
-    def _record_stats(self, res):
+    def _integrate(self, rhs, start, hi, lo, on_stop, on_step, record):
+        res = integrate(self.stepper, rhs, start, hi, lo, self.cfg, self._stops(lo, hi),
+                        refresh_at_stops=self.control is not None and self.control.discontinuous,
+                        on_stop=on_stop, on_step=on_step, record=record)
         self.stats = res.stats if self.stats is None else _add_stats(self.stats, res.stats)
         bad = res.retcodes != int(ReturnCode.Success)
         if bad.any():
             i = int(bad.nonzero()[0, 0])
             raise SolveError(ReturnCode(int(res.retcodes[i])), i, float(res.t[i]), "torch", self.alg.name,
                              f"in the backward (adjoint) solve of {self.sensealg.name}")
+        return res
 
-    # -- the adjoint's vector fields ----------------------------------------------------------------
+    # -- the solves -----------------------------------------------------------------------------------------
 
-    def _adjoint_rhs(self, dense: DenseHistory, direction: float):
-        f = self.prob.f
-
-        def rhs(t, a, seg=None, rows=None):
-            y = dense.at(t) if rows is None else dense.at_rows(t, rows)
-            x = None if self.control is None else self.control.evaluate(t, seg, rows)
-            with torch.enable_grad():
-                y = y.detach().requires_grad_(True)
-                out = f(t, y) if x is None else f(t, y, x)
-                (g,) = torch.autograd.grad(out, y, a)
-            return -g
-
-        def jac(t, a, seg=None, rows=None):  # the adjoint is linear in a: its Jacobian is -J(y(t))^T
-            y = dense.at(t) if rows is None else dense.at_rows(t, rows)
-            x = None if self.control is None else self.control.evaluate(t, seg, rows)
-            with torch.no_grad():
-                return -jacobian(f, t, y, x).transpose(-1, -2)
-
-        return _FunctionRHS(rhs, self.control, direction, jac)
-
-    def _backsolve_rhs(self, direction: float):
-        f, n = self.prob.f, self.n
-
-        def rhs(t, z, seg=None, rows=None):
-            x = None if self.control is None else self.control.evaluate(t, seg, rows)
-            with torch.enable_grad():
-                y = z[:, :n].detach().requires_grad_(True)
-                out = f(t, y) if x is None else f(t, y, x)
-                (g,) = torch.autograd.grad(out, y, z[:, n:])
-            return torch.cat([out.detach(), -g], dim=1)
-
-        def augmented(t, z, x=None):  # differentiable in z (for the stiff methods' Jacobian)
-            y, a = z[:, :n], z[:, n:]
-            out = f(t, y) if x is None else f(t, y, x)
-            (g,) = torch.autograd.grad(out, y, a, create_graph=True)
-            return torch.cat([out, -g], dim=1)
-
-        def jac(t, z, seg=None, rows=None):  # [[J, 0], [-∂(J^T a)/∂y, -J^T]], by autodiff of the system
-            x = None if self.control is None else self.control.evaluate(t, seg, rows)
-            return jacobian(augmented, t, z.detach(), x).detach()
-
-        return _FunctionRHS(rhs, self.control, direction, jac)
-
-    # -- the solves ---------------------------------------------------------------------------------
-
-    def _interval(self, a, hi, lo, dense: DenseHistory, quadrature: bool = False):
+    def interval(self, a, hi, lo, dense: DenseHistory, quadrature: bool = False):
         """Adjoint from hi back to lo with u(t) from `dense`; accumulates the θ integral."""
-        rhs = self._adjoint_rhs(dense, 1.0 if lo > hi else -1.0)
-        quadrature = quadrature or not hasattr(self.stepper, "stage_states")  # Rosenbrock, Auto*: no RK stages
+        rhs = _AdjointRHS(self.prob.f, dense, self.control, 1.0 if lo > hi else -1.0)
+        quadrature = quadrature or not isinstance(self.stepper, AbstractRKStages)  # Rosenbrock, Auto*
 
-        def stage_states(t, dt, z, K, accept, seg):
-            ts, Z, w = self._stage_weights(t, dt, z, K, accept)
-            ys = dense.at(ts.T).transpose(0, 1)  # (s', B, n)
-            self._param_vjp(ts.reshape(-1), ys.reshape(-1, self.n), Z.reshape(-1, self.n), w.reshape(-1), seg, ts.shape[0])
+        def stage_terms(rec, rows):
+            ts, Z, w = self._stage_weights(rec)
+            r = self.all_rows if rows is None else rows
+            ys = dense.at_rows(ts.reshape(-1), r.repeat_interleave(ts.shape[1]))
+            self._param_vjp(ts.reshape(-1), ys, Z.reshape(-1, self.n), w.reshape(-1), rec.seg, rows, ts.shape[1])
 
-        res = integrate(self.stepper, rhs, a, hi, lo, self.cfg, self._stops(lo, hi),
-                        refresh_at_stops=self.control is not None and self.control.discontinuous,
-                        on_stop=self._jump, on_step=None if quadrature else stage_states, record=quadrature)
-        self._record_stats(res)
+        res = self._integrate(rhs, a, hi, lo, self._jump, None if quadrature else stage_terms, quadrature)
         if quadrature:
-            adj = DenseHistory(self.stepper, rhs, res.steps, a, hi, res.t, -1.0 if lo < hi else 1.0)
+            adj = DenseHistory(self.stepper, rhs, res.records, a, hi, res.t, -1.0 if lo < hi else 1.0)
             self._gauss_legendre(adj, dense)
         return res.y
 
-    def _backsolve(self, a, hi, lo):
+    def backsolve(self, a, hi, lo, u_hi):
+        """[u, a] backwards from hi to lo, u starting at u_hi: (a(lo), the reconstructed u(lo))."""
         n = self.n
-        z = torch.cat([self.job.forward.result.y.detach(), a], dim=1)
-        rhs = self._backsolve_rhs(1.0 if lo > hi else -1.0)
+        z = torch.cat([u_hi.detach(), a], dim=1)
+        rhs = _BacksolveRHS(self.prob.f, self.control, 1.0 if lo > hi else -1.0, n)
+        quadrature = not isinstance(self.stepper, AbstractRKStages)
 
-        def stage_states(t, dt, zz, K, accept, seg):
-            ts, Z, w = self._stage_weights(t, dt, zz, K, accept)
-            s = ts.shape[0]
-            self._param_vjp(ts.reshape(-1), Z[..., :n].reshape(-1, n), Z[..., n:].reshape(-1, n), w.reshape(-1), seg, s)
+        def stage_terms(rec, rows):
+            ts, Z, w = self._stage_weights(rec)
+            self._param_vjp(ts.reshape(-1), Z[..., :n].reshape(-1, n), Z[..., n:].reshape(-1, n), w.reshape(-1),
+                            rec.seg, rows, ts.shape[1])
 
-        def jump(t, zz, landed):
-            return torch.cat([zz[:, :n], self._jump(t, zz[:, n:], landed)], dim=1)
+        def jump(t, zz, landed, rows):
+            return torch.cat([zz[:, :n], self._jump(t, zz[:, n:], landed, rows)], dim=1)
 
-        quadrature = not hasattr(self.stepper, "stage_states")  # Rosenbrock, Auto*: no RK stages
-        res = integrate(self.stepper, rhs, z, hi, lo, self.cfg, self._stops(lo, hi),
-                        refresh_at_stops=self.control is not None and self.control.discontinuous,
-                        on_stop=jump, on_step=None if quadrature else stage_states, record=quadrature)
-        self._record_stats(res)
+        res = self._integrate(rhs, z, hi, lo, jump, None if quadrature else stage_terms, quadrature)
         if quadrature:
-            both = DenseHistory(self.stepper, rhs, res.steps, z, hi, res.t, -1.0 if lo < hi else 1.0)
+            both = DenseHistory(self.stepper, rhs, res.records, z, hi, res.t, -1.0 if lo < hi else 1.0)
             self._gauss_legendre(_Columns(both, slice(n, None)), _Columns(both, slice(None, n)))
-        return res.y[:, n:]
+        return res.y[:, n:], res.y[:, :n]
 
-    def _resolve(self, y_lo, lo, hi) -> DenseHistory:
+    def warn_if_drifted(self, u_rec):
+        """Warn when BacksolveAdjoint's reconstructed u(t0) is far from u0 (the sign its gradient is wrong)."""
+        u0 = self.prob.u0.detach()
+        scale = self.cfg.abstol + self.cfg.reltol * u0.abs()
+        miss = ((u_rec - u0) / scale).square().mean(dim=-1).sqrt()
+        worst = int(miss.argmax())
+        if float(miss[worst]) > _DRIFT_WARN:
+            rel = float((u_rec[worst] - u0[worst]).norm() / u0[worst].norm().clamp(min=self.cfg.abstol))
+            warnings.warn(
+                f"{self.sensealg.name}: the state reconstructed backwards to t0 misses u0 by {rel:.2g} (relative, "
+                f"trajectory {worst}; {float(miss[worst]):.2g}x the tolerance), so the gradient is unreliable: the "
+                "dynamics contract forwards and expand backwards. Use InterpolatingAdjoint() or "
+                "BacksolveAdjoint(checkpointing=True).", RuntimeWarning, stacklevel=2)
+
+    def resolve(self, y_lo, lo, hi) -> DenseHistory:
         """Re-solve forward on [lo, hi] from a checkpoint, keeping the dense history (checkpointing)."""
-        prob = self.prob
-        stepper = make_stepper(self.job.alg, y_lo.dtype, y_lo.device)
-        rhs = RHS(prob, self.control, 1.0 if hi > lo else -1.0)
+        prob, alg = self.prob, self.job.alg
+        stepper = make_stepper(alg, y_lo.dtype, y_lo.device, reltol=self.opts.reltol, abstol=self.opts.abstol)
+        rhs = ProblemRHS(prob, self.control, 1.0 if hi > lo else -1.0)
         with torch.no_grad():
-            res = integrate(stepper, rhs, y_lo, lo, hi, loop_config(self.job.alg, self.opts), self._stops(lo, hi),
+            res = integrate(stepper, rhs, y_lo, lo, hi, loop_config(alg, self.opts), self._stops(lo, hi),
                             refresh_at_stops=self.control is not None and self.control.discontinuous)
-        check(_as_solution(res, self.job.alg), self.job.alg)
-        return DenseHistory(stepper, rhs, res.steps, y_lo, lo, res.t, 1.0 if hi > lo else -1.0)
+        check(ODESolution(t=res.t, u=res.y[:, None], retcodes=res.retcodes, stats=res.stats, alg=alg,
+                          engine="torch", t_final=res.t), alg)
+        return DenseHistory(stepper, rhs, res.records, y_lo, lo, res.t, 1.0 if hi > lo else -1.0)
 
-    # -- the parameter integral ---------------------------------------------------------------------
+    # -- the parameter integral -----------------------------------------------------------------------------
 
-    def _stage_weights(self, t, dt, z, K, accept):
-        """Stage times (s', B), adjoint-stage states (s', B, m) and quadrature weights (s', B) for the
-        stages with b_j != 0 of the accepted steps; weight = -dt b_j (dt < 0 going back)."""
+    def _stage_weights(self, rec):
+        """Stage times (B, s'), adjoint-stage states (B, s', m) and quadrature weights (B, s') for the stages with
+        b_j != 0 of the accepted steps; weight = -dt b_j (dt < 0 going back)."""
         st = self.stepper
         keep = (st.b != 0).nonzero()[:, 0]
-        Z = st.stage_states(z, dt, K)[keep]
-        c = torch.tensor(st.c, dtype=dt.dtype, device=dt.device)[keep]
-        ts = t[None, :] + c[:, None] * dt[None, :]
-        w = st.b[keep][:, None] * (-dt * accept)[None, :]
+        Z = st.stage_states(rec.y, rec.h, rec.dense[0])[:, keep]
+        c = torch.tensor(st.c, dtype=rec.h.dtype, device=rec.h.device)[keep]
+        ts = rec.t[:, None] + c[None, :] * rec.h[:, None]
+        w = st.b[keep][None, :] * (-rec.h * rec.accept)[:, None]
         return ts, Z, w
 
-    def _param_vjp(self, t, y, a, w, seg, repeats):
-        """Add Σ_p w_p a_p^T ∂f/∂θ (t_p, y_p) to the parameter (and input-value) gradients."""
+    def _param_vjp(self, t, y, a, w, seg, rows, repeats):
+        """Add Σ_p w_p a_p^T ∂f/∂θ (t_p, y_p) to the parameter (and input-value) gradients; the P = B·repeats
+        points are row-major (each row's `repeats` points together)."""
         if not self.params and self.values is None:
             return
-        rows = self.rows.repeat(repeats) if repeats else None
-        seg_p = None if seg is None else seg.repeat(repeats)
-        self._vjp(t, y, a * w[:, None], seg_p, rows)
+        r = (self.all_rows if rows is None else rows).repeat_interleave(repeats)
+        seg_p = None if seg is None else seg.repeat_interleave(repeats)
+        self._vjp(t, y, a * w[:, None], seg_p, r)
 
     def _vjp(self, t, y, cot, seg, rows):
         f = self.prob.f
@@ -284,14 +358,13 @@ class _Backward:
                 out = f(t, y.detach())
             else:  # built afresh: a cubic control's slopes depend on the values too
                 out = f(t, y.detach(), self.control.with_values(self.values).evaluate(t, seg, rows))
-            gs = torch.autograd.grad(out, targets, cot, allow_unused=True)
+            gs = vjp(out, targets, cot)
         for acc, g in zip(self.grads, gs):
-            if g is not None:
-                acc.add_(g)
-        if self.values is not None and gs[-1] is not None:
+            acc.add_(g)
+        if self.values is not None:
             self.grad_values.add_(gs[-1])
 
-    def _gauss_legendre(self, adj: DenseHistory, dense: DenseHistory):
+    def _gauss_legendre(self, adj, dense):
         """∫ a^T ∂f/∂θ dt over the backward steps, `order` Gauss–Legendre nodes per step."""
         if (not self.params and self.values is None) or adj.count.max() == 0:
             return
@@ -311,32 +384,73 @@ class _Backward:
             w = (weights * -dt[start:start + chunk, :, None]).permute(1, 0, 2).reshape(-1)
             a, y = adj.at(tq), dense.at(tq)  # (B, m*Q, n)
             t_flat = tq.reshape(-1)
-            rows = self.rows[:, None].expand_as(tq).reshape(-1)
+            rows = self.all_rows[:, None].expand_as(tq).reshape(-1)
             seg = None if self.control is None else self.control.segment(t_flat, left=True)
             self._vjp(t_flat, y.reshape(-1, self.n), a.reshape(-1, self.n) * w[:, None], seg, rows)
 
 
-class _FunctionRHS(RHS):
-    """An RHS from a plain function (the adjoint systems; backwards in time when the forward solve is not).
+# -- the adjoint systems ----------------------------------------------------------------------------------------
 
-    jac(t, y, seg, rows) → (B, m, m): the system's Jacobian, for stiff adjoint methods. Its time derivative
-    (Rosenbrock methods) is a finite difference: the system reads u(t) from a dense history, which forward-mode
-    autodiff cannot see through."""
 
-    def __init__(self, fn, control, direction: float, jac=None):
-        self.fn, self.control, self.backward, self.jac = fn, control, direction < 0, jac
+class _AdjointRHS(AbstractRHS):
+    """a' = -(∂f/∂u)^T a with u(t) from a dense history; its Jacobian -J(u(t))^T (stiff adjoint methods).
 
-    def __call__(self, t, y, seg=None, rows=None):
-        return self.fn(t, y, seg, rows)
+    Its time derivative (Rosenbrock methods) is a finite difference: the system reads u(t) from a dense history,
+    which forward-mode autodiff cannot see through."""
 
-    def first(self, t, y, seg=None):
-        return self.fn(t, y, seg, None)
+    def __init__(self, f, dense: DenseHistory, control, direction: float):
+        self.f, self.dense, self.control, self.backward = f, dense, control, direction < 0
 
-    def jacobian(self, t, y, seg=None, rows=None):
-        return self.jac(t, y, seg, rows)
+    def _u(self, t, rows):
+        return self.dense.at(t) if rows is None else self.dense.at_rows(t, rows)
+
+    def _x(self, t, seg, rows):
+        return None if self.control is None else self.control.evaluate(t, seg, rows)
+
+    def evaluate(self, t, a, seg=None, rows=None):
+        y, x = self._u(t, rows), self._x(t, seg, rows)
+        with torch.enable_grad():
+            y = y.detach().requires_grad_(True)
+            out = self.f(t, y) if x is None else self.f(t, y, x)
+            (g,) = vjp(out, [y], a)
+        return -g
+
+    def jacobian(self, t, a, seg=None, rows=None):
+        with torch.no_grad():
+            return -jacobian(self.f, t, self._u(t, rows), self._x(t, seg, rows)).transpose(-1, -2)
 
     def time_derivative(self, t, y, f0, dt, seg=None, rows=None):
-        return finite_difference_time_derivative(lambda tt, yy: self(tt, yy, seg, rows), t, y, f0, dt)
+        return finite_difference_time_derivative(lambda tt, yy: self.evaluate(tt, yy, seg, rows), t, y, f0, dt)
+
+
+class _BacksolveRHS(AbstractRHS):
+    """[u, a]' = [f(u), -(∂f/∂u)^T a]: u re-solved backwards together with the adjoint."""
+
+    def __init__(self, f, control, direction: float, n: int):
+        self.f, self.control, self.backward, self.n = f, control, direction < 0, n
+
+    def _x(self, t, seg, rows):
+        return None if self.control is None else self.control.evaluate(t, seg, rows)
+
+    def evaluate(self, t, z, seg=None, rows=None):
+        x = self._x(t, seg, rows)
+        with torch.enable_grad():
+            y = z[:, : self.n].detach().requires_grad_(True)
+            out = self.f(t, y) if x is None else self.f(t, y, x)
+            (g,) = vjp(out, [y], z[:, self.n:])
+        return torch.cat([out.detach(), -g], dim=1)
+
+    def _augmented(self, t, z, x=None):  # differentiable in z (for the stiff methods' Jacobian)
+        y, a = z[:, : self.n], z[:, self.n:]
+        out = self.f(t, y) if x is None else self.f(t, y, x)
+        (g,) = vjp(out, [y], a, create_graph=True)
+        return torch.cat([out, -g], dim=1)
+
+    def jacobian(self, t, z, seg=None, rows=None):  # [[J, 0], [-∂(J^T a)/∂y, -J^T]], by autodiff of the system
+        return jacobian(self._augmented, t, z.detach(), self._x(t, seg, rows)).detach()
+
+    def time_derivative(self, t, y, f0, dt, seg=None, rows=None):
+        return finite_difference_time_derivative(lambda tt, yy: self.evaluate(tt, yy, seg, rows), t, y, f0, dt)
 
 
 class _Columns:
@@ -362,8 +476,3 @@ def _checkpoint_times(tspan, saveat):
 
 def _add_stats(a, b):
     return type(a)(**{k: v + getattr(b, k) for k, v in a.as_dict().items()})
-
-
-def _as_solution(res, alg):
-    return ODESolution(t=res.t, u=res.y[:, None], retcodes=res.retcodes, stats=res.stats, alg=alg,
-                       engine="torch", t_final=res.t)
