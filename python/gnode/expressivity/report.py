@@ -50,7 +50,7 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
 def write_results(results: list[dict], failures: list[dict], measure: dict, meta: dict, out, *,
                   figures: bool = True) -> dict[str, Path]:
     """Write the files of the module docstring into `out`; returns {name: path}."""
-    from gnode.training.checkpoint import atomic_write_json, atomic_write_text
+    from gnode.atomic import atomic_write_json, atomic_write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -196,7 +196,7 @@ def expressivity_trial(out: Path, **params) -> dict:
     """`gnode sweep`'s trial-function interface (`gnode.sweep`): params {"model": FamilySpec fields,
     "measure": MeasureConfig fields}. Writes the full result (every fit) to out/result.json and returns the
     flat summary: expressivity, censored, upper, parameters, rounds, seconds."""
-    from gnode.training.checkpoint import atomic_write_json
+    from gnode.atomic import atomic_write_json
 
     unknown = sorted(set(params) - {"model", "measure"})
     if unknown:

@@ -15,7 +15,7 @@ import math
 import statistics
 from pathlib import Path
 
-from gnode.training.checkpoint import atomic_write_json, atomic_write_text
+from gnode.atomic import atomic_write_json, atomic_write_text
 
 
 def write_results(results, folder: Path, *, figures: bool = True) -> dict[str, Path]:

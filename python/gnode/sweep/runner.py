@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gnode.atomic import atomic_write_text
 from gnode.jobs import AbstractExecutor, Journal, LocalExecutor
 from gnode.sweep.report import write_results
 from gnode.sweep.spec import SweepSpec, SweepSpecError, SweepTrial
-from gnode.training.checkpoint import atomic_write_text
 
 JOURNAL = "journal.jsonl"
 SWEEP_COLUMNS = ("trial", "status", "error", "seconds", "attempts", "folder", "key")

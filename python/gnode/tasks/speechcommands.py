@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnode.tasks.cache import atomic_write_bytes
+from gnode.atomic import atomic_write_bytes
 from gnode.tasks.data import TaskData
 from gnode.tasks.sequences import DataFormatError, Labels, Standardization, check_finite, classification_split
 

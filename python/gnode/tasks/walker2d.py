@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnode.tasks.cache import atomic_write_bytes, atomic_write_json
+from gnode.atomic import atomic_write_bytes, atomic_write_json
 from gnode.tasks.data import TaskData
 from gnode.tasks.sequences import DataFormatError, Standardization, check_finite, regression_split
 

@@ -51,10 +51,11 @@ import torch
 from torch import nn
 
 from gnode.algorithms.parse import parse_algorithm, parse_sensealg
+from gnode.atomic import atomic_write_json
 from gnode.engines.registry import get_engine
 from gnode.problem import INTERPOLATIONS
 from gnode.tasks.flipflop import FlipFlopConfig, make_flipflop
-from gnode.training.checkpoint import CheckpointError, atomic_write_json, load_checkpoint
+from gnode.training.checkpoint import CheckpointError, load_checkpoint
 from gnode.training.distributed import World
 from gnode.training.figures import LATENTS_PNG, LOSS_PNG, SEQUENCES_PNG, draw_run_figures
 from gnode.training.metrics import HISTORY_CSV, HISTORY_JSON

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from gnode.training.checkpoint import atomic_write_text
+from gnode.atomic import atomic_write_text
 
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"

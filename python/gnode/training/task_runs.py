@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from gnode.atomic import atomic_write_json, atomic_write_text
 from gnode.tasks.data import SequenceSplit, TaskData
 from gnode.tasks.registry import get_task, make_task
-from gnode.training.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_checkpoint
+from gnode.training.checkpoint import CheckpointError, load_checkpoint
 from gnode.training.experiment import (
     CONFIG,
     DTYPES,

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 
 from gnode.algorithms.tableaus.esdirk import ESDIRKTableau
+from gnode.engines.torch.jacobian import refresh_rows
 from gnode.engines.torch.linalg import factorize_w
 from gnode.engines.torch.newton import NewtonOptions, solve_stage
 from gnode.engines.torch.rosenbrock import AbstractStiffStepper
@@ -86,7 +87,7 @@ class ESDIRKStepper(AbstractStiffStepper, AbstractRKStages):
 
     def step_stiffness(self, rhs, state: JacobianCache, t, y, h, f0):
         running = h != 0
-        J, J_t, njacs = self._refresh(rhs, state, t, y, state.want_new & running)
+        J, J_t, njacs = refresh_rows(rhs, state.J, state.J_t, t, y, state.want_new & running)
         # the first iteration's rate guess: the last measured one, inflated towards 1 at every step (Hairer &
         # Wanner's FACCON^0.8) so that a rate measured once cannot vouch for one-iteration solves forever
         theta0 = state.theta.clamp(min=torch.finfo(y.dtype).eps).pow(0.8)
@@ -94,7 +95,7 @@ class ESDIRKStepper(AbstractStiffStepper, AbstractRKStages):
         # a failure with a Jacobian from an earlier step: retry those rows now with a fresh one
         stale = failed & (J_t != t)
         if bool(stale.any()):
-            J, J_t, more = self._refresh(rhs, state._replace(J=J, J_t=J_t), t, y, stale)
+            J, J_t, more = refresh_rows(rhs, J, J_t, t, y, stale)
             njacs = njacs + more
             y1b, errb, Kb, failedb, itersb, rateb = self._attempt(rhs, t, y, h, f0, J, torch.ones_like(theta0), stale)
             y1 = torch.where(stale[:, None], y1b, y1)
@@ -114,16 +115,6 @@ class ESDIRKStepper(AbstractStiffStepper, AbstractRKStages):
         stiffness = J.detach().abs().sum(dim=-1).amax(dim=-1)
         result = StepResult(y1, err, (K,), K[:, -1], JacobianCache(J, J_t, want_new, theta), counts)
         return result, stiffness
-
-    def _refresh(self, rhs, state: JacobianCache, t, y, need):
-        """J (and where it was computed) with the rows in `need` recomputed at this step's start; their count."""
-        if not bool(need.any()):
-            return state.J, state.J_t, torch.zeros_like(need, dtype=torch.long)
-        if bool(need.all()):
-            return rhs.jacobian(t, y), t.detach().clone(), need.long()
-        idx = need.nonzero()[:, 0]
-        J = state.J.index_copy(0, idx, rhs.subset(idx).jacobian(t[idx], y[idx]))
-        return J, state.J_t.index_copy(0, idx, t[idx].detach()), need.long()
 
     def _attempt(self, rhs, t, y, h, f0, J, theta, active):
         """All stages with a given J: (y1, err, K (batch, s, n), failed, Newton iterations, slowest rate)."""

@@ -107,3 +107,15 @@ def finite_difference_time_derivative(fn, t, y, f0, dt):
     size = torch.minimum(size, (dt.abs() / 2).clamp(min=eps))
     delta = torch.where(dt < 0, -size, size)
     return (fn(t + delta, y) - f0) / delta[:, None]
+
+
+def refresh_rows(rhs, J: torch.Tensor, J_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, need: torch.Tensor):
+    """(J, the times it was computed at, evaluations per row) with the rows in `need` recomputed at (t, y): the
+    Jacobian cache of the implicit methods, which keep J across steps and renew it per trajectory."""
+    if not bool(need.any()):
+        return J, J_t, torch.zeros_like(need, dtype=torch.long)
+    if bool(need.all()):
+        return rhs.jacobian(t, y), t.detach().clone(), need.long()
+    idx = need.nonzero()[:, 0]
+    J = J.index_copy(0, idx, rhs.subset(idx).jacobian(t[idx], y[idx]))
+    return J, J_t.index_copy(0, idx, t[idx].detach()), need.long()

@@ -45,6 +45,7 @@ import torch
 
 from gnode.algorithms.tableaus.radau import RadauIIATableau
 from gnode.engines.torch.initdt import rms
+from gnode.engines.torch.jacobian import refresh_rows
 from gnode.engines.torch.linalg import Factorized, factorize_w
 from gnode.engines.torch.rosenbrock import AbstractStiffStepper
 from gnode.engines.torch.stepper import AbstractRKStages, CastTableau, StepResult, per_row_counts, powers
@@ -150,7 +151,7 @@ class RadauStepper(AbstractStiffStepper, AbstractRKStages):
         B = y.shape[0]
         s = self.stages
         running = h != 0
-        J, J_t, njacs = self._refresh(rhs, state, t, y, state.want_new & running)
+        J, J_t, njacs = refresh_rows(rhs, state.J, state.J_t, t, y, state.want_new & running)
         stage_rhs = rhs.subset(torch.arange(B, device=y.device).repeat_interleave(s))
         scal = y.detach().abs() * self.rtol + self.atol
         z0 = self._start(state, h)
@@ -163,7 +164,7 @@ class RadauStepper(AbstractStiffStepper, AbstractRKStages):
         stale = failed & (J_t != t)
         attempts = running.long()
         if bool(stale.any()):
-            J, J_t, more = self._refresh(rhs, state._replace(J=J, J_t=J_t), t, y, stale)
+            J, J_t, more = refresh_rows(rhs, J, J_t, t, y, stale)
             njacs = njacs + more
             W_b = self._factorize(J, h)
             retry = self._newton(stage_rhs, t, y, h, z0, W_b, scal, torch.ones_like(eta0), stale & W_b.ok)
@@ -192,16 +193,6 @@ class RadauStepper(AbstractStiffStepper, AbstractRKStages):
         return StepResult(y1, err, (K,), None, new_state, counts), stiffness
 
     # -- the pieces of a step -----------------------------------------------------------------------------------
-
-    def _refresh(self, rhs, state: RadauState, t, y, need):
-        """J (and where it was computed) with the rows in `need` recomputed at this step's start; their count."""
-        if not bool(need.any()):
-            return state.J, state.J_t, torch.zeros_like(need, dtype=torch.long)
-        if bool(need.all()):
-            return rhs.jacobian(t, y), t.detach().clone(), need.long()
-        idx = need.nonzero()[:, 0]
-        J = state.J.index_copy(0, idx, rhs.subset(idx).jacobian(t[idx], y[idx]))
-        return J, state.J_t.index_copy(0, idx, t[idx].detach()), need.long()
 
     def _start(self, state: RadauState, h):
         """The Newton iteration's start: the last accepted step's collocation polynomial at this step's nodes,
