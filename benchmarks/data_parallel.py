@@ -117,7 +117,10 @@ def train_worker(config: dict, out: str) -> dict:
     torch.set_num_threads(1)
     with World.from_env() as world:
         result = run_flipflop(RunConfig.from_dict(config), out, figures=False, world=world)
-        return {"summary": result.summary, "params": torch.load(Path(out) / "checkpoint.pt", weights_only=True)["model"]}
+        return {
+            "summary": result.summary,
+            "params": torch.load(Path(out) / "checkpoint.pt", weights_only=True)["model"],
+        }
 
 
 def end_to_end(batch: int, n_train: int, epochs: int, a: float, c: float, allreduce: float) -> dict:
@@ -126,8 +129,11 @@ def end_to_end(batch: int, n_train: int, epochs: int, a: float, c: float, allred
     from gnode.training.experiment import RunConfig, run_flipflop
 
     base = RunConfig()
-    config = replace(base, task=replace(base.task, n_train=n_train), train=replace(
-        base.train, batch_size=batch, epochs=epochs, progress=False, checkpoint_every=0)).to_dict()
+    config = replace(
+        base,
+        task=replace(base.task, n_train=n_train),
+        train=replace(base.train, batch_size=batch, epochs=epochs, progress=False, checkpoint_every=0),
+    ).to_dict()
     with tempfile.TemporaryDirectory() as tmp:
         one = run_flipflop(RunConfig.from_dict(config), Path(tmp) / "one", figures=False)
         ones = torch.load(Path(tmp) / "one" / "checkpoint.pt", weights_only=True)["model"]
@@ -136,18 +142,35 @@ def end_to_end(batch: int, n_train: int, epochs: int, a: float, c: float, allred
     t1, t2 = one.summary["train_time_s"], two["summary"]["train_time_s"]
     c1, c2 = one.summary["train_cpu_s"], two["summary"]["train_cpu_s"]  # c2: summed over the 2 ranks
     model = (a + c * batch) / (a + c * batch / 2 + allreduce)
-    print(f"   batch {batch}: wall 1 process {t1:.1f} s, 2 processes {t2:.1f} s (under load {os.getloadavg()[0]:.1f}); "
-          f"CPU {c1:.1f} s and 2 x {c2 / 2:.1f} s: idle-machine speed-up {c1 / (c2 / 2):.2f} (step model {model:.2f}); "
-          f"largest parameter difference {diff:.2g}", flush=True)
-    return {"batch": batch, "n_train": n_train, "epochs": epochs, "train_time_1": t1, "train_time_2": t2,
-            "train_cpu_1": c1, "train_cpu_2_summed": c2, "cpu_speedup": c1 / (c2 / 2), "model_speedup": model,
-            "max_param_difference": diff}
+    print(
+        f"   batch {batch}: wall 1 process {t1:.1f} s, 2 processes {t2:.1f} s (under load {os.getloadavg()[0]:.1f}); "
+        f"CPU {c1:.1f} s and 2 x {c2 / 2:.1f} s: idle-machine speed-up {c1 / (c2 / 2):.2f} (step model {model:.2f}); "
+        f"largest parameter difference {diff:.2g}",
+        flush=True,
+    )
+    return {
+        "batch": batch,
+        "n_train": n_train,
+        "epochs": epochs,
+        "train_time_1": t1,
+        "train_time_2": t2,
+        "train_cpu_1": c1,
+        "train_cpu_2_summed": c2,
+        "cpu_speedup": c1 / (c2 / 2),
+        "model_speedup": model,
+        "max_param_difference": diff,
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batches", type=int, nargs="+", default=[256, 4096],
-                   help="global batches of the end-to-end runs, each on 2 x batch sequences (default 256 4096)")
+    p.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=[256, 4096],
+        help="global batches of the end-to-end runs, each on 2 x batch sequences (default 256 4096)",
+    )
     p.add_argument("--epochs", type=int, default=2, help="epochs of the end-to-end runs (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (default 5)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
@@ -166,8 +189,11 @@ def main(argv=None) -> int:
     for b, s in steps.items():
         print(f"   b = {b:4d}: {s * 1e3:8.1f} ms   (fit a + c b: {(a + c * b) * 1e3:8.1f} ms)")
     ops = ops_per_step()
-    print(f"   a = {a * 1e3:.1f} ms per step, c = {c * 1e3:.3f} ms per sequence; {ops} aten operations per step "
-          f"(b = 32), {steps[32] / ops * 1e6:.1f} us of CPU each", flush=True)
+    print(
+        f"   a = {a * 1e3:.1f} ms per step, c = {c * 1e3:.3f} ms per sequence; {ops} aten operations per step "
+        f"(b = 32), {steps[32] / ops * 1e6:.1f} us of CPU each",
+        flush=True,
+    )
 
     print("2. communication: all_reduce in a 2-process gloo group", flush=True)
     comm = launch(2, allreduce_worker, (SIZES, args.repeats * 4))
@@ -175,25 +201,43 @@ def main(argv=None) -> int:
     for n, s in allreduce.items():
         print(f"   {n:8d} float32: {s * 1e6:9.1f} us")
 
-    print(f"3. end to end: batches {args.batches} of 2 x batch sequences, {args.epochs} epochs, 1 and 2 processes",
-          flush=True)
+    print(
+        f"3. end to end: batches {args.batches} of 2 x batch sequences, {args.epochs} epochs, 1 and 2 processes",
+        flush=True,
+    )
     ends = [end_to_end(b, 2 * b, args.epochs, a, c, allreduce[SIZES[0]]) for b in args.batches]
-    doc = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "load_average_start": load_start,
-                       "load_average_end": os.getloadavg()},
-           "step_seconds": steps, "fit": {"a_seconds": a, "c_seconds_per_sequence": c}, "aten_ops_per_step": ops,
-           "allreduce_seconds_2_gloo": allreduce, "end_to_end": ends}
+    doc = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg(),
+        },
+        "step_seconds": steps,
+        "fit": {"a_seconds": a, "c_seconds_per_sequence": c},
+        "aten_ops_per_step": ops,
+        "allreduce_seconds_2_gloo": allreduce,
+        "end_to_end": ends,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "data_parallel.json").write_text(json.dumps(doc, indent=1) + "\n")
-    lines = [(f"step t(b) = a + c b: a = {a * 1e3:.1f} ms, c = {c * 1e3:.3f} ms/sequence (CPU), {ops} aten operations "
-              f"per step; allreduce of the gradient (658 float32, 2 gloo ranks): {allreduce[SIZES[0]] * 1e6:.0f} us")]
+    lines = [
+        (
+            f"step t(b) = a + c b: a = {a * 1e3:.1f} ms, c = {c * 1e3:.3f} ms/sequence (CPU), {ops} aten operations "
+            f"per step; allreduce of the gradient (658 float32, 2 gloo ranks): {allreduce[SIZES[0]] * 1e6:.0f} us"
+        )
+    ]
     for e in ends:
-        lines.append(f"batch {e['batch']}, {e['epochs']} epochs of {e['n_train']} sequences: CPU per rank "
-                     f"{e['train_cpu_1']:.1f} s (1 process), {e['train_cpu_2_summed'] / 2:.1f} s (2): speed-up "
-                     f"{e['cpu_speedup']:.2f} on an idle machine (step model {e['model_speedup']:.2f}); wall clock "
-                     f"here {e['train_time_1']:.1f} s and {e['train_time_2']:.1f} s; parameters agree to "
-                     f"{e['max_param_difference']:.1g}")
-    lines.append(f"load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-                 f"{os.cpu_count()} CPUs")
+        lines.append(
+            f"batch {e['batch']}, {e['epochs']} epochs of {e['n_train']} sequences: CPU per rank "
+            f"{e['train_cpu_1']:.1f} s (1 process), {e['train_cpu_2_summed'] / 2:.1f} s (2): speed-up "
+            f"{e['cpu_speedup']:.2f} on an idle machine (step model {e['model_speedup']:.2f}); wall clock "
+            f"here {e['train_time_1']:.1f} s and {e['train_time_2']:.1f} s; parameters agree to "
+            f"{e['max_param_difference']:.1g}"
+        )
+    lines.append(
+        f"load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs"
+    )
     text = "\n".join(lines) + "\n"
     (args.out / "data_parallel.txt").write_text(text)
     print()

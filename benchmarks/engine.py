@@ -53,20 +53,31 @@ def native(alg, sensealg=None, *, compile=False):
 
 
 def batch_problems(batch: int) -> dict:
-    return {"gain15": ProblemSpec.of("gnode_batch", factory=random_gnode, batch=batch),
-            "critical": ProblemSpec.of("gnode_critical", batch=batch)}
+    return {
+        "gain15": ProblemSpec.of("gnode_batch", factory=random_gnode, batch=batch),
+        "critical": ProblemSpec.of("gnode_critical", batch=batch),
+    }
 
 
 def batch_trials(tols, problems, modes, batch: int = 64):
     tsit = gnode.Tsit5()
-    forward = [native(tsit), native(tsit, compile=True),
-               SolverSpec("gnode", tsit, compile=True, controller=BATCH_NORM), SolverSpec("torchdiffeq", "dopri5"),
-               SolverSpec("torchode", "Tsit5"), SolverSpec("diffrax", "Tsit5")]
-    gradient = [native(tsit, gnode.BackpropAdjoint()), native(tsit, gnode.BackpropAdjoint(), compile=True),
-                native(tsit, gnode.InterpolatingAdjoint()),
-                SolverSpec("torchdiffeq", "dopri5", "backprop"), SolverSpec("torchdiffeq", "dopri5", "adjoint"),
-                SolverSpec("torchode", "Tsit5", "AutoDiffAdjoint"),
-                SolverSpec("diffrax", "Tsit5", "RecursiveCheckpointAdjoint")]
+    forward = [
+        native(tsit),
+        native(tsit, compile=True),
+        SolverSpec("gnode", tsit, compile=True, controller=BATCH_NORM),
+        SolverSpec("torchdiffeq", "dopri5"),
+        SolverSpec("torchode", "Tsit5"),
+        SolverSpec("diffrax", "Tsit5"),
+    ]
+    gradient = [
+        native(tsit, gnode.BackpropAdjoint()),
+        native(tsit, gnode.BackpropAdjoint(), compile=True),
+        native(tsit, gnode.InterpolatingAdjoint()),
+        SolverSpec("torchdiffeq", "dopri5", "backprop"),
+        SolverSpec("torchdiffeq", "dopri5", "adjoint"),
+        SolverSpec("torchode", "Tsit5", "AutoDiffAdjoint"),
+        SolverSpec("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"),
+    ]
     specs = [batch_problems(batch)[p] for p in problems]
     out = [Trial(p, s, tols) for p in specs for s in forward] if "forward" in modes else []
     if "gradient" in modes:
@@ -79,16 +90,33 @@ def _fmt(v, spec) -> str:
 
 
 def table(rows) -> str:
-    lines = [(f"{'problem':16s} {'solver':46s} {'mode':8s} {'reltol':>7s} {'linf':>9s} {'l2':>9s} {'grad err':>9s} "
-              f"{'time s':>8s} {'compile s':>9s} {'nf max':>7s} {'f calls':>7s} {'overhead':>8s}")]
+    lines = [
+        (
+            f"{'problem':16s} {'solver':46s} {'mode':8s} {'reltol':>7s} {'linf':>9s} {'l2':>9s} {'grad err':>9s} "
+            f"{'time s':>8s} {'compile s':>9s} {'nf max':>7s} {'f calls':>7s} {'overhead':>8s}"
+        )
+    ]
     for r in rows:
         status = "" if r["status"] == "ok" else f"  {r.get('retcode') or r['status']}: {r.get('message', '')[:60]}"
-        cells = [_fmt(r.get(k), spec) for k, spec in (("linf", "9.2e"), ("l2", "9.2e"), ("grad_error", "9.2e"),
-                                                       ("time", "8.4f"), ("compile_seconds", "9.1f"),
-                                                       ("nf_max", "7.0f"), ("f_calls", "7.0f"), ("overhead", "8.2f"))]
+        cells = [
+            _fmt(r.get(k), spec)
+            for k, spec in (
+                ("linf", "9.2e"),
+                ("l2", "9.2e"),
+                ("grad_error", "9.2e"),
+                ("time", "8.4f"),
+                ("compile_seconds", "9.1f"),
+                ("nf_max", "7.0f"),
+                ("f_calls", "7.0f"),
+                ("overhead", "8.2f"),
+            )
+        ]
         widths = (9, 9, 9, 8, 9, 7, 7, 8)
-        lines.append(f"{r['problem'][:16]:16s} {r['solver'][:46]:46s} {r['mode']:8s} {r['reltol']:7.0e} "
-                     + " ".join(f"{c:>{w}s}" for c, w in zip(cells, widths)) + status)
+        lines.append(
+            f"{r['problem'][:16]:16s} {r['solver'][:46]:46s} {r['mode']:8s} {r['reltol']:7.0e} "
+            + " ".join(f"{c:>{w}s}" for c, w in zip(cells, widths))
+            + status
+        )
     return "\n".join(lines)
 
 
@@ -108,13 +136,18 @@ def stiff(tols, repeats: int) -> str:
     from gnode.bench import problems
 
     algs = [gnode.Rodas5P()] + ([gnode.RadauIIA5()] if hasattr(gnode, "RadauIIA5") else [])
-    head = (f"{'problem':11s} {'solver':30s} {'reltol':>7s} {'max rel':>9s} {'time s':>9s} {'first s':>9s} "
-            f"{'nf':>7s} {'steps':>6s}")
+    head = (
+        f"{'problem':11s} {'solver':30s} {'reltol':>7s} {'max rel':>9s} {'time s':>9s} {'first s':>9s} "
+        f"{'nf':>7s} {'steps':>6s}"
+    )
     lines = [head]
     for sp_ in problems.CLASSIC:
         t1 = sp_.tspan[1]
-        times = (np.concatenate([[0.0], np.logspace(-5, np.log10(t1), 10)]) if sp_.name == "robertson"
-                 else np.linspace(sp_.tspan[0], t1, 11))
+        times = (
+            np.concatenate([[0.0], np.logspace(-5, np.log10(t1), 10)])
+            if sp_.name == "robertson"
+            else np.linspace(sp_.tspan[0], t1, 11)
+        )
         ref = sp_.reference(times)[0]
         curves: dict = {}
         for rtol in tols:
@@ -130,13 +163,16 @@ def stiff(tols, repeats: int) -> str:
                     u, nf, steps = out.u[0].numpy(), int(out.stats.nf[0]), int(out.stats.naccept[0])
                 err = float(np.max(np.abs(u - ref) / (np.abs(ref) + atol)))
                 curves.setdefault(name, []).append((err, best, nf))
-                lines.append(f"{sp_.name:11s} {name:30s} {rtol:7.0e} {err:9.2e} {best:9.4f} {first:9.2f} {nf:7d} "
-                             f"{steps:6d}")
+                lines.append(
+                    f"{sp_.name:11s} {name:30s} {rtol:7.0e} {err:9.2e} {best:9.4f} {first:9.2f} {nf:7d} {steps:6d}"
+                )
         radau = curves.pop("SciPy Radau")
         for name, pts in curves.items():
             t_ratio, nf_ratio = _matched(pts, radau)
-            lines.append(f"{sp_.name:11s} {name:30s} at Radau's errors: time x{t_ratio:.2f}, nf x{nf_ratio:.2f} "
-                         "(ours / SciPy Radau)")
+            lines.append(
+                f"{sp_.name:11s} {name:30s} at Radau's errors: time x{t_ratio:.2f}, nf x{nf_ratio:.2f} "
+                "(ours / SciPy Radau)"
+            )
     return "\n".join(lines)
 
 
@@ -149,9 +185,19 @@ def _stiff_runs(sp_, algs, times, rtol, atol) -> dict:
     for alg in algs:
         for compile in (False, True) if alg.name == "Rodas5P" else (False,):  # RadauIIA5: Newton, not traced
             runs[f"{alg!r}{' compiled' if compile else ''}"] = partial(
-                _solve_no_grad, prob, alg, saveat=saveat, reltol=rtol, abstol=atol, compile=compile)
-    runs["SciPy Radau"] = partial(solve_ivp, partial(_numpy_rhs, sp_.f_np), sp_.tspan, sp_.u0, "Radau",
-                                  t_eval=times, rtol=rtol, atol=atol, jac=partial(_numpy_rhs, sp_.jac_np))
+                _solve_no_grad, prob, alg, saveat=saveat, reltol=rtol, abstol=atol, compile=compile
+            )
+    runs["SciPy Radau"] = partial(
+        solve_ivp,
+        partial(_numpy_rhs, sp_.f_np),
+        sp_.tspan,
+        sp_.u0,
+        "Radau",
+        t_eval=times,
+        rtol=rtol,
+        atol=atol,
+        jac=partial(_numpy_rhs, sp_.jac_np),
+    )
     return runs
 
 
@@ -172,12 +218,14 @@ def _timed(run) -> float:
 
 def _matched(points, reference) -> tuple[float, float]:
     """Geometric-mean ratios (time, nf) of `points` to `reference` at the reference's errors inside both ranges."""
+
     def at(pts, e, i):
         pts = sorted(pts)
         le = [math.log(p[0]) for p in pts]
         if not (le[0] <= math.log(e) <= le[-1]):
             return float("nan")
         return math.exp(np.interp(math.log(e), le, [math.log(p[i]) for p in pts]))
+
     ratios = [(at(points, e, 1) / t, at(points, e, 2) / nf) for e, t, nf in reference]
     ratios = [r for r in ratios if all(math.isfinite(x) for x in r)]
     if not ratios:
@@ -209,12 +257,22 @@ def ensemble(tols, repeats: int) -> str:
     prob = gnode.ODEProblem(rober, u0, (0.0, t1))
 
     def scipy_all(rtol, atol):
-        return np.stack([solve_ivp(rober_np, (0, t1), [1.0, 0, 0], method="Radau", rtol=rtol, atol=atol,
-                                   jac=jac_np, args=(float(k),)).y[:, -1] for k in k1])
+        return np.stack(
+            [
+                solve_ivp(
+                    rober_np, (0, t1), [1.0, 0, 0], method="Radau", rtol=rtol, atol=atol, jac=jac_np, args=(float(k),)
+                ).y[:, -1]
+                for k in k1
+            ]
+        )
 
     ref = scipy_all(1e-12, 1e-16)
-    lines = [(f"{'reltol':>7s} {'gnode batch s':>13s} {'compile s':>9s} {'scipy 1-by-1 s':>14s} {'speed-up':>8s} "
-              f"{'gnode err':>9s} {'scipy err':>9s}")]
+    lines = [
+        (
+            f"{'reltol':>7s} {'gnode batch s':>13s} {'compile s':>9s} {'scipy 1-by-1 s':>14s} {'speed-up':>8s} "
+            f"{'gnode err':>9s} {'scipy err':>9s}"
+        )
+    ]
     for rtol in tols:
         atol = rtol * 1e-4
         with torch.no_grad():
@@ -232,14 +290,18 @@ def ensemble(tols, repeats: int) -> str:
             s_times.append(time.perf_counter() - start)
         g_err = float(np.max(np.abs(sol.u[:, -1, :3].numpy() - ref) / (np.abs(ref) + atol)))
         s_err = float(np.max(np.abs(ys - ref) / (np.abs(ref) + atol)))
-        lines.append(f"{rtol:7.0e} {min(g_times):13.3f} {compile_s:9.1f} {min(s_times):14.3f} "
-                     f"{min(s_times) / min(g_times):8.2f} {g_err:9.2e} {s_err:9.2e}")
+        lines.append(
+            f"{rtol:7.0e} {min(g_times):13.3f} {compile_s:9.1f} {min(s_times):14.3f} "
+            f"{min(s_times) / min(g_times):8.2f} {g_err:9.2e} {s_err:9.2e}"
+        )
     return "\n".join(lines)
 
 
 def machine() -> str:
-    return (f"{platform.platform()}; {platform.processor() or platform.machine()}; python {platform.python_version()}; "
-            f"torch {torch.__version__}; torch threads 1")
+    return (
+        f"{platform.platform()}; {platform.processor() or platform.machine()}; python {platform.python_version()}; "
+        f"torch {torch.__version__}; torch threads 1"
+    )
 
 
 def main(argv=None):
@@ -264,13 +326,13 @@ def main(argv=None):
     for part in parts:
         start = time.perf_counter()
         if part == "batch":
-            tols = (1e-4, 1e-6, 1e-8) if args.quick else tuple(10.0 ** -k for k in range(3, 10))
+            tols = (1e-4, 1e-6, 1e-8) if args.quick else tuple(10.0**-k for k in range(3, 10))
             problems, modes = args.problems.split(","), args.modes.split(",")
             if set(problems) - {"gain15", "critical"} or set(modes) - {"forward", "gradient"}:
                 p.error("--problems takes gain15, critical; --modes takes forward, gradient")
             text = run_part("batch", batch_trials(tols, problems, modes, args.batch), config, out)
         elif part == "stiff":
-            tols = (1e-5, 1e-7, 1e-9) if args.quick else tuple(10.0 ** -k for k in range(4, 11))
+            tols = (1e-5, 1e-7, 1e-9) if args.quick else tuple(10.0**-k for k in range(4, 11))
             text = stiff(tols, repeats)
         else:
             text = ensemble((1e-5, 1e-7) if args.quick else (1e-4, 1e-6, 1e-8), repeats)

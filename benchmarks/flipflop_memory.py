@@ -50,15 +50,18 @@ def probe(folder: Path, memories: torch.Tensor, hold: float, reference: bool) ->
     like = next(model.parameters())
     x = torch.zeros(memories.shape[0], steps, 3, dtype=like.dtype)
     for ch in range(3):
-        x[:, ch * width:(ch + 1) * width, ch] = memories[:, ch, None].to(like.dtype)
+        x[:, ch * width : (ch + 1) * width, ch] = memories[:, ch, None].to(like.dtype)
     times = torch.arange(steps, dtype=like.dtype) * dt
     with torch.no_grad():
         out = model(x, times)
         y, h = out.y.double(), out.h
         f = model.vector_field if hasattr(model, "vector_field") else None
         held = h[:, writes:]
-        speed = (f(times[writes:], held.reshape(-1, held.shape[-1])).reshape(held.shape).norm(dim=-1).median(1).values
-                 if f is not None else torch.full((memories.shape[0],), float("nan")))
+        speed = (
+            f(times[writes:], held.reshape(-1, held.shape[-1])).reshape(held.shape).norm(dim=-1).median(1).values
+            if f is not None
+            else torch.full((memories.shape[0],), float("nan"))
+        )
     m = memories.double()
     span = float(times[-1] - times[writes])
     return {
@@ -86,8 +89,9 @@ def figure(name: str, memories: torch.Tensor, r: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(10, 4.2))
-    for i, (key, label) in enumerate((("drift_speed", "output drift speed |dy/dt|"),
-                                      ("hold_error", "error after the hold |y - m|"))):
+    for i, (key, label) in enumerate(
+        (("drift_speed", "output drift speed |dy/dt|"), ("hold_error", "error after the hold |y - m|"))
+    ):
         ax = fig.add_subplot(1, 2, i + 1, projection="3d")
         sc = ax.scatter(*memories.T.numpy(), c=r[key], cmap="viridis", s=30, vmin=0)
         ax.set_xlabel("m1")
@@ -102,8 +106,9 @@ def figure(name: str, memories: torch.Tensor, r: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("runs", nargs="+", type=Path, help="flip-flop run folders (3 channels)")
     p.add_argument("--hold", type=float, default=40.0, help="time without input after the writes (default 40)")
     p.add_argument("--points", type=int, default=5, help="grid values per channel (default 5)")
@@ -123,17 +128,22 @@ def main(argv=None) -> int:
             results[key] = {"run": str(folder), **r, "summary": summarise(r)}
             if not reference:
                 figure(folder.name, memories, r, args.out / f"{folder.name}.png")
-    (args.out / "memory.json").write_text(json.dumps({"hold": args.hold, "memories": memories.tolist(),
-                                                       "runs": results}, indent=1))
+    (args.out / "memory.json").write_text(
+        json.dumps({"hold": args.hold, "memories": memories.tolist(), "runs": results}, indent=1)
+    )
     head = f"{'run':<42}{'test NMSE':>10}{'write err':>11}{'drift speed':>13}{'p90':>9}{'hold err':>10}{'p90':>9}"
     lines = [head, "-" * len(head)]
     for key, r in results.items():
         s = r["summary"]
         nmse = f"{r['test_nmse']:.3f}" if r["test_nmse"] is not None else "-"
-        lines.append(f"{key:<42}{nmse:>10}{s['write_error']['median']:>11.3f}{s['drift_speed']['median']:>13.4f}"
-                     f"{s['drift_speed']['p90']:>9.4f}{s['hold_error']['median']:>10.3f}{s['hold_error']['p90']:>9.3f}")
-    lines.append(f"\n(medians over {memories.shape[0]} memories; hold {args.hold:g} time units; errors are Euclidean "
-                 "norms over the 3 channels)")
+        lines.append(
+            f"{key:<42}{nmse:>10}{s['write_error']['median']:>11.3f}{s['drift_speed']['median']:>13.4f}"
+            f"{s['drift_speed']['p90']:>9.4f}{s['hold_error']['median']:>10.3f}{s['hold_error']['p90']:>9.3f}"
+        )
+    lines.append(
+        f"\n(medians over {memories.shape[0]} memories; hold {args.hold:g} time units; errors are Euclidean "
+        "norms over the 3 channels)"
+    )
     text = "\n".join(lines)
     (args.out / "memory.txt").write_text(text + "\n")
     print(text)

@@ -50,8 +50,14 @@ from dataclasses import replace
 from pathlib import Path
 
 MODELS = ("gnode", "node", "mgru", "elman", "gru")
-LABELS = {"gnode": "gnODE", "node": "nODE", "mgru": "mGRU", "elman": "Elman RNN", "gru": "GRU (discrete)",
-          "lstm": "LSTM (discrete)"}
+LABELS = {
+    "gnode": "gnODE",
+    "node": "nODE",
+    "mgru": "mGRU",
+    "elman": "Elman RNN",
+    "gru": "GRU (discrete)",
+    "lstm": "LSTM (discrete)",
+}
 
 
 def matched_model(kind: str, target: int, d_in: int, d_out: int):
@@ -85,22 +91,45 @@ def sweep_spec(models, lrs, seeds, base, target: int, d: int):
         model = asdict(matched_model(kind, target, d, d))
         for lr in lrs:
             for seed in seeds:
-                points.append({**{f"model.{k}": v for k, v in model.items()}, "train.lr": lr, "train.seed": seed,
-                               "task.seed": seed})
+                points.append(
+                    {
+                        **{f"model.{k}": v for k, v in model.items()},
+                        "train.lr": lr,
+                        "train.seed": seed,
+                        "task.seed": seed,
+                    }
+                )
     base_dict = base.to_dict()
-    return SweepSpec(trial="flipflop", name="flipflop_models", points=points,
-                     base={"train": {"epochs": base_dict["train"]["epochs"]}},
-                     metrics=("normalized_test_mse", "train_cpu_s"), plot={"x": "model.kind"})
+    return SweepSpec(
+        trial="flipflop",
+        name="flipflop_models",
+        points=points,
+        base={"train": {"epochs": base_dict["train"]["epochs"]}},
+        metrics=("normalized_test_mse", "train_cpu_s"),
+        plot={"x": "model.kind"},
+    )
 
 
 def trial_row(r: dict) -> dict:
     """A finished sweep row as this comparison's row."""
-    return {"model": r["model.kind"], "lr": r["train.lr"], "seed": r["train.seed"], "latent": r["latent"],
-            "width_F": r["model.width_F"], "n_params": r["n_params"], "val_mse": r["val_mse"],
-            "test_mse": r["test_mse"], "normalized_test_mse": r["normalized_test_mse"],
-            "target_variance": r["target_variance_test"], "train_time_s": r["train_time_s"],
-            "train_cpu_s": r.get("train_cpu_s"), "test_nf": r.get("test_nf"), "best_epoch": r["best_epoch"],
-            "epochs_run": r["epochs_run"], "folder": r["folder"]}
+    return {
+        "model": r["model.kind"],
+        "lr": r["train.lr"],
+        "seed": r["train.seed"],
+        "latent": r["latent"],
+        "width_F": r["model.width_F"],
+        "n_params": r["n_params"],
+        "val_mse": r["val_mse"],
+        "test_mse": r["test_mse"],
+        "normalized_test_mse": r["normalized_test_mse"],
+        "target_variance": r["target_variance_test"],
+        "train_time_s": r["train_time_s"],
+        "train_cpu_s": r.get("train_cpu_s"),
+        "test_nf": r.get("test_nf"),
+        "best_epoch": r["best_epoch"],
+        "epochs_run": r["epochs_run"],
+        "folder": r["folder"],
+    }
 
 
 def _mean_sd(rs: list[dict], key: str):
@@ -122,11 +151,26 @@ def aggregate(rows: list[dict]) -> list[dict]:
         cpu, cpu_sd = _mean_sd(rs, "train_cpu_s")
         nf, _ = _mean_sd(rs, "test_nf")
         val, _ = _mean_sd(rs, "val_mse")
-        out.append({"model": kind, "label": LABELS.get(kind, kind), "lr": lr, "seeds": len(rs),
-                    "latent": rs[0]["latent"], "val_mse_mean": val,
-                    "n_params": rs[0]["n_params"], "test_mse_mean": mse, "test_mse_sd": mse_sd,
-                    "normalized_mean": nmse, "normalized_sd": nmse_sd, "train_time_mean_s": t,
-                    "train_time_sd_s": t_sd, "train_cpu_mean_s": cpu, "train_cpu_sd_s": cpu_sd, "test_nf_mean": nf})
+        out.append(
+            {
+                "model": kind,
+                "label": LABELS.get(kind, kind),
+                "lr": lr,
+                "seeds": len(rs),
+                "latent": rs[0]["latent"],
+                "val_mse_mean": val,
+                "n_params": rs[0]["n_params"],
+                "test_mse_mean": mse,
+                "test_mse_sd": mse_sd,
+                "normalized_mean": nmse,
+                "normalized_sd": nmse_sd,
+                "train_time_mean_s": t,
+                "train_time_sd_s": t_sd,
+                "train_cpu_mean_s": cpu,
+                "train_cpu_sd_s": cpu_sd,
+                "test_nf_mean": nf,
+            }
+        )
     return out
 
 
@@ -140,16 +184,20 @@ def best_lr(agg: list[dict]) -> list[dict]:
 
 
 def table(agg: list[dict]) -> str:
-    head = (f"{'model':<16}{'N':>4}{'params':>8}{'lr':>8}{'test MSE (mean ± sd)':>26}{'MSE / var':>18}"
-            f"{'wall [s]':>16}{'CPU [s]':>16}{'nf':>7}")
+    head = (
+        f"{'model':<16}{'N':>4}{'params':>8}{'lr':>8}{'test MSE (mean ± sd)':>26}{'MSE / var':>18}"
+        f"{'wall [s]':>16}{'CPU [s]':>16}{'nf':>7}"
+    )
     lines = [head, "-" * len(head)]
     for a in agg:
         nf = f"{a['test_nf_mean']:.0f}" if a["test_nf_mean"] is not None else "-"
-        lines.append(f"{a['label']:<16}{a['latent']:>4}{a['n_params']:>8}{a['lr']:>8g}"
-                     f"{a['test_mse_mean']:>15.4f} ± {a['test_mse_sd']:<8.4f}"
-                     f"{a['normalized_mean']:>9.3f} ± {a['normalized_sd']:<6.3f}"
-                     f"{a['train_time_mean_s']:>8.0f} ± {a['train_time_sd_s']:<5.0f}"
-                     f"{_num(a['train_cpu_mean_s']):>8} ± {_num(a['train_cpu_sd_s']):<5}{nf:>7}")
+        lines.append(
+            f"{a['label']:<16}{a['latent']:>4}{a['n_params']:>8}{a['lr']:>8g}"
+            f"{a['test_mse_mean']:>15.4f} ± {a['test_mse_sd']:<8.4f}"
+            f"{a['normalized_mean']:>9.3f} ± {a['normalized_sd']:<6.3f}"
+            f"{a['train_time_mean_s']:>8.0f} ± {a['train_time_sd_s']:<5.0f}"
+            f"{_num(a['train_cpu_mean_s']):>8} ± {_num(a['train_cpu_sd_s']):<5}{nf:>7}"
+        )
     return "\n".join(lines)
 
 
@@ -158,14 +206,26 @@ def _num(v) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(LABELS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, help="override the default number of epochs (for a quick look)")
-    p.add_argument("--lrs", nargs="+", type=float, help="learning rates to try per model (default: the default "
-                   "lr only); each model is reported at the lr with the best mean validation MSE")
-    p.add_argument("--jobs", type=int, default=2, help="trials run at once on a local Ray, one CPU and torch thread "
-                   "each (default 2; 1: one after the other in this process, without Ray)")
+    p.add_argument(
+        "--lrs",
+        nargs="+",
+        type=float,
+        help="learning rates to try per model (default: the default "
+        "lr only); each model is reported at the lr with the best mean validation MSE",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="trials run at once on a local Ray, one CPU and torch thread "
+        "each (default 2; 1: one after the other in this process, without Ray)",
+    )
     p.add_argument("--address", help="run the trials on this Ray cluster ('auto', HOST:PORT) instead")
     p.add_argument("--runs", type=Path, default=Path("runs/flipflop_models"), help="the sweep folder")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
@@ -179,13 +239,17 @@ def main(argv=None) -> int:
     if args.epochs:
         base = replace(base, train=replace(base.train, epochs=args.epochs))
     task: FlipFlopConfig = base.task
-    target = count_parameters(build_model(base.model, base.solver, task.channels, task.channels, seed=0,
-                                          sample_dt=task.dt))
+    target = count_parameters(
+        build_model(base.model, base.solver, task.channels, task.channels, seed=0, sample_dt=task.dt)
+    )
     lrs = args.lrs or [base.train.lr]
     spec = sweep_spec(args.models, lrs, args.seeds, base, target, task.channels)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"{len(spec.expand())} trials ({', '.join(args.models)} x lr {lrs} x seeds {args.seeds}); parameter target "
-          f"{target}; {base.train.epochs} epochs each; sweep in {args.runs}, results in {args.out}", flush=True)
+    print(
+        f"{len(spec.expand())} trials ({', '.join(args.models)} x lr {lrs} x seeds {args.seeds}); parameter target "
+        f"{target}; {base.train.epochs} epochs each; sweep in {args.runs}, results in {args.out}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     if args.table_only:
         from gnode.jobs import Journal
@@ -202,11 +266,17 @@ def main(argv=None) -> int:
             if r["status"] != "ok":
                 print(f"  {r['model.kind']:<6} lr {r['train.lr']:g} seed {r['train.seed']}: FAILED {r['error']}")
                 return
-            print(f"  {r['model.kind']:<6} lr {r['train.lr']:g} seed {r['train.seed']}: test MSE {r['test_mse']:.4f} "
-                  f"({r['normalized_test_mse']:.3f} of the variance), {r['train_time_s']:.0f} s", flush=True)
+            print(
+                f"  {r['model.kind']:<6} lr {r['train.lr']:g} seed {r['train.seed']}: test MSE {r['test_mse']:.4f} "
+                f"({r['normalized_test_mse']:.3f} of the variance), {r['train_time_s']:.0f} s",
+                flush=True,
+            )
 
-        executor = (RayExecutor(args.address, num_cpus=None if args.address else args.jobs)
-                    if args.address or args.jobs > 1 else LocalExecutor())
+        executor = (
+            RayExecutor(args.address, num_cpus=None if args.address else args.jobs)
+            if args.address or args.jobs > 1
+            else LocalExecutor()
+        )
         results = run_sweep(spec, args.runs, executor=executor, progress=False, on_result=report)
         done = [r for r in results.rows if r["status"] == "ok"]
     rows = [trial_row(r) for r in done]
@@ -222,24 +292,34 @@ def main(argv=None) -> int:
     import torch
 
     import gnode
-    meta = {"config": base.to_dict(), "parameter_target": target, "seeds": args.seeds, "learning_rates": lrs,
-            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs, "ray_address": args.address,
-            "versions": {"gnode": gnode.__version__, "torch": torch.__version__,
-                         "python": platform.python_version()},
-            "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}}
+
+    meta = {
+        "config": base.to_dict(),
+        "parameter_target": target,
+        "seeds": args.seeds,
+        "learning_rates": lrs,
+        "wall_time_s": time.perf_counter() - t0,
+        "jobs": args.jobs,
+        "ray_address": args.address,
+        "versions": {"gnode": gnode.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+    }
     stem = args.out / "flipflop_models"
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": chosen, "all_learning_rates": agg,
-                                                    "trials": rows}, indent=1) + "\n")
+    stem.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "summary": chosen, "all_learning_rates": agg, "trials": rows}, indent=1) + "\n"
+    )
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     text = table(chosen)
     if len(lrs) > 1:
-        text += ("\n\neach model at the lr with the lowest mean validation MSE; all runs:\n\n" + table(agg))
-    text += (f"\n\n(test MSE over seeds {args.seeds}; 'MSE / var' divides by the variance of the test "
-            "targets; training time of one process with one torch thread; nf = right-hand-side evaluations per test "
-            f"trajectory; {meta['machine']['cpus']} CPUs, torch {torch.__version__})\n")
+        text += "\n\neach model at the lr with the lowest mean validation MSE; all runs:\n\n" + table(agg)
+    text += (
+        f"\n\n(test MSE over seeds {args.seeds}; 'MSE / var' divides by the variance of the test "
+        "targets; training time of one process with one torch thread; nf = right-hand-side evaluations per test "
+        f"trajectory; {meta['machine']['cpus']} CPUs, torch {torch.__version__})\n"
+    )
     stem.with_suffix(".txt").write_text(text)
     print()
     print(text)

@@ -43,26 +43,41 @@ def random_gnode(n=N, hidden=HIDDEN, batch=BATCH, t1=T_END, gain=1.5, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in (*model.F.layers, *model.G.layers):
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, dtype=F64) * gain / layer.weight.shape[1] ** 0.5)
+            layer.weight.copy_(
+                torch.randn(layer.weight.shape, generator=g, dtype=F64) * gain / layer.weight.shape[1] ** 0.5
+            )
             layer.bias.copy_(torch.randn(layer.bias.shape, generator=g, dtype=F64) * 0.1)
     u0 = torch.randn(batch, n, generator=torch.Generator().manual_seed(1), dtype=F64)
-    return gnode_problem("gnode_batch", model, u0, (0.0, t1), torch.linspace(0.0, t1, 21, dtype=F64),
-                         description=f"random gnODE (gain 1.5, biases 0.1), n={n}, hidden {hidden}, batch {batch}, "
-                                     f"t in [0, {t1:g}]",
-                         meta={"n": n, "hidden": hidden, "batch": batch, "gain": gain, "seed": seed})
+    return gnode_problem(
+        "gnode_batch",
+        model,
+        u0,
+        (0.0, t1),
+        torch.linspace(0.0, t1, 21, dtype=F64),
+        description=f"random gnODE (gain 1.5, biases 0.1), n={n}, hidden {hidden}, batch {batch}, t in [0, {t1:g}]",
+        meta={"n": n, "hidden": hidden, "batch": batch, "gain": gain, "seed": seed},
+    )
 
 
 def trials(tols):
     forward = [SolverSpec("gnode", a) for a in (gnode.Tsit5(), gnode.DP5(), gnode.Vern7())]
-    forward += [SolverSpec("torchdiffeq", "dopri5"), SolverSpec("torchode", "Dopri5"), SolverSpec("torchode", "Tsit5"),
-                SolverSpec("diffrax", "Tsit5"), SolverSpec("diffrax", "Dopri5")]
-    gradient = [SolverSpec("gnode", gnode.Tsit5(), gnode.BackpropAdjoint()),
-                SolverSpec("gnode", gnode.DP5(), gnode.BackpropAdjoint()),
-                SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()),
-                SolverSpec("torchdiffeq", "dopri5", "backprop"), SolverSpec("torchdiffeq", "dopri5", "adjoint"),
-                SolverSpec("torchode", "Tsit5", "AutoDiffAdjoint"),
-                SolverSpec("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"),
-                SolverSpec("diffrax", "Tsit5", "BacksolveAdjoint")]
+    forward += [
+        SolverSpec("torchdiffeq", "dopri5"),
+        SolverSpec("torchode", "Dopri5"),
+        SolverSpec("torchode", "Tsit5"),
+        SolverSpec("diffrax", "Tsit5"),
+        SolverSpec("diffrax", "Dopri5"),
+    ]
+    gradient = [
+        SolverSpec("gnode", gnode.Tsit5(), gnode.BackpropAdjoint()),
+        SolverSpec("gnode", gnode.DP5(), gnode.BackpropAdjoint()),
+        SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()),
+        SolverSpec("torchdiffeq", "dopri5", "backprop"),
+        SolverSpec("torchdiffeq", "dopri5", "adjoint"),
+        SolverSpec("torchode", "Tsit5", "AutoDiffAdjoint"),
+        SolverSpec("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"),
+        SolverSpec("diffrax", "Tsit5", "BacksolveAdjoint"),
+    ]
     spec = ProblemSpec.of("gnode_batch", factory=random_gnode)
     return [Trial(spec, s, tols) for s in forward] + [Trial(spec, s, tols, True) for s in gradient]
 
@@ -72,8 +87,10 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="3 tolerances, 2 repeats")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "gnode_batch.json"))
     args = p.parse_args(argv)
-    tols = (1e-4, 1e-6, 1e-8) if args.quick else tuple(10.0 ** -k for k in range(3, 9))
-    config = BenchConfig(repeats=2 if args.quick else 3, threads=1, metric="linf", memory="none" if args.quick else "all")
+    tols = (1e-4, 1e-6, 1e-8) if args.quick else tuple(10.0**-k for k in range(3, 9))
+    config = BenchConfig(
+        repeats=2 if args.quick else 3, threads=1, metric="linf", memory="none" if args.quick else "all"
+    )
     results = run_set(trials(tols), config)
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,10 +114,13 @@ def _fmt(r):
     def g(k, f="{:9.4f}"):
         v = r.get(k)
         return f.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else " " * len(f.format(0.0))
+
     err = r.get("grad_error") if r["mode"] == "gradient" else r.get("linf")
-    return (f"{r['solver'][:44]:44s} {r['mode']:8s} rtol {r['reltol']:.0e}  {r.get('status', ''):7s} "
-            f"err {err if err is not None else float('nan'):.2e}  nf {g('nf', '{:7.0f}')}  time {g('time')} s  "
-            f"overhead x{g('overhead', '{:5.2f}')}")
+    return (
+        f"{r['solver'][:44]:44s} {r['mode']:8s} rtol {r['reltol']:.0e}  {r.get('status', ''):7s} "
+        f"err {err if err is not None else float('nan'):.2e}  nf {g('nf', '{:7.0f}')}  time {g('time')} s  "
+        f"overhead x{g('overhead', '{:5.2f}')}"
+    )
 
 
 if __name__ == "__main__":

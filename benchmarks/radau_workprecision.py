@@ -54,26 +54,33 @@ def table(rows) -> str:
     lines = []
     for problem in dict.fromkeys(r["problem"] for r in rows):
         lines.append(f"\n== {problem} ==")
-        lines.append(f"{'solver':24s} {'reltol':>7s} {'status':>9s} {'l2 error':>10s} {'max error':>10s} "
-                     f"{'time s':>9s} {'nf':>8s} {'steps':>7s} {'njacs':>6s} {'newton':>7s}")
+        lines.append(
+            f"{'solver':24s} {'reltol':>7s} {'status':>9s} {'l2 error':>10s} {'max error':>10s} "
+            f"{'time s':>9s} {'nf':>8s} {'steps':>7s} {'njacs':>6s} {'newton':>7s}"
+        )
         for r in (r for r in rows if r["problem"] == problem):
             status = r.get("retcode", r["status"]) if r["status"] != "ok" else "ok"
 
             def fmt(key, spec, r=r):
                 v = r.get(key)
                 return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
             steps = (r.get("naccept") or 0) + (r.get("nreject") or 0)
-            lines.append(f"{r['solver'][:24]:24s} {r['reltol']:7.0e} {status[:9]:>9s} {fmt('l2', '10.2e')} "
-                         f"{fmt('linf', '10.2e')} {fmt('time', '9.4f')} {fmt('nf', '8.0f')} {steps:7.0f} "
-                         f"{fmt('njacs', '6.0f')} {fmt('nnonliniter', '7.0f')}")
+            lines.append(
+                f"{r['solver'][:24]:24s} {r['reltol']:7.0e} {status[:9]:>9s} {fmt('l2', '10.2e')} "
+                f"{fmt('linf', '10.2e')} {fmt('time', '9.4f')} {fmt('nf', '8.0f')} {steps:7.0f} "
+                f"{fmt('njacs', '6.0f')} {fmt('nnonliniter', '7.0f')}"
+            )
     return "\n".join(lines)
 
 
 def against_scipy(rows) -> str:
     """RadauIIA5 (and RadauIIA9) against SciPy's Radau at matched l2 and at matched max error: cost(native) /
     cost(SciPy) (< 1: the native engine needs less)."""
-    lines = ["At matched error, native / SciPy Radau (geometric mean over the common error range; < 1: less):",
-             f"  {'problem':12s} {'native':16s} {'metric':6s} {'nf':>6s} {'time':>6s}  errors"]
+    lines = [
+        "At matched error, native / SciPy Radau (geometric mean over the common error range; < 1: less):",
+        f"  {'problem':12s} {'native':16s} {'metric':6s} {'nf':>6s} {'time':>6s}  errors",
+    ]
     for metric in ("l2", "linf"):
         for (problem, _), cs in curves(rows, metric).items():
             ref = next((c for k, c in cs.items() if "ScipyRadau" in k), None)
@@ -84,16 +91,22 @@ def against_scipy(rows) -> str:
                 if c is None:
                     lines.append(f"  {problem:12s} {label[6:]:16s} {metric:6s}  no common error range")
                     continue
-                lines.append(f"  {problem:12s} {label[6:]:16s} {metric:6s} {1 / c['nf_ratio']:6.2f} "
-                             f"{1 / c['time_ratio']:6.2f}  {min(c['errors']):.0e}..{max(c['errors']):.0e}")
+                lines.append(
+                    f"  {problem:12s} {label[6:]:16s} {metric:6s} {1 / c['nf_ratio']:6.2f} "
+                    f"{1 / c['time_ratio']:6.2f}  {min(c['errors']):.0e}..{max(c['errors']):.0e}"
+                )
     return "\n".join(lines)
 
 
 def cheapest(rows, metric: str = "l2") -> str:
     """Per problem and target error: the native method with the least time (and the least nf) to reach it."""
-    lines = [(f"Cheapest native method at each {metric} error (by time; by nf where it differs); '-': no native "
-              "curve reaches it:"),
-             f"  {'problem':12s} " + " ".join(f"{t:>20.0e}" for t in TARGETS)]
+    lines = [
+        (
+            f"Cheapest native method at each {metric} error (by time; by nf where it differs); '-': no native "
+            "curve reaches it:"
+        ),
+        f"  {'problem':12s} " + " ".join(f"{t:>20.0e}" for t in TARGETS),
+    ]
     for (problem, _), cs in curves(rows, metric).items():
         native = {k[6:]: c for k, c in cs.items() if k.startswith("torch ")}
         cells = []
@@ -125,10 +138,12 @@ def render(rows) -> str:
 def header(meta: dict, config: dict) -> str:
     load = ", ".join(f"{x:.1f}" for x in meta.get("load_average", ()))
     end = ", ".join(f"{x:.1f}" for x in meta.get("load_average_end", ()))
-    return (f"# Radau IIA work-precision — {meta.get('date')}, {meta.get('cpu_model', meta.get('processor'))}, "
-            f"{meta.get('cpu_count')} cores (load {load} at the start, {end} at the end), torch {meta.get('torch')} "
-            f"on {config.get('threads')} thread(s); {config.get('repeats')} timed repeat(s); maxiters "
-            f"{config.get('maxiters')}; {meta.get('wall_seconds', float('nan')) / 60:.0f} minutes\n")
+    return (
+        f"# Radau IIA work-precision — {meta.get('date')}, {meta.get('cpu_model', meta.get('processor'))}, "
+        f"{meta.get('cpu_count')} cores (load {load} at the start, {end} at the end), torch {meta.get('torch')} "
+        f"on {config.get('threads')} thread(s); {config.get('repeats')} timed repeat(s); maxiters "
+        f"{config.get('maxiters')}; {meta.get('wall_seconds', float('nan')) / 60:.0f} minutes\n"
+    )
 
 
 def main(argv=None) -> int:
@@ -142,13 +157,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.report:
         from gnode.bench.report import read_results
+
         doc = read_results(args.out)
         write_table(header(doc["meta"], doc["config"]) + render(doc["rows"]))
         return 0
-    reltols = (1e-5, 1e-7, 1e-9) if args.quick else tuple(10.0 ** -k for k in range(4, 12))
+    reltols = (1e-5, 1e-7, 1e-9) if args.quick else tuple(10.0**-k for k in range(4, 12))
     trials = plan([ProblemSpec.of(p) for p in args.problems], solvers=solvers(), reltols=reltols)
-    config = BenchConfig(repeats=1 if args.quick else args.repeats, maxiters=200_000, memory="none",
-                         point_budget=args.point_budget, extended_reference=False)
+    config = BenchConfig(
+        repeats=1 if args.quick else args.repeats,
+        maxiters=200_000,
+        memory="none",
+        point_budget=args.point_budget,
+        extended_reference=False,
+    )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = run_set(trials, config, journal=Path(args.out) / "journal.jsonl")
     written = results.write(args.out)

@@ -51,8 +51,9 @@ def matched_latent(task: str, kind: str, target: int, data) -> tuple[int, int]:
     return best
 
 
-def compare(task: str, models=MODELS, seeds=(0, 1, 2), out: str | Path = HERE / "results" / "realworld",
-            log=print) -> list[dict]:
+def compare(
+    task: str, models=MODELS, seeds=(0, 1, 2), out: str | Path = HERE / "results" / "realworld", log=print
+) -> list[dict]:
     """Train (or read back) every model family x seed on `task`; one result row per run."""
     out = Path(out)
     base = default_run(task)
@@ -64,8 +65,11 @@ def compare(task: str, models=MODELS, seeds=(0, 1, 2), out: str | Path = HERE / 
     for kind in models:
         latent = base.model.latent if kind == base.model.kind else matched_latent(task, kind, target, data)[0]
         for seed in seeds:
-            config = replace(base, model=replace(base.model, kind=kind, latent=latent),
-                             train=replace(base.train, seed=seed, progress=False))
+            config = replace(
+                base,
+                model=replace(base.model, kind=kind, latent=latent),
+                train=replace(base.train, seed=seed, progress=False),
+            )
             folder = out / "runs" / task / f"{kind}-seed{seed}"
             summary_path = folder / "summary.json"
             t0 = time.perf_counter()
@@ -73,25 +77,48 @@ def compare(task: str, models=MODELS, seeds=(0, 1, 2), out: str | Path = HERE / 
                 summary = json.loads(summary_path.read_text())
             else:
                 summary = run_task(config, folder, resume=(folder / "checkpoint.pt").exists(), log=log).summary
-            row = {"task": task, "model": kind, "seed": seed, "latent": latent, "n_params": summary["n_params"],
-                   "train_time_s": summary["train_time_s"], "train_cpu_s": summary.get("train_cpu_s"),
-                   "epochs": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-                   "nf_per_sequence": summary.get("test_nf_per_sequence"), "folder": str(folder.relative_to(out))}
+            row = {
+                "task": task,
+                "model": kind,
+                "seed": seed,
+                "latent": latent,
+                "n_params": summary["n_params"],
+                "train_time_s": summary["train_time_s"],
+                "train_cpu_s": summary.get("train_cpu_s"),
+                "epochs": summary["epochs_run"],
+                "best_epoch": summary["best_epoch"],
+                "nf_per_sequence": summary.get("test_nf_per_sequence"),
+                "folder": str(folder.relative_to(out)),
+            }
             if "test_accuracy" in summary:
                 row.update(metric="accuracy", test=summary["test_accuracy"], val=summary["val_accuracy"])
             else:
                 row.update(metric="mse", test=summary["test_mse"], val=summary["val_mse"])
             rows.append(row)
-            log(f"{task:<15} {kind:<6} seed {seed}  N={latent:<3} params {row['n_params']:<5} "
+            log(
+                f"{task:<15} {kind:<6} seed {seed}  N={latent:<3} params {row['n_params']:<5} "
                 f"test {row['metric']} {row['test']:.4f}  ({row['train_time_s']:.0f} s training"
-                f"{', read back' if time.perf_counter() - t0 < 1 else ''})")
+                f"{', read back' if time.perf_counter() - t0 < 1 else ''})"
+            )
     return rows
 
 
 def persistence_row(task: str, data) -> dict:
     """The MSE of predicting each observation by the previous one (no model): the scale a model must beat."""
-    row = {"task": task, "model": "persistence", "seed": None, "latent": None, "n_params": 0, "train_time_s": 0.0,
-           "train_cpu_s": 0.0, "epochs": 0, "best_epoch": 0, "nf_per_sequence": None, "folder": None, "metric": "mse"}
+    row = {
+        "task": task,
+        "model": "persistence",
+        "seed": None,
+        "latent": None,
+        "n_params": 0,
+        "train_time_s": 0.0,
+        "train_cpu_s": 0.0,
+        "epochs": 0,
+        "best_epoch": 0,
+        "nf_per_sequence": None,
+        "folder": None,
+        "metric": "mse",
+    }
     for name in ("test", "val"):
         s = data.split(name)
         d = s.targets.shape[-1]
@@ -110,9 +137,21 @@ def summarize(rows: list[dict]) -> list[dict]:
         test, test_sd = _mean_std(rs, "test")
         t, t_sd = _mean_std(rs, "train_time_s")
         nf, _ = _mean_std(rs, "nf_per_sequence")
-        out.append({"task": task, "model": model, "metric": rs[0]["metric"], "seeds": len(rs),
-                    "n_params": rs[0]["n_params"], "latent": rs[0]["latent"], "test_mean": test, "test_std": test_sd,
-                    "train_time_s_mean": t, "train_time_s_std": t_sd, "nf_per_sequence": nf})
+        out.append(
+            {
+                "task": task,
+                "model": model,
+                "metric": rs[0]["metric"],
+                "seeds": len(rs),
+                "n_params": rs[0]["n_params"],
+                "latent": rs[0]["latent"],
+                "test_mean": test,
+                "test_std": test_sd,
+                "train_time_s_mean": t,
+                "train_time_s_std": t_sd,
+                "nf_per_sequence": nf,
+            }
+        )
     return out
 
 
@@ -135,8 +174,13 @@ def plot(summary: list[dict], path: Path) -> None:
     for ax, task in zip(axes[0], tasks):
         rows = [s for s in summary if s["task"] == task]
         x = range(len(rows))
-        ax.bar(x, [r["test_mean"] for r in rows], yerr=[r["test_std"] or 0 for r in rows], capsize=4,
-               color=[f"C{MODELS.index(r['model']) if r['model'] in MODELS else 7}" for r in rows])
+        ax.bar(
+            x,
+            [r["test_mean"] for r in rows],
+            yerr=[r["test_std"] or 0 for r in rows],
+            capsize=4,
+            color=[f"C{MODELS.index(r['model']) if r['model'] in MODELS else 7}" for r in rows],
+        )
         ax.set_xticks(list(x), [f"{r['model']}\n{r['n_params']}" for r in rows], fontsize=8)
         metric = rows[0]["metric"]
         ax.set_ylabel("test accuracy" if metric == "accuracy" else "test MSE (standardised)")
@@ -152,10 +196,15 @@ def plot(summary: list[dict], path: Path) -> None:
 def write(rows: list[dict], out: Path, seconds: float) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
-    machine = {**versions(), "processor": platform.processor() or platform.machine(), "cpus": _cpus(),
-               "this_invocation_wall_time_s": seconds}  # runs read back cost nothing; see each run's train_time_s
-    (out / "results.json").write_text(json.dumps({"machine": machine, "runs": rows, "summary": summary},
-                                                 indent=2) + "\n")
+    machine = {
+        **versions(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": _cpus(),
+        "this_invocation_wall_time_s": seconds,
+    }  # runs read back cost nothing; see each run's train_time_s
+    (out / "results.json").write_text(
+        json.dumps({"machine": machine, "runs": rows, "summary": summary}, indent=2) + "\n"
+    )
     for name, table in (("results.csv", rows), ("summary.csv", summary)):
         with open(out / name, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(table[0]))
@@ -172,7 +221,9 @@ def _cpus() -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -186,11 +237,15 @@ def main(argv=None) -> int:
         rows += compare(task, args.models, args.seeds, args.out, log=lambda m: print(m, flush=True))
         write(rows, args.out, time.perf_counter() - t0)  # after each task, so partial results are kept
     summary = write(rows, args.out, time.perf_counter() - t0)
-    print(f"\n{'task':<15} {'model':<6} {'params':>6} {'N':>3}  {'test (mean +- std)':<22} {'train s':>8} {'nf/seq':>7}")
+    print(
+        f"\n{'task':<15} {'model':<6} {'params':>6} {'N':>3}  {'test (mean +- std)':<22} {'train s':>8} {'nf/seq':>7}"
+    )
     for s in summary:
         nf = f"{s['nf_per_sequence']:.0f}" if s["nf_per_sequence"] is not None else "-"
-        print(f"{s['task']:<15} {s['model']:<6} {s['n_params']:>6} {s['latent'] or '-':>3}  "
-              f"{s['metric']} {s['test_mean']:.4f} +- {s['test_std']:.4f}  {s['train_time_s_mean']:>8.0f} {nf:>7}")
+        print(
+            f"{s['task']:<15} {s['model']:<6} {s['n_params']:>6} {s['latent'] or '-':>3}  "
+            f"{s['metric']} {s['test_mean']:.4f} +- {s['test_std']:.4f}  {s['train_time_s_mean']:>8.0f} {nf:>7}"
+        )
     return 0
 
 

@@ -24,8 +24,16 @@ from pathlib import Path
 
 from gnode.bench import BenchConfig, ProblemSpec, format_comparisons, plan, run_set
 
-FORWARD = ("gnode_stable", "gnode_critical", "gnode_chaotic", "gnode_small", "gnode_stiff", "robertson",
-           "vanderpol", "hires")
+FORWARD = (
+    "gnode_stable",
+    "gnode_critical",
+    "gnode_chaotic",
+    "gnode_small",
+    "gnode_stiff",
+    "robertson",
+    "vanderpol",
+    "hires",
+)
 GRADIENTS = ("gnode_critical", "gnode_stiff")
 
 
@@ -51,10 +59,18 @@ def main(argv=None):
     p.add_argument("--run", help="a trained flip-flop run folder: adds the flipflop problem")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--reltols", nargs="+", type=float, help="tolerances (default: gnode.bench's per kind of problem)")
-    p.add_argument("--point-budget", type=float, default=30.0,
-                   help="seconds; a slower point ends its solver's tolerance sweep (default 30)")
-    p.add_argument("--memory", choices=("all", "gradient", "none"), default="all",
-                   help="which points get a peak-memory run (default: all)")
+    p.add_argument(
+        "--point-budget",
+        type=float,
+        default=30.0,
+        help="seconds; a slower point ends its solver's tolerance sweep (default 30)",
+    )
+    p.add_argument(
+        "--memory",
+        choices=("all", "gradient", "none"),
+        default="all",
+        help="which points get a peak-memory run (default: all)",
+    )
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "workprecision"))
     argv = sys.argv[1:] if argv is None else argv  # NOTES.md records the command
     args = p.parse_args(argv)
@@ -67,8 +83,9 @@ def main(argv=None):
     reltols = (1e-3, 1e-5, 1e-7) if args.quick else args.reltols
     trials = plan(specs(forward, args.quick, args.run), reltols=reltols)
     trials += plan(specs(gradient, args.quick, args.run), forward=False, gradients=True, reltols=reltols)
-    config = BenchConfig(repeats=1 if args.quick else args.repeats, threads=1, memory=args.memory,
-                         point_budget=args.point_budget)
+    config = BenchConfig(
+        repeats=1 if args.quick else args.repeats, threads=1, memory=args.memory, point_budget=args.point_budget
+    )
     journal = Path(args.out) / "journal.jsonl"  # a killed run resumes from it; removed once the results are written
     results = run_set(trials, config, journal=journal)
     files = results.write(args.out)
@@ -83,30 +100,49 @@ def main(argv=None):
 
 def _notes(results, comparisons, table, argv) -> str:
     m = results.meta
-    lines = ["# Work-precision run", "",
-             f"Command: `python benchmarks/workprecision.py {' '.join(argv)}`  ",
-             f"Date: {m.get('date')}; wall time {m.get('wall_seconds', float('nan')) / 60:.1f} min"
-             + (f" ({m['resumed_trials']} trials measured in earlier sessions, resumed from the journal)"
-                if m.get("resumed_trials") else ""), "",
-             "## Machine", "",
-             f"- {m.get('cpu_model', m.get('processor'))}, {m.get('cpu_count')} logical CPUs; {m.get('platform')}",
-             (f"- load average at start {m.get('load_average')}, at end {m.get('load_average_end')} "
-             "(a shared machine: other work ran alongside; compare ratios measured in this run, and nf)"),
-             f"- Python {m.get('python')}, torch {m.get('torch')} (1 thread), "
-             + ", ".join(f"{k[8:]} {v}" for k, v in m.items() if k.startswith("version_")), "",
-             "## How it was measured", "",
-             ("- errors: DiffEqDevTools' `l2` (RMS over the saved times, batch and components) against SciPy "
-             "float64 references at rtol 1e-13 (DOP853 non-stiff, Radau stiff); gradients: relative error of "
-             "dL/dθ against a reference gradient at rtol 1e-12 (below), checked with finite differences"),
-             ("- time: minimum over repeats after a warm-up; torch on one thread; diffrax jit-compiled before "
-             "timing (compile time in `compile_seconds`), XLA on one thread"),
-             "- nf: right-hand-side evaluations per trajectory; f_calls: batched calls (torch solvers)",
-             ("- ratios: other / native at matched error, geometric mean over the common error range "
-             "(> 1: native cheaper)"), "",
-             "## Problems", ""]
+    lines = [
+        "# Work-precision run",
+        "",
+        f"Command: `python benchmarks/workprecision.py {' '.join(argv)}`  ",
+        f"Date: {m.get('date')}; wall time {m.get('wall_seconds', float('nan')) / 60:.1f} min"
+        + (
+            f" ({m['resumed_trials']} trials measured in earlier sessions, resumed from the journal)"
+            if m.get("resumed_trials")
+            else ""
+        ),
+        "",
+        "## Machine",
+        "",
+        f"- {m.get('cpu_model', m.get('processor'))}, {m.get('cpu_count')} logical CPUs; {m.get('platform')}",
+        (
+            f"- load average at start {m.get('load_average')}, at end {m.get('load_average_end')} "
+            "(a shared machine: other work ran alongside; compare ratios measured in this run, and nf)"
+        ),
+        f"- Python {m.get('python')}, torch {m.get('torch')} (1 thread), "
+        + ", ".join(f"{k[8:]} {v}" for k, v in m.items() if k.startswith("version_")),
+        "",
+        "## How it was measured",
+        "",
+        (
+            "- errors: DiffEqDevTools' `l2` (RMS over the saved times, batch and components) against SciPy "
+            "float64 references at rtol 1e-13 (DOP853 non-stiff, Radau stiff); gradients: relative error of "
+            "dL/dθ against a reference gradient at rtol 1e-12 (below), checked with finite differences"
+        ),
+        (
+            "- time: minimum over repeats after a warm-up; torch on one thread; diffrax jit-compiled before "
+            "timing (compile time in `compile_seconds`), XLA on one thread"
+        ),
+        "- nf: right-hand-side evaluations per trajectory; f_calls: batched calls (torch solvers)",
+        ("- ratios: other / native at matched error, geometric mean over the common error range (> 1: native cheaper)"),
+        "",
+        "## Problems",
+        "",
+    ]
     for name, info in results.problems.items():
-        lines.append(f"- **{name}**: {info.get('description')}; bare f call on the batch "
-                     f"{info.get('f_seconds', float('nan')) * 1e6:.0f} µs")
+        lines.append(
+            f"- **{name}**: {info.get('description')}; bare f call on the batch "
+            f"{info.get('f_seconds', float('nan')) * 1e6:.0f} µs"
+        )
     lines += ["", "## References", ""]
     for name, ref in results.references.items():
         sol = ref["solution"]
@@ -115,8 +151,10 @@ def _notes(results, comparisons, table, argv) -> str:
             extra = f"; float64 vs mpmath (30 digits): l2 {ref['float64_vs_extended']['l2']:.1e}"
         if "gradient" in ref:
             g = ref["gradient"]
-            extra += (f"; gradient: {g['method']}, spread vs rtol 1e-10 {g['spread_vs_rtol_1e-10']:.1e}, "
-                      f"finite differences agree to {g['fd_rel_diff']:.1e}")
+            extra += (
+                f"; gradient: {g['method']}, spread vs rtol 1e-10 {g['spread_vs_rtol_1e-10']:.1e}, "
+                f"finite differences agree to {g['fd_rel_diff']:.1e}"
+            )
         lines.append(f"- {name}: SciPy {sol['method']} rtol {sol['rtol']:g}{extra}")
     counts = {}
     for r in results.rows:
@@ -124,8 +162,10 @@ def _notes(results, comparisons, table, argv) -> str:
     lines += ["", "## Points", "", ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=str)), ""]
     failed = [r for r in results.rows if r.get("status") in ("failed", "error")]
     for r in failed:
-        lines.append(f"- {r['status']}: {r['problem']} {r['solver']} reltol {r['reltol']:.0e}: "
-                     f"{r.get('retcode')} {r.get('message', '')}".rstrip())
+        lines.append(
+            f"- {r['status']}: {r['problem']} {r['solver']} reltol {r['reltol']:.0e}: "
+            f"{r.get('retcode')} {r.get('message', '')}".rstrip()
+        )
     lines += ["", "## Matched-error comparison", "", "```", table, "```", ""]
     lines += ["Figures: `figures/<problem>_<mode>.png`. Every point: `results.json` / `results.csv`.", ""]
     return "\n".join(lines)
@@ -133,4 +173,3 @@ def _notes(results, comparisons, table, argv) -> str:
 
 if __name__ == "__main__":
     main()
-

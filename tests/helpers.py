@@ -26,6 +26,7 @@ F64 = torch.float64
 
 # ----------------------------------------------------------------------------------------------- algorithms
 
+
 @dataclass(frozen=True)
 class Method:
     """An algorithm and what the tests expect of it: order p of the step, order q of the dense output."""
@@ -181,8 +182,18 @@ def kepler_field(t, u):
 
 # ---------------------------------------------------------------------------------------------- references
 
-def scipy_reference(fun, u0: np.ndarray, ts, *, method: str = "DOP853", rtol: float = 1e-13,
-                    atol: float = 1e-15, jac=None, breakpoints=()) -> np.ndarray:
+
+def scipy_reference(
+    fun,
+    u0: np.ndarray,
+    ts,
+    *,
+    method: str = "DOP853",
+    rtol: float = 1e-13,
+    atol: float = 1e-15,
+    jac=None,
+    breakpoints=(),
+) -> np.ndarray:
     """SciPy solution of u' = fun(t, u) for each row of u0 (B, n) at the times ts (T,) (monotone, ts[0] the
     initial time) → (B, T, n), float64. Each row is integrated piece by piece, stopping exactly at every ts
     and at every breakpoint (no interpolation error; no step straddles a breakpoint). `fun(t, u, k)` gets
@@ -203,8 +214,9 @@ def scipy_reference(fun, u0: np.ndarray, ts, *, method: str = "DOP853", rtol: fl
                 rhs = lambda t, u, k=k: fun(t, u, k)
             else:
                 rhs = fun
-            sol = scipy.integrate.solve_ivp(rhs, (lo, hi), y, method=method, rtol=rtol, atol=atol,
-                                            **({"jac": jac} if jac is not None else {}))
+            sol = scipy.integrate.solve_ivp(
+                rhs, (lo, hi), y, method=method, rtol=rtol, atol=atol, **({"jac": jac} if jac is not None else {})
+            )
             assert sol.status == 0, sol.message
             y = sol.y[:, -1]
             values[float(hi)] = y
@@ -218,6 +230,7 @@ def radau_reference(fun, u0, ts, **kw) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- utilities
+
 
 def max_error(u: torch.Tensor, ref: np.ndarray) -> float:
     return float(np.abs(u.detach().cpu().double().numpy() - ref).max())

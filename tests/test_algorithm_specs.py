@@ -51,8 +51,9 @@ def changed(value, name):
 
 
 def every_option_changed(obj):
-    return dataclasses.replace(obj, **{f.name: changed(getattr(obj, f.name), f.name)
-                                       for f in dataclasses.fields(obj) if f.init})
+    return dataclasses.replace(
+        obj, **{f.name: changed(getattr(obj, f.name), f.name) for f in dataclasses.fields(obj) if f.init}
+    )
 
 
 def round_trip(obj, base):
@@ -60,8 +61,9 @@ def round_trip(obj, base):
     return base.from_spec(spec)
 
 
-@pytest.mark.parametrize("cls", list(ALGORITHMS.values()) + list(SENSEALGS.values()),
-                         ids=list(ALGORITHMS) + list(SENSEALGS))
+@pytest.mark.parametrize(
+    "cls", list(ALGORITHMS.values()) + list(SENSEALGS.values()), ids=list(ALGORITHMS) + list(SENSEALGS)
+)
 def test_every_algorithm_round_trips_through_json_with_all_its_options(cls):
     base = AbstractAlgorithm if issubclass(cls, AbstractAlgorithm) else AbstractSensitivityAlgorithm
     for obj in (default_instance(cls), every_option_changed(default_instance(cls))):
@@ -74,10 +76,20 @@ def test_every_algorithm_round_trips_through_json_with_all_its_options(cls):
 
 def test_nested_algorithms_are_nested_specs():
     alg = gnode.AutoTsit5(stiffalg=gnode.KenCarp4(kappa=0.05), maxstiffstep=4)
-    assert alg.to_spec() == {"name": "AutoTsit5", "options": {
-        "stiffalg": {"name": "KenCarp4", "options": {"kappa": 0.05, "max_iter": 10, "fast_rate": 0.05,
-                                                     "smooth_est": False}},
-        "maxstiffstep": 4, "maxnonstiffstep": 3, "nonstifftol": 0.9, "stifftol": 0.9, "stiffalgfirst": False}}
+    assert alg.to_spec() == {
+        "name": "AutoTsit5",
+        "options": {
+            "stiffalg": {
+                "name": "KenCarp4",
+                "options": {"kappa": 0.05, "max_iter": 10, "fast_rate": 0.05, "smooth_est": False},
+            },
+            "maxstiffstep": 4,
+            "maxnonstiffstep": 3,
+            "nonstifftol": 0.9,
+            "stifftol": 0.9,
+            "stiffalgfirst": False,
+        },
+    }
     sense = gnode.InterpolatingAdjoint(alg=gnode.Rodas5P(), checkpointing=True)
     assert sense.to_spec()["options"]["alg"] == {"name": "Rodas5P", "options": {}}
     assert AbstractSensitivityAlgorithm.from_spec(sense.to_spec()) == sense

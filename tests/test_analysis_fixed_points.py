@@ -23,7 +23,6 @@ from gnode.models import GatedNODE
 D = torch.float64
 
 
-
 def starts(count, n, scale=1.5, seed=0):
     g = torch.Generator().manual_seed(seed)
     return scale * torch.randn(count, n, generator=g, dtype=D)
@@ -45,11 +44,14 @@ def known(eigs_real, pairs):
     return sorted(lam, key=lambda z: (-z.real, -z.imag))
 
 
-@pytest.mark.parametrize("eigs_real, pairs, cls", [
-    ((-0.5, -3.0), [(-1.0, 2.0)], STABLE),
-    ((1.0, -2.0), [(-0.5, 1.0)], SADDLE),
-    ((0.5, 2.0), [(1.0, 3.0)], UNSTABLE),
-])
+@pytest.mark.parametrize(
+    "eigs_real, pairs, cls",
+    [
+        ((-0.5, -3.0), [(-1.0, 2.0)], STABLE),
+        ((1.0, -2.0), [(-0.5, 1.0)], SADDLE),
+        ((0.5, 2.0), [(1.0, 3.0)], UNSTABLE),
+    ],
+)
 def test_linear_system_has_one_point_with_the_known_eigenvalues(eigs_real, pairs, cls):
     A = block_matrix(eigs_real, pairs)
     h_star = torch.tensor([0.3, -0.7, 1.1, 0.2], dtype=D)
@@ -78,8 +80,9 @@ def test_ring_attractor_is_a_ring_of_marginally_stable_points():
     torch.testing.assert_close(fps.eigenvalues[o], torch.tensor([1, 1], dtype=torch.complex128), rtol=0, atol=1e-12)
     on_ring = ~origin
     assert int(on_ring.sum()) > 100  # a continuum: many distinct points, not one
-    torch.testing.assert_close(fps.points[on_ring].norm(dim=-1), torch.ones(int(on_ring.sum()), dtype=D),
-                               rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        fps.points[on_ring].norm(dim=-1), torch.ones(int(on_ring.sum()), dtype=D), rtol=0, atol=1e-9
+    )
     assert all(fps.classes[i] == MARGINAL for i in on_ring.nonzero()[:, 0].tolist())
     assert (fps.n_marginal[on_ring] == 1).all()
     lam = fps.eigenvalues[on_ring]
@@ -97,13 +100,17 @@ def test_ring_attractor_is_a_ring_of_marginally_stable_points():
 
 def test_line_attractor_is_a_line_of_marginal_points():
     # dh/dt = (-h1, 0, -2 h3): every point of the h2 axis is fixed, eigenvalues 0, -1, -2
-    fps = find_fixed_points(lambda t, h: h * torch.tensor([-1.0, 0.0, -2.0], dtype=D), starts(100, 3),
-                            config=FixedPointConfig(opt_steps=100))
+    fps = find_fixed_points(
+        lambda t, h: h * torch.tensor([-1.0, 0.0, -2.0], dtype=D),
+        starts(100, 3),
+        config=FixedPointConfig(opt_steps=100),
+    )
     assert len(fps) > 50
     torch.testing.assert_close(fps.points[:, [0, 2]], torch.zeros(len(fps), 2, dtype=D), rtol=0, atol=1e-10)
     assert set(fps.classes) == {MARGINAL} and (fps.n_marginal == 1).all()
-    torch.testing.assert_close(fps.eigenvalues.real, torch.tensor([[0.0, -1.0, -2.0]], dtype=D).expand(len(fps), 3),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        fps.eigenvalues.real, torch.tensor([[0.0, -1.0, -2.0]], dtype=D).expand(len(fps), 3), rtol=0, atol=1e-12
+    )
 
 
 def bistable(t, h):
@@ -115,11 +122,16 @@ def test_bistable_system_has_two_stable_points_and_a_saddle():
     fps = find_fixed_points(bistable, starts(200, 2, seed=2))
     assert len(fps) == 3 and fps.fixed.all()
     order = torch.argsort(fps.points[:, 0])
-    torch.testing.assert_close(fps.points[order], torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype=D),
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        fps.points[order], torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype=D), rtol=0, atol=1e-10
+    )
     assert [fps.classes[i] for i in order.tolist()] == [STABLE, SADDLE, STABLE]
-    torch.testing.assert_close(fps.eigenvalues[order].real,
-                               torch.tensor([[-1.0, -2.0], [1.0, -1.0], [-1.0, -2.0]], dtype=D), rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        fps.eigenvalues[order].real,
+        torch.tensor([[-1.0, -2.0], [1.0, -1.0], [-1.0, -2.0]], dtype=D),
+        rtol=0,
+        atol=1e-10,
+    )
     assert int(fps.count.sum()) == 200 - fps.n_dropped - fps.n_outliers
     c = fps.counts()
     assert c["fixed"] == {STABLE: 2, MARGINAL: 0, SADDLE: 1, UNSTABLE: 0}
@@ -128,19 +140,23 @@ def test_bistable_system_has_two_stable_points_and_a_saddle():
 def test_a_ghost_is_a_slow_point_not_a_fixed_point():
     # dh/dt = (h1^2 + eps, -h2) has no fixed point; its slowest place is (0, 0), with q = eps^2 / 2
     eps = 1e-4
-    fps = find_fixed_points(lambda t, h: torch.stack([h[:, 0] ** 2 + eps, -h[:, 1]], -1), 0.3 * starts(100, 2),
-                            config=FixedPointConfig(opt_steps=600, lr=2e-2, lr_final=1e-5, slow_tol=1e-7))
+    fps = find_fixed_points(
+        lambda t, h: torch.stack([h[:, 0] ** 2 + eps, -h[:, 1]], -1),
+        0.3 * starts(100, 2),
+        config=FixedPointConfig(opt_steps=600, lr=2e-2, lr_final=1e-5, slow_tol=1e-7),
+    )
     assert not fps.fixed.any()
     best = int(torch.argmin(fps.q))
-    assert float(fps.q[best]) == pytest.approx(eps ** 2 / 2, rel=1e-3)
+    assert float(fps.q[best]) == pytest.approx(eps**2 / 2, rel=1e-3)
     torch.testing.assert_close(fps.points[best], torch.zeros(2, dtype=D), rtol=0, atol=1e-3)
     assert fps.summary()["n_fixed"] == 0 and fps.summary()["n_slow"] == len(fps)
 
 
 def test_gnode_fixed_points_are_zeros_of_the_model_with_its_autograd_spectrum():
     g = torch.Generator().manual_seed(3)
-    model = GatedNODE(3, 2, depth_F=2, depth_G=2, width_F=8, width_G=8, init="chaotic", gain=2.5, generator=g,
-                      dtype=torch.float32)
+    model = GatedNODE(
+        3, 2, depth_F=2, depth_G=2, width_F=8, width_G=8, init="chaotic", gain=2.5, generator=g, dtype=torch.float32
+    )
     with torch.no_grad():
         for layer in list(model.F.layers) + list(model.G.layers):
             layer.bias.copy_(0.3 * torch.randn(layer.bias.shape, generator=g))
@@ -155,8 +171,9 @@ def test_gnode_fixed_points_are_zeros_of_the_model_with_its_autograd_spectrum():
         with torch.no_grad():
             f = model64(torch.zeros(1, dtype=D), h[None], x_star.double()[None])[0]
         assert float(f.norm()) < 1e-9
-        J = torch.autograd.functional.jacobian(lambda hh: model64(torch.zeros(1, dtype=D), hh[None],
-                                                                  x_star.double()[None])[0], h)
+        J = torch.autograd.functional.jacobian(
+            lambda hh: model64(torch.zeros(1, dtype=D), hh[None], x_star.double()[None])[0], h
+        )
         want = torch.linalg.eigvals(J)
         got = fps.eigenvalues[i]
         # same multiset of eigenvalues: match each to its nearest

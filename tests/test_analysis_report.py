@@ -19,15 +19,15 @@ from gnode.analysis.plots import CLASS_STYLE, plot_attractor, plot_flow_slice, p
 D = torch.float64
 
 
-
 def ring(t, h):
     return h * (1 - h.pow(2).sum(-1, keepdim=True))
 
 
 def test_flow_slice_nullclines_lie_where_the_components_vanish():
     # ring: f1 = h1 (1 - r^2) vanishes on h1 = 0 and r = 1; f2 = h2 (1 - r^2) on h2 = 0 and r = 1
-    fig = plot_flow_slice(ring, center=torch.zeros(2, dtype=D), basis=torch.eye(2, dtype=D),
-                          extent=(-1.5, 1.5, -1.5, 1.5), grid=61)
+    fig = plot_flow_slice(
+        ring, center=torch.zeros(2, dtype=D), basis=torch.eye(2, dtype=D), extent=(-1.5, 1.5, -1.5, 1.5), grid=61
+    )
     ax = fig.axes[0]
     contours = [c for c in ax.collections if type(c).__name__ in ("QuadContourSet", "ContourSet")]
     assert len(contours) == 2
@@ -41,13 +41,20 @@ def test_flow_slice_nullclines_lie_where_the_components_vanish():
         assert bool(on_axis.any()) and bool(on_circle.any())
     plt.close(fig)
     with pytest.raises(ValueError, match="orthonormal"):
-        plot_flow_slice(ring, center=torch.zeros(2, dtype=D), basis=torch.tensor([[1.0, 0], [1.0, 0]], dtype=D),
-                        extent=(-1, 1, -1, 1))
+        plot_flow_slice(
+            ring,
+            center=torch.zeros(2, dtype=D),
+            basis=torch.tensor([[1.0, 0], [1.0, 0]], dtype=D),
+            extent=(-1, 1, -1, 1),
+        )
 
 
 def test_attractor_view_draws_each_point_once_with_its_class_colour():
-    fps = find_fixed_points(ring, torch.randn(60, 2, generator=torch.Generator().manual_seed(0), dtype=D),
-                            config=FixedPointConfig(opt_steps=100))
+    fps = find_fixed_points(
+        ring,
+        torch.randn(60, 2, generator=torch.Generator().manual_seed(0), dtype=D),
+        config=FixedPointConfig(opt_steps=100),
+    )
     traj = torch.randn(3, 20, 2, dtype=D)
     fig = plot_attractor(fps, traj)
     ax = fig.axes[0]
@@ -76,8 +83,9 @@ def test_attractor_view_of_a_high_dimensional_system_uses_the_leading_principal_
 
     th = torch.linspace(0, 6.28, 50, dtype=D)
     traj = (torch.cos(th)[:, None] * a + torch.sin(th)[:, None] * b)[None]
-    fps = find_fixed_points(ring5, traj[0][::5] + 0.05 * torch.randn(10, 5, generator=g, dtype=D),
-                            config=FixedPointConfig(opt_steps=50))
+    fps = find_fixed_points(
+        ring5, traj[0][::5] + 0.05 * torch.randn(10, 5, generator=g, dtype=D), config=FixedPointConfig(opt_steps=50)
+    )
     assert set(fps.classes) == {"marginally_stable"}
     fig = plot_attractor(fps, traj)
     ax = fig.axes[0]
@@ -89,8 +97,11 @@ def test_spectra_labels_stay_on_the_canvas_with_long_tick_labels():
     # eigenvalues -0.05 +- 0.012i, -0.15: tick labels such as "-0.010" are wide enough to push "Im lambda" off
     a, b = -0.05, 0.012
     A = torch.tensor([[a, -b, 0.0], [b, a, 0.0], [0.0, 0.0, -0.15]], dtype=D)
-    fps = find_fixed_points(lambda t, h: h @ A.T, 0.1 * torch.randn(8, 3, generator=torch.Generator().manual_seed(0),
-                                                                    dtype=D), config=FixedPointConfig(opt_steps=0))
+    fps = find_fixed_points(
+        lambda t, h: h @ A.T,
+        0.1 * torch.randn(8, 3, generator=torch.Generator().manual_seed(0), dtype=D),
+        config=FixedPointConfig(opt_steps=0),
+    )
     fig = plot_spectra(fps)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -127,22 +138,56 @@ def test_cli_shows_progress_and_prints_the_paths_it_wrote(tmp_path, capsys):
     from gnode.training import TrainConfig
     from gnode.training.experiment import ModelConfig, RunConfig, SolverConfig, run_flipflop
 
-    cfg = RunConfig(task=FlipFlopConfig(duration=2.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=8,
-                                        n_val=4, n_test=4),
-                    model=ModelConfig(kind="gnode", latent=3, width_F=4, width_G=4), solver=SolverConfig(alg="RK4"),
-                    train=TrainConfig(epochs=1, batch_size=8, progress=False))
+    cfg = RunConfig(
+        task=FlipFlopConfig(duration=2.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=8, n_val=4, n_test=4),
+        model=ModelConfig(kind="gnode", latent=3, width_F=4, width_G=4),
+        solver=SolverConfig(alg="RK4"),
+        train=TrainConfig(epochs=1, batch_size=8, progress=False),
+    )
     run_flipflop(cfg, tmp_path / "run", figures=False)
     out = tmp_path / "elsewhere"
-    code = cli.main(["analyze", str(tmp_path / "run"), "--out", str(out), "--sequences", "2", "--initial-states", "16",
-                     "--opt-steps", "20", "--newton-steps", "3", "--grid", "7"])
+    code = cli.main(
+        [
+            "analyze",
+            str(tmp_path / "run"),
+            "--out",
+            str(out),
+            "--sequences",
+            "2",
+            "--initial-states",
+            "16",
+            "--opt-steps",
+            "20",
+            "--newton-steps",
+            "3",
+            "--grid",
+            "7",
+        ]
+    )
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
-    for phase in ("analyze: solving 2 trajectories", "analyze: fixed points (16 searches)",
-                  "analyze: stiffness telemetry", "analyze: drawing flow_slices.png", "7/7 phases"):
+    for phase in (
+        "analyze: solving 2 trajectories",
+        "analyze: fixed points (16 searches)",
+        "analyze: stiffness telemetry",
+        "analyze: drawing flow_slices.png",
+        "7/7 phases",
+    ):
         assert phase in stderr, phase
-    listed = [line.strip() for line in stdout.splitlines()[stdout.splitlines().index(f"figures and JSON in {out}:") + 1:]]
-    assert listed == [str(out / name) for name in ("attractor.png", "flow_slices.png", "spectra.png", "telemetry.png",
-                                                   "summary.json", "fixed_points.json")]
+    listed = [
+        line.strip() for line in stdout.splitlines()[stdout.splitlines().index(f"figures and JSON in {out}:") + 1 :]
+    ]
+    assert listed == [
+        str(out / name)
+        for name in (
+            "attractor.png",
+            "flow_slices.png",
+            "spectra.png",
+            "telemetry.png",
+            "summary.json",
+            "fixed_points.json",
+        )
+    ]
     for name in ("attractor.png", "flow_slices.png", "spectra.png", "telemetry.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -164,10 +209,12 @@ def test_cli_analyzes_a_trained_run(tmp_path, capsys):
     from gnode.training import TrainConfig
     from gnode.training.experiment import ModelConfig, RunConfig, SolverConfig, run_flipflop
 
-    cfg = RunConfig(task=FlipFlopConfig(duration=4.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=16,
-                                        n_val=8, n_test=8),
-                    model=ModelConfig(kind="gnode", latent=3, width_F=8, width_G=8), solver=SolverConfig(alg="RK4"),
-                    train=TrainConfig(epochs=1, batch_size=8, progress=False))
+    cfg = RunConfig(
+        task=FlipFlopConfig(duration=4.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=16, n_val=8, n_test=8),
+        model=ModelConfig(kind="gnode", latent=3, width_F=8, width_G=8),
+        solver=SolverConfig(alg="RK4"),
+        train=TrainConfig(epochs=1, batch_size=8, progress=False),
+    )
     run_flipflop(cfg, tmp_path / "run", figures=False)
     args = parse(["analyze", str(tmp_path / "run"), "--initial-states", "64", "--opt-steps", "50", "--json"])
     assert args.func(args) == 0

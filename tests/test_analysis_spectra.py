@@ -29,7 +29,6 @@ from gnode.analysis import (
 D = torch.float64
 
 
-
 EXPLICIT = [gnode.Euler(), gnode.Midpoint(), gnode.RK4(), gnode.BS3(), gnode.DP5(), gnode.Tsit5(), gnode.Vern7()]
 
 
@@ -47,8 +46,9 @@ def test_krylov_finds_a_dominant_complex_pair_from_few_iterates():
     # rotates forever on such a pair; the Ritz values of 8 iterates resolve it
     g = torch.Generator().manual_seed(1)
     n = 40
-    core = torch.block_diag(torch.tensor([[4.0, 3.0], [-3.0, 4.0]], dtype=D),
-                            torch.diag(torch.rand(n - 2, generator=g, dtype=D) * 2 - 1))
+    core = torch.block_diag(
+        torch.tensor([[4.0, 3.0], [-3.0, 4.0]], dtype=D), torch.diag(torch.rand(n - 2, generator=g, dtype=D) * 2 - 1)
+    )
     P = torch.eye(n, dtype=D) + 0.2 * torch.randn(n, n, generator=g, dtype=D)
     J = P @ core @ torch.linalg.inv(P)
     v0 = torch.randn(3, n, generator=g, dtype=D)
@@ -66,14 +66,17 @@ def test_krylov_handles_an_invariant_start_and_rejects_a_zero_start():
 
 
 def test_classification_at_the_edges_of_the_tolerance():
-    lam = torch.tensor([
-        [-1.0, -2.0],          # stable
-        [-0.01, -2.0],         # |Re| = tol: marginal
-        [0.01, -2.0],          # Re = +tol: still marginal
-        [0.0101, -2.0],        # just above: saddle
-        [0.5, 0.0],            # growing and marginal, nothing decaying: unstable
-        [0.5, 1.0],            # unstable
-    ], dtype=D).to(torch.complex128)
+    lam = torch.tensor(
+        [
+            [-1.0, -2.0],  # stable
+            [-0.01, -2.0],  # |Re| = tol: marginal
+            [0.01, -2.0],  # Re = +tol: still marginal
+            [0.0101, -2.0],  # just above: saddle
+            [0.5, 0.0],  # growing and marginal, nothing decaying: unstable
+            [0.5, 1.0],  # unstable
+        ],
+        dtype=D,
+    ).to(torch.complex128)
     assert classify(lam, 0.01) == [STABLE, MARGINAL, MARGINAL, SADDLE, UNSTABLE, UNSTABLE]
     assert classify(lam, 0.0)[1] == STABLE
     with pytest.raises(ValueError, match="marginal tolerance must be a number >= 0"):
@@ -81,8 +84,10 @@ def test_classification_at_the_edges_of_the_tolerance():
 
 
 def test_stiffness_ratio_and_its_caveat():
-    lam = torch.tensor([[-1 + 5j, -1 - 5j, -100 + 0j], [-1e-6 + 0j, -2 + 0j, 0.3 + 0j], [0.1 + 0j, 0.2 + 0j, 0j]],
-                       dtype=torch.complex128)
+    lam = torch.tensor(
+        [[-1 + 5j, -1 - 5j, -100 + 0j], [-1e-6 + 0j, -2 + 0j, 0.3 + 0j], [0.1 + 0j, 0.2 + 0j, 0j]],
+        dtype=torch.complex128,
+    )
     r = stiffness_ratio(lam)
     assert float(r[0]) == pytest.approx(100.0)
     assert float(r[1]) == pytest.approx(2e6)  # a near-marginal direction inflates it; Re > 0 is left out
@@ -104,8 +109,8 @@ PUBLISHED = {  # real-axis stability bounds
     "Euler": (2.0, 1e-12),
     "Midpoint": (2.0, 1e-12),
     "RK4": (2.785293563405282, 1e-12),  # root of 1 - x + x^2/2 - x^3/6 + x^4/24 = 1 (Hairer & Wanner II, IV.2)
-    "Tsit5": (3.5068, 1e-4),            # OrdinaryDiffEq.jl alg_stability_size(Tsit5())
-    "Vern7": (4.64, 1e-3),              # OrdinaryDiffEq.jl alg_stability_size(Vern7())
+    "Tsit5": (3.5068, 1e-4),  # OrdinaryDiffEq.jl alg_stability_size(Tsit5())
+    "Vern7": (4.64, 1e-3),  # OrdinaryDiffEq.jl alg_stability_size(Vern7())
 }
 
 

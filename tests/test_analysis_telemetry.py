@@ -21,7 +21,6 @@ from gnode.models import GatedNODE, MinimalGRU, SequenceModel
 D = torch.float64
 
 
-
 def linear(A):
     return lambda t, h: h @ A.T
 
@@ -58,7 +57,7 @@ def test_linear_system_telemetry_is_its_spectrum_at_every_step():
     lam = torch.linalg.eigvals(A)
     z = tel.dt[v].abs()[:, None] * lam[None, :]
     coeffs = gnode.analysis.stability_polynomial(gnode.Tsit5().tableau)
-    want = sum(float(c) * z ** k for k, c in enumerate(coeffs)).abs().amax(-1)
+    want = sum(float(c) * z**k for k, c in enumerate(coeffs)).abs().amax(-1)
     torch.testing.assert_close(tel.amplification[v], want, rtol=1e-10, atol=0)
     # JVP power iterates (Krylov) agree without forming J
     kry = stiffness_telemetry(linear(A), sol, method="krylov", krylov_iters=3)
@@ -143,8 +142,15 @@ def test_training_log_summary_of_a_gnode_batch():
     with torch.no_grad():
         out = model(x, times)
     s = telemetry_summary(model, out.sol, max_points=40)
-    assert set(s) == {"stiff_rho_max", "stiff_ratio_max", "stiff_stability_limited_fraction", "stiff_tau_min",
-                      "stiff_tau_max", "stiff_tau_spread_max", "stiff_stiffness_ratio_median"}
+    assert set(s) == {
+        "stiff_rho_max",
+        "stiff_ratio_max",
+        "stiff_stability_limited_fraction",
+        "stiff_tau_min",
+        "stiff_tau_max",
+        "stiff_tau_spread_max",
+        "stiff_stiffness_ratio_median",
+    }
     assert all(isinstance(v, float) and math.isfinite(v) for v in s.values())
     assert telemetry_summary(model, None) == {}  # a discrete model has no solution
     full = stiffness_telemetry(model, out.sol)
@@ -158,7 +164,7 @@ def test_training_log_summary_of_a_gnode_batch():
     k = torch.searchsorted(times, t.contiguous(), right=True) - 1
     xk = x[torch.arange(6), k]
     for b in range(6):
-        xb = xk[b:b + 1]
+        xb = xk[b : b + 1]
         J = torch.autograd.functional.jacobian(lambda hh, xb=xb: vf(torch.zeros(1, dtype=D), hh[None], xb)[0], h[b])
         assert float(full.rho[b, m_]) == pytest.approx(float(torch.linalg.eigvals(J).abs().max()), rel=1e-10)
 

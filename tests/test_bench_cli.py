@@ -39,15 +39,26 @@ def test_quick_is_three_problems_with_a_few_methods_and_an_estimate_within_five_
 
 def test_skipped_points_are_reported_once_per_cause():
     julia = "the 'julia' engine is not available here: Julia not found"
-    rows = [{"solver": f"julia {m}()", "status": "skipped", "message": julia, "reltol": r}
-            for m in ("BS3", "DP5", "Tsit5", "Vern7", "Rodas5P") for r in (1e-3, 1e-5)]
-    rows += [{"solver": "torchode Tsit5", "status": "skipped", "reltol": r,
-              "message": "torchode is not installed (pip install torchode, or gnode[bench])"} for r in (1e-3, 1e-5)]
+    rows = [
+        {"solver": f"julia {m}()", "status": "skipped", "message": julia, "reltol": r}
+        for m in ("BS3", "DP5", "Tsit5", "Vern7", "Rodas5P")
+        for r in (1e-3, 1e-5)
+    ]
+    rows += [
+        {
+            "solver": "torchode Tsit5",
+            "status": "skipped",
+            "reltol": r,
+            "message": "torchode is not installed (pip install torchode, or gnode[bench])",
+        }
+        for r in (1e-3, 1e-5)
+    ]
     rows += [{"solver": "torch Tsit5()", "status": "ok", "reltol": 1e-3}]
     lines = bench_cli.skipped_lines(rows).splitlines()
     assert lines == [
         f"  skipped 10 points of julia BS3(), julia DP5(), julia Rodas5P() and 2 more: {julia}",
-        "  skipped 2 points of torchode Tsit5: torchode is not installed (pip install torchode, or gnode[bench])"]
+        "  skipped 2 points of torchode Tsit5: torchode is not installed (pip install torchode, or gnode[bench])",
+    ]
 
 
 def test_ctrl_c_names_the_command_that_resumes(monkeypatch, tmp_path, capsys):
@@ -68,8 +79,21 @@ def test_ctrl_c_names_the_command_that_resumes(monkeypatch, tmp_path, capsys):
 
 
 def rows_for(problem, labels):
-    return [{"problem": problem, "mode": "forward", "solver": label, "family": label.split()[0], "status": "ok",
-             "reltol": r, "l2": r, "time": 1 / r, "nf": 10 / r} for label in labels for r in (1e-3, 1e-5)]
+    return [
+        {
+            "problem": problem,
+            "mode": "forward",
+            "solver": label,
+            "family": label.split()[0],
+            "status": "ok",
+            "reltol": r,
+            "l2": r,
+            "time": 1 / r,
+            "nf": 10 / r,
+        }
+        for label in labels
+        for r in (1e-3, 1e-5)
+    ]
 
 
 def test_each_method_has_its_own_colour_and_marker_in_every_figure(monkeypatch, tmp_path):
@@ -89,14 +113,21 @@ def test_each_method_has_its_own_colour_and_marker_in_every_figure(monkeypatch, 
         lines = [ln for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")]
         assert lines, path
         for ln in lines:  # the same colour and marker in both figures
-            assert (ln.get_color(), ln.get_marker()) == (styles[ln.get_label()]["color"],
-                                                         styles[ln.get_label()]["marker"])
+            assert (ln.get_color(), ln.get_marker()) == (
+                styles[ln.get_label()]["color"],
+                styles[ln.get_label()]["marker"],
+            )
         assert len({(ln.get_color(), ln.get_marker()) for ln in lines}) == len(lines)
 
 
-@pytest.mark.parametrize("argv, message", [(["--quick", "--batch", "0"], "--batch must be >= 1"),
-                                           (["--reltols", "2"], "--reltols must lie in (0, 1)"),
-                                           (["--quick", "--out", "{file}"], "--out {file}: {file} is a file")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--quick", "--batch", "0"], "--batch must be >= 1"),
+        (["--reltols", "2"], "--reltols must lie in (0, 1)"),
+        (["--quick", "--out", "{file}"], "--out {file}: {file} is a file"),
+    ],
+)
 def test_bad_options_are_one_line(capsys, tmp_path, argv, message):
     a_file = tmp_path / "file"
     a_file.write_text("not a folder")

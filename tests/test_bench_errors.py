@@ -36,7 +36,7 @@ def test_final_and_l2_match_the_closed_form_of_euler_on_linear_decay():
     err = solution_errors(sol.u.numpy(), exact)
     e = euler - exact
     assert err["final"] == pytest.approx(np.mean(np.abs(e[:, -1])), rel=1e-12)
-    assert err["l2"] == pytest.approx(math.sqrt(np.mean(e ** 2)), rel=1e-12)
+    assert err["l2"] == pytest.approx(math.sqrt(np.mean(e**2)), rel=1e-12)
     assert err["linf"] == pytest.approx(np.max(np.abs(e)), rel=1e-12)
     # the global error of Euler here is ~ t e^-t h / 2 at t = 1: a sanity scale, not a tautology
     assert err["final"] == pytest.approx(np.mean(np.abs(y0)) * math.exp(-1) * h / 2, rel=0.1)
@@ -68,8 +68,10 @@ def test_errors_of_an_adaptive_solve_fall_with_the_tolerance_on_a_rotation():
     ts = torch.linspace(0, 3, 7, dtype=F64)
     c, s = np.cos(2 * ts.numpy()), np.sin(2 * ts.numpy())
     exact = np.stack([np.stack([c * a - s * b, s * a + c * b], -1) for a, b in u0.numpy()])
-    errs = [solution_errors(gnode.solve(prob, gnode.Tsit5(), saveat=ts, reltol=r, abstol=r * 1e-2).u.numpy(),
-                            exact)["l2"] for r in (1e-3, 1e-6, 1e-9)]
+    errs = [
+        solution_errors(gnode.solve(prob, gnode.Tsit5(), saveat=ts, reltol=r, abstol=r * 1e-2).u.numpy(), exact)["l2"]
+        for r in (1e-3, 1e-6, 1e-9)
+    ]
     assert errs[0] > 30 * errs[1] > 900 * errs[2]
     assert errs[2] < 1e-7
 
@@ -96,10 +98,16 @@ def test_gradient_error_is_relative_and_rejects_mismatched_sizes():
 
 # ------------------------------------------------------------------------------------ matched-error ratios
 
+
 def _curve(family, method, scale, errors):
     """cost = scale / error (time) and 10 scale / error (nf): a straight line in log-log."""
-    return {"family": family, "package": family.split("[")[0], "method": method, "sensealg": None,
-            "points": [(e, scale / e, 10 * scale / e, None) for e in errors]}
+    return {
+        "family": family,
+        "package": family.split("[")[0],
+        "method": method,
+        "sensealg": None,
+        "points": [(e, scale / e, 10 * scale / e, None) for e in errors],
+    }
 
 
 def test_a_solver_twice_as_expensive_at_every_error_has_ratio_two_over_the_overlap_only():
@@ -114,15 +122,39 @@ def test_a_solver_twice_as_expensive_at_every_error_has_ratio_two_over_the_overl
 
 def test_compare_all_pairs_twins_and_reports_the_envelope():
     rows = []
-    for solver, family, package, method, scale in [("torch Tsit5()", "gnode[torch]", "gnode", "Tsit5()", 1.0),
-                                                   ("torch Vern7()", "gnode[torch]", "gnode", "Vern7()", 0.5),
-                                                   ("torchode Tsit5", "torchode", "torchode", "Tsit5", 3.0)]:
+    for solver, family, package, method, scale in [
+        ("torch Tsit5()", "gnode[torch]", "gnode", "Tsit5()", 1.0),
+        ("torch Vern7()", "gnode[torch]", "gnode", "Vern7()", 0.5),
+        ("torchode Tsit5", "torchode", "torchode", "Tsit5", 3.0),
+    ]:
         for e in (1e-3, 1e-5, 1e-7):
-            rows.append({"problem": "p", "mode": "forward", "status": "ok", "solver": solver, "family": family,
-                         "package": package, "method": method, "sensealg": None, "l2": e, "time": scale / e,
-                         "nf": scale / e, "f_calls": None})
-    rows.append({"problem": "p", "mode": "forward", "status": "failed", "solver": "torchode Tsit5",
-                 "family": "torchode", "l2": 1e-9, "time": 1e-9})  # failures never enter a curve
+            rows.append(
+                {
+                    "problem": "p",
+                    "mode": "forward",
+                    "status": "ok",
+                    "solver": solver,
+                    "family": family,
+                    "package": package,
+                    "method": method,
+                    "sensealg": None,
+                    "l2": e,
+                    "time": scale / e,
+                    "nf": scale / e,
+                    "f_calls": None,
+                }
+            )
+    rows.append(
+        {
+            "problem": "p",
+            "mode": "forward",
+            "status": "failed",
+            "solver": "torchode Tsit5",
+            "family": "torchode",
+            "l2": 1e-9,
+            "time": 1e-9,
+        }
+    )  # failures never enter a curve
     comp = compare_all(rows, "l2")["problems"]["p"]["forward"]
     (pair,) = comp["pairs"]
     assert pair["native"] == "torch Tsit5()" and pair["time_ratio"] == pytest.approx(3.0)

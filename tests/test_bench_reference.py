@@ -26,9 +26,18 @@ def linear_problem(name="linear", u0=((1.0, 0.0), (0.2, -0.4)), t1=2.0, stiff=Fa
     def mp_f(t, y, b, x=None):
         return [A[0, 0] * y[0] + A[0, 1] * y[1], A[1, 0] * y[0] + A[1, 1] * y[1]]
 
-    return BenchProblem(name, lambda t, u: u @ At.T, torch.tensor(u0, dtype=F64), (0.0, t1),
-                        torch.linspace(0.0, t1, 5, dtype=F64), atol_ratio=1e-3, stiff=stiff,
-                        numpy_f=lambda t, y, b, x=None: A @ y, numpy_jac=lambda t, y, b, x=None: A, mp_f=mp_f)
+    return BenchProblem(
+        name,
+        lambda t, u: u @ At.T,
+        torch.tensor(u0, dtype=F64),
+        (0.0, t1),
+        torch.linspace(0.0, t1, 5, dtype=F64),
+        atol_ratio=1e-3,
+        stiff=stiff,
+        numpy_f=lambda t, y, b, x=None: A @ y,
+        numpy_jac=lambda t, y, b, x=None: A,
+        mp_f=mp_f,
+    )
 
 
 def closed_form(p: BenchProblem, times) -> np.ndarray:
@@ -97,6 +106,7 @@ def test_mpmath_reference_is_exact_where_float64_is_and_the_float64_reference_ag
 
 # ----------------------------------------------------------------------------------------------- gradients
 
+
 def test_reference_gradient_agrees_with_finite_differences_on_a_smooth_gnode(tmp_path):
     p = make_problem("gnode_small", batch=1, t1=1.0)
     ref = reference_gradient(p, cache=ReferenceCache(tmp_path), fd_batch=1, fd_directions=1, fd_steps=(1e-4,))
@@ -104,8 +114,7 @@ def test_reference_gradient_agrees_with_finite_differences_on_a_smooth_gnode(tmp
     (check,) = ref.fd_checks
     assert check["rel_diff"] < 1e-6, check  # smooth field: central differences good to ~h^2
     assert ref.spread < 1e-7
-    assert reference_gradient(p, cache=ReferenceCache(tmp_path), fd_batch=1, fd_directions=1,
-                              fd_steps=(1e-4,)).cached
+    assert reference_gradient(p, cache=ReferenceCache(tmp_path), fd_batch=1, fd_directions=1, fd_steps=(1e-4,)).cached
 
 
 def test_reference_gradient_is_within_its_stated_accuracy_whatever_the_chunking():
@@ -127,11 +136,23 @@ def test_reference_gradient_is_within_its_stated_accuracy_whatever_the_chunking(
 
 # ---------------------------------------------------------------------------------------------------- fields
 
+
 def _gnode_model():
     from gnode.models import GatedNODE
 
-    m = GatedNODE(4, 2, depth_F=2, depth_G=2, width_F=[6], width_G=[5], learn_tau=True, tau=0.7,
-                  init="chaotic", generator=torch.Generator().manual_seed(1), dtype=F64)
+    m = GatedNODE(
+        4,
+        2,
+        depth_F=2,
+        depth_G=2,
+        width_F=[6],
+        width_G=[5],
+        learn_tau=True,
+        tau=0.7,
+        init="chaotic",
+        generator=torch.Generator().manual_seed(1),
+        dtype=F64,
+    )
     with torch.no_grad():
         for q in m.parameters():
             q.add_(0.1 * torch.randn(q.shape, generator=torch.Generator().manual_seed(q.numel()), dtype=F64))
@@ -145,11 +166,11 @@ def test_numpy_copy_of_a_gnode_matches_the_torch_model_and_its_jacobian():
     for _ in range(3):
         h, x = torch.randn(1, 4, generator=gen, dtype=F64), torch.randn(1, 2, generator=gen, dtype=F64)
         t = torch.zeros(1, dtype=F64)
-        np.testing.assert_allclose(p.numpy_f(0.0, h[0].numpy(), 0, x[0].numpy()), m(t, h, x)[0].detach().numpy(),
-                                   rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            p.numpy_f(0.0, h[0].numpy(), 0, x[0].numpy()), m(t, h, x)[0].detach().numpy(), rtol=1e-13, atol=1e-14
+        )
         J = torch.autograd.functional.jacobian(lambda v, t=t, x=x: m(t, v[None], x)[0], h[0])
-        np.testing.assert_allclose(p.numpy_jac(0.0, h[0].numpy(), 0, x[0].numpy()), J.numpy(), rtol=1e-12,
-                                   atol=1e-13)
+        np.testing.assert_allclose(p.numpy_jac(0.0, h[0].numpy(), 0, x[0].numpy()), J.numpy(), rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
@@ -165,6 +186,7 @@ def test_jax_copies_match_torch_for_a_gnode_and_the_classic_problems():
     out = np.asarray(jax.jit(fn)(jax.numpy.asarray(h[0].numpy()), params, jax.numpy.asarray(x[0].numpy())))
     np.testing.assert_allclose(out, m(torch.zeros(1, dtype=F64), h, x)[0].detach().numpy(), rtol=1e-13, atol=1e-14)
     from gnode.bench import problems
+
     for sp in problems.CLASSIC:
         y = np.abs(np.random.default_rng(0).normal(size=np.size(sp.u0))) + 0.1
         f = jax.jit(CLASSIC_JAX[sp.name])

@@ -28,23 +28,30 @@ def small_set(tmp_path_factory):
     gradients; a native DP5 whose step budget is too small, so that it fails; an unknown engine."""
     tmp = tmp_path_factory.mktemp("bench")
     tols = (1e-3, 1e-5, 1e-7)
-    trials = [Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), tols),
-              Trial(SMALL, SolverSpec("gnode", gnode.Vern7()), tols),
-              Trial(SMALL, SolverSpec("torchdiffeq", "dopri5"), tols),
-              Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.BackpropAdjoint()), tols[:2], True),
-              Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()), tols[:2], True),
-              Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), engine="nosuchengine"), tols[:1])]
+    trials = [
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), tols),
+        Trial(SMALL, SolverSpec("gnode", gnode.Vern7()), tols),
+        Trial(SMALL, SolverSpec("torchdiffeq", "dopri5"), tols),
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.BackpropAdjoint()), tols[:2], True),
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()), tols[:2], True),
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), engine="nosuchengine"), tols[:1]),
+    ]
     # memory probes (the torch profiler, about a second each) on the gradient points only: the fixture's main cost
-    config = BenchConfig(repeats=1, cache_dir=str(tmp / "cache"), memory="gradient", extended_reference=False,
-                         fd_directions=1, fd_steps=(1e-4,))
+    config = BenchConfig(
+        repeats=1,
+        cache_dir=str(tmp / "cache"),
+        memory="gradient",
+        extended_reference=False,
+        fd_directions=1,
+        fd_steps=(1e-4,),
+    )
     results = run_set(trials, config, progress=False)
     files = results.write(tmp / "out")
     return results, files, tmp
 
 
 def rows_of(results, solver, mode="forward"):
-    return sorted((r for r in results.rows if r["solver"] == solver and r["mode"] == mode),
-                  key=lambda r: -r["reltol"])
+    return sorted((r for r in results.rows if r["solver"] == solver and r["mode"] == mode), key=lambda r: -r["reltol"])
 
 
 def test_every_point_is_measured_and_errors_fall_with_the_tolerance(small_set):
@@ -93,8 +100,7 @@ def test_an_unavailable_engine_is_skipped_with_its_reason(small_set):
 
 def test_a_failed_solve_is_recorded_with_its_retcode_and_tighter_tolerances_are_skipped(tmp_path):
     trial = Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3, 1e-6))
-    rows = run_trial(trial, BenchConfig(maxiters=3, cache_dir=str(tmp_path), repeats=1,
-                                               extended_reference=False))
+    rows = run_trial(trial, BenchConfig(maxiters=3, cache_dir=str(tmp_path), repeats=1, extended_reference=False))
     assert [r["status"] for r in rows] == ["failed", "skipped"]
     assert rows[0]["retcode"] == "MaxIters" and rows[0]["n_failed"] == 2
     assert rows[0]["l2"] == math.inf and "time" not in rows[0]
@@ -125,13 +131,15 @@ def test_the_set_writes_json_csv_comparisons_and_a_figure(small_set):
 def test_the_reference_is_reused_from_the_cache(small_set):
     _, _, tmp = small_set
     assert any((tmp / "cache").glob("*.npz"))
-    rows = run_trial(Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-4,)),
-                     BenchConfig(repeats=1, memory="none", cache_dir=str(tmp / "cache"),
-                                 extended_reference=False))
+    rows = run_trial(
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-4,)),
+        BenchConfig(repeats=1, memory="none", cache_dir=str(tmp / "cache"), extended_reference=False),
+    )
     assert rows[0]["status"] == "ok"
 
 
 # ------------------------------------------------------------------------------------------- measurement
+
 
 def test_min_time_reports_the_minimum_after_a_warm_up():
     calls = []
@@ -139,6 +147,7 @@ def test_min_time_reports_the_minimum_after_a_warm_up():
 
     def fn():
         import time
+
         calls.append(1)
         time.sleep(next(durations))
 
@@ -194,8 +203,12 @@ def test_an_interrupted_run_resumes_from_its_journal(monkeypatch, tmp_path):
     again = run_set([first, second], config, progress=False, journal=journal, log=lambda *a: None)
     assert ran == [] and again.rows == after.rows  # everything journaled: nothing is built or run
     with pytest.raises(JournalError, match="another config .*repeats"):
-        run_set([first], BenchConfig(repeats=2, memory="none", cache_dir=str(tmp_path / "c"),
-                                     extended_reference=False), progress=False, journal=journal)
+        run_set(
+            [first],
+            BenchConfig(repeats=2, memory="none", cache_dir=str(tmp_path / "c"), extended_reference=False),
+            progress=False,
+            journal=journal,
+        )
 
 
 def test_a_journal_survives_cut_off_writes_and_refuses_another_machine(tmp_path):
@@ -223,13 +236,42 @@ def test_a_journal_survives_cut_off_writes_and_refuses_another_machine(tmp_path)
 
 # ----------------------------------------------------------------------------------------- command line
 
+
 def test_gnode_bench_command_line_runs_a_tiny_set(tmp_path, capsys):
     from gnode.cli import main
 
     out = tmp_path / "out"
-    code = main(["bench", "--problems", "gnode_critical", "--batch", "2", "--n", "3", "--hidden", "4", "--t1", "1",
-                 "--solvers", "torch Tsit5", "--reltols", "1e-3", "1e-5", "--repeats", "1", "--peers",
-                 "--memory", "none", "--no-figures", "--quiet", "--cache-dir", str(tmp_path / "c"), "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "--problems",
+            "gnode_critical",
+            "--batch",
+            "2",
+            "--n",
+            "3",
+            "--hidden",
+            "4",
+            "--t1",
+            "1",
+            "--solvers",
+            "torch Tsit5",
+            "--reltols",
+            "1e-3",
+            "1e-5",
+            "--repeats",
+            "1",
+            "--peers",
+            "--memory",
+            "none",
+            "--no-figures",
+            "--quiet",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "results.json").read_text())
     assert {r["solver"] for r in doc["rows"]} == {"torch Tsit5()"}
@@ -292,15 +334,20 @@ def test_trials_out_of_process_come_back_in_plan_order_and_resume_from_the_journ
     """The grouping logic of the Ray path, with an out-of-process stand-in executor: references are computed once
     per problem, in a job of their own, each trial is a job run on a copy of the runner, the rows come back in
     plan order whatever order the jobs finish in, and a journaled run started again runs only what is missing."""
-    trials = [Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3, 1e-5)),
-              Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3,))]
+    trials = [
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3, 1e-5)),
+        Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3,)),
+    ]
     config = BenchConfig(repeats=1, memory="none", cache_dir=reference_cache, extended_reference=False)
     journal = tmp_path / "journal.jsonl"
     ex = _OutOfProcessExecutor()
     results = run_set(trials, config, executor=ex, progress=False, journal=journal, log=lambda *a: None)
     assert ex.jobs == ["references", "run", "run"]
     assert [(r["solver"], r["reltol"], r["status"]) for r in results.rows] == [
-        ("torch Tsit5()", 1e-3, "ok"), ("torch Tsit5()", 1e-5, "ok"), ("torch DP5()", 1e-3, "ok")]
+        ("torch Tsit5()", 1e-3, "ok"),
+        ("torch Tsit5()", 1e-5, "ok"),
+        ("torch DP5()", 1e-3, "ok"),
+    ]
     assert results.references["gnode_small"]["solution"]["method"] == "DOP853"
 
     more = trials + [Trial(SMALL, SolverSpec("gnode", gnode.BS3()), (1e-3,))]
@@ -322,10 +369,15 @@ def test_a_trial_that_raises_is_recorded_as_an_error_and_the_set_goes_on(monkeyp
         return real(trial, *a, **k)
 
     monkeypatch.setattr(workprecision, "run_trial", crash_on_dp5)
-    trials = [Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3, 1e-5)),
-              Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3,))]
+    trials = [
+        Trial(SMALL, SolverSpec("gnode", gnode.DP5()), (1e-3, 1e-5)),
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3,)),
+    ]
     config = BenchConfig(repeats=1, memory="none", cache_dir=reference_cache, extended_reference=False)
     results = run_set(trials, config, progress=False)
     assert [(r["solver"], r["status"]) for r in results.rows] == [
-        ("torch DP5()", "error"), ("torch DP5()", "error"), ("torch Tsit5()", "ok")]
+        ("torch DP5()", "error"),
+        ("torch DP5()", "error"),
+        ("torch Tsit5()", "ok"),
+    ]
     assert results.rows[0]["message"] == "the trial failed: MemoryError: the solver's process ran out of memory"

@@ -33,7 +33,7 @@ def parse(path: Path):
 
 
 def text(node, src: bytes) -> str:
-    return src[node.start_byte:node.end_byte].decode()
+    return src[node.start_byte : node.end_byte].decode()
 
 
 def walk(node):
@@ -73,8 +73,7 @@ def julia_const(path: Path, name: str):
             continue
         value = assign.children[2]
         if value.type == "tuple_expression":
-            return tuple(text(c, src).lstrip(":").strip('"') for c in value.children
-                         if c.type not in ("(", ")", ","))
+            return tuple(text(c, src).lstrip(":").strip('"') for c in value.children if c.type not in ("(", ")", ","))
         pairs = {}
         for pair in walk(value):
             if pair.type == "binary_expression" and text(pair.children[1], src) == "=>":
@@ -110,14 +109,14 @@ def test_standin_methods_have_the_contract_arity():
 def test_contract_docstring_lists_the_solve_arguments_in_order():
     """The documented signature of solve_forward! names exactly as many arguments as the Julia function."""
     doc = contract.__doc__
-    block = doc[doc.index("solve_forward!(") + len("solve_forward!("):doc.index(") -> Int (handle)")]
+    block = doc[doc.index("solve_forward!(") + len("solve_forward!(") : doc.index(") -> Int (handle)")]
     names = [a.strip() for a in block.replace("\n", " ").split(",") if a.strip()]
     assert len(names) == contract.ENTRY_POINTS["solve_forward!"]
     root, src = parse(JULIA / "src" / "entry.jl")
     for node in walk(root):
         if node.type == "function_definition" and "solve_forward!" in text(node.children[1], src):
             args = text(node.children[1], src)
-            julia_names = [a.strip() for a in args[args.index("(") + 1:args.rindex(")")].split(",") if a.strip()]
+            julia_names = [a.strip() for a in args[args.index("(") + 1 : args.rindex(")")].split(",") if a.strip()]
             assert julia_names == names
             return
     raise AssertionError("entry.jl has no solve_forward!")
@@ -128,8 +127,20 @@ def test_algorithm_tables_agree_and_cover_gnodes_explicit_methods():
 
     julia = julia_const(JULIA / "src" / "algorithms.jl", "ALGORITHMS")
     assert set(julia) == set(contract.ALGORITHMS)
-    for name in ("Euler", "Midpoint", "RK4", "BS3", "DP5", "Tsit5", "Vern7", "Rodas5P", "KenCarp4", "FBDF",
-                 "RadauIIA5", "AutoTsit5"):
+    for name in (
+        "Euler",
+        "Midpoint",
+        "RK4",
+        "BS3",
+        "DP5",
+        "Tsit5",
+        "Vern7",
+        "Rodas5P",
+        "KenCarp4",
+        "FBDF",
+        "RadauIIA5",
+        "AutoTsit5",
+    ):
         assert name in julia
     # the stiff method of an AutoSwitch is built from its nested spec, not fixed to Rodas5P()
     assert julia["AutoTsit5"].replace(" ", "") == "s->AutoTsit5(stiff_method(s);auto_options(s)...)"
@@ -191,15 +202,32 @@ def test_the_options_record_has_the_same_fields_in_julia():
 
 
 def test_the_options_record_round_trips_through_json_and_refuses_unknown_fields():
-    req = contract.Request(model={"n": 2}, t0=0.0, t1=1.5, saveat=[0.0, 0.1 + 0.2, 1.5], input_times=[],
-                           interpolation="zoh", alg={"name": "Tsit5", "options": {}}, sensealg=None, vjp="auto",
-                           reltol=1e-6, abstol=1e-8, dt=None, dtmin=1e-12, dtmax=None, maxiters=10, tstops=[0.5],
-                           keep=False, mode="ensemble")
+    req = contract.Request(
+        model={"n": 2},
+        t0=0.0,
+        t1=1.5,
+        saveat=[0.0, 0.1 + 0.2, 1.5],
+        input_times=[],
+        interpolation="zoh",
+        alg={"name": "Tsit5", "options": {}},
+        sensealg=None,
+        vjp="auto",
+        reltol=1e-6,
+        abstol=1e-8,
+        dt=None,
+        dtmin=1e-12,
+        dtmax=None,
+        maxiters=10,
+        tstops=[0.5],
+        keep=False,
+        mode="ensemble",
+    )
     assert contract.Request.from_json(req.to_json()) == req  # floats exactly (shortest repr round-trips)
     with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
         contract.Request.from_json(req.to_json()[:-1] + ', "colour": 1}')
     with pytest.raises(ValueError, match="Out of range float"):
         import dataclasses
+
         dataclasses.replace(req, dtmax=float("inf")).to_json()
 
 
@@ -221,11 +249,13 @@ def test_retcodes_stats_and_names_agree_with_gnode():
 def test_sensealg_and_vjp_names_agree():
     sens = (JULIA / "src" / "sensitivity.jl").read_text()
     julia_sense = set(julia_const(JULIA / "src" / "sensitivity.jl", "CONTINUOUS_ADJOINTS")) | set(
-        julia_const(JULIA / "src" / "sensitivity.jl", "FORWARD_MODE"))
+        julia_const(JULIA / "src" / "sensitivity.jl", "FORWARD_MODE")
+    )
     assert julia_sense == set(contract.SENSEALGS)
     for vjp in contract.VJPS:
         assert f'name == "{vjp}"' in sens, f"vjp_choice does not handle {vjp}"
     import gnode.algorithms as algs
+
     for cls in algs.sensealg.SENSEALGS:
         assert cls.__name__ in contract.SENSEALGS, f"gnode's {cls.__name__} has no Julia counterpart"
 
@@ -236,7 +266,8 @@ def test_project_toml_and_juliapkg_json_list_the_same_packages():
     assert pkg["julia"] == project["compat"]["julia"]
     assert {k: v["uuid"] for k, v in pkg["packages"].items()} == project["deps"]
     assert {k: v["version"] for k, v in pkg["packages"].items()} == {
-        k: v for k, v in project["compat"].items() if k != "julia"}
+        k: v for k, v in project["compat"].items() if k != "julia"
+    }
     for name in project["deps"]:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", project["deps"][name])
 

@@ -60,6 +60,7 @@ def test_a_call_made_from_the_owner_thread_runs_inline_instead_of_deadlocking():
     backend = Recorder()
     rt = JuliaThread(lambda: backend).start()
     try:
+
         def outer(be):
             return rt.call(lambda be2: be2.where("inner"))  # would deadlock if queued
 
@@ -72,6 +73,7 @@ def test_a_call_made_from_the_owner_thread_runs_inline_instead_of_deadlocking():
 def test_exceptions_come_back_with_their_type_and_message():
     rt = JuliaThread(lambda: None).start()
     try:
+
         def boom(be):
             raise ValueError("bad argument u0")
 
@@ -93,6 +95,7 @@ def test_julia_errors_are_formatted_on_the_owner_thread():
     JuliaError.__module__ = "juliacall"
     rt = JuliaThread(lambda: None).start()
     try:
+
         def fail(be):
             raise JuliaError()
 
@@ -136,8 +139,11 @@ def thread_stack_bytes() -> int:
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.pthread_self.restype = ctypes.c_ulong
     libc.pthread_getattr_np.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
-    libc.pthread_attr_getstack.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
-                                           ctypes.POINTER(ctypes.c_size_t)]
+    libc.pthread_attr_getstack.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
     libc.pthread_attr_destroy.argtypes = [ctypes.c_void_p]
     attr = ctypes.create_string_buffer(256)  # pthread_attr_t is 56 bytes on x86-64 glibc
     size = ctypes.c_size_t()
@@ -150,8 +156,9 @@ def thread_stack_bytes() -> int:
     return size.value
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the thread's stack with glibc's "
-                    "pthread_getattr_np")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads the thread's stack with glibc's pthread_getattr_np"
+)
 def test_the_owner_thread_gets_the_stack_julia_assumes_whatever_pythons_thread_default():
     """macOS gives Python's threads 512 KiB of stack; Julia assumes RLIMIT_STACK (8 MiB). Here the 512 KiB
     default is imposed with threading.stack_size, which the owner thread must not inherit."""
@@ -177,7 +184,8 @@ def test_the_close_hook_runs_before_the_hooks_the_backend_registered_when_it_sta
         "def backend():  # stands for JuliaBackend: importing juliacall registers its shutdown hook\n"
         "    atexit.register(lambda: print('backend hook, owner alive:', state['rt']._thread.is_alive()))\n"
         "    return object()\n"
-        "state['rt'] = JuliaThread(backend).start()\n")
+        "state['rt'] = JuliaThread(backend).start()\n"
+    )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "backend hook, owner alive: False", out.stdout + out.stderr
 
@@ -197,8 +205,9 @@ def test_cuda_arguments_are_synchronised_on_both_sides_of_a_call(monkeypatch):
     backend._fns = {"solve_forward!": lambda *args: events.append(("julia call", len(args))) or 1}
     backend._dlpack = lambda x: ("CuArray", x)
     backend._cuda_sync = lambda: events.append(("julia sync",))
-    monkeypatch.setattr(backend_module, "_torch_stream_synchronize",
-                        lambda device: events.append(("torch sync", device)))
+    monkeypatch.setattr(
+        backend_module, "_torch_stream_synchronize", lambda device: events.append(("torch sync", device))
+    )
     assert backend.solve_forward(CudaTensor(), 1.0, "request") == 1
     assert events == [("torch sync", "cuda:0"), ("julia call", 3), ("julia sync",)]
     events.clear()

@@ -128,8 +128,8 @@ def test_shared_input_gradient_sums_over_the_batch(standin):
     prob, values = problem(model, shared_input=True)
     sol = gnode.solve(prob, gnode.DP5(), engine="julia-standin", saveat=SAVEAT, reltol=1e-8, abstol=1e-10)
     ref = gnode.solve(prob, gnode.DP5(), engine="torch", saveat=SAVEAT, reltol=1e-8, abstol=1e-10)
-    g, = torch.autograd.grad(sol.u.square().sum(), values)
-    r, = torch.autograd.grad(ref.u.square().sum(), values)
+    (g,) = torch.autograd.grad(sol.u.square().sum(), values)
+    (r,) = torch.autograd.grad(ref.u.square().sum(), values)
     assert g.shape == (1, 6, 2)
     torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
 
@@ -137,8 +137,7 @@ def test_shared_input_gradient_sums_over_the_batch(standin):
 def test_float32_solves_stay_float32(standin):
     model = random_model(NeuralODE, dtype=torch.float32)
     prob, values = problem(model, dtype=torch.float32)
-    sol = gnode.solve(prob, gnode.Tsit5(), engine="julia-standin", saveat=SAVEAT.float(), reltol=1e-5,
-                      abstol=1e-7)
+    sol = gnode.solve(prob, gnode.Tsit5(), engine="julia-standin", saveat=SAVEAT.float(), reltol=1e-5, abstol=1e-7)
     assert sol.u.dtype == torch.float32
     g = torch.autograd.grad(sol.u.sum(), [prob.u0, values, *model.parameters()])
     assert all(x.dtype == torch.float32 and torch.isfinite(x).all() for x in g)
@@ -167,7 +166,7 @@ def test_backward_started_from_another_thread_runs_julia_calls_on_the_owner(stan
     assert backward_thread[0] not in (runtime.ident, threading.get_ident())
     calls = dict(si.calls)
     assert calls["solve_backward!"] == runtime.ident
-    want, = torch.autograd.grad(ref.u.sum(), prob.u0)
+    (want,) = torch.autograd.grad(ref.u.sum(), prob.u0)
     torch.testing.assert_close(prob.u0.grad, want, rtol=1e-12, atol=1e-12)
 
 
@@ -269,13 +268,15 @@ def test_algorithm_and_sensealg_options_cross_the_bridge(standin):
     runtime, si = standin
     model = random_model(NeuralODE)
     prob, _ = problem(model)
-    algs = [gnode.AutoTsit5(stiffalg=gnode.KenCarp4(kappa=0.05, max_iter=7, smooth_est=True), maxstiffstep=4,
-                            nonstifftol=0.5),
-            gnode.TRBDF2(smooth_est=False, fast_rate=0.2)]
+    algs = [
+        gnode.AutoTsit5(
+            stiffalg=gnode.KenCarp4(kappa=0.05, max_iter=7, smooth_est=True), maxstiffstep=4, nonstifftol=0.5
+        ),
+        gnode.TRBDF2(smooth_est=False, fast_rate=0.2),
+    ]
     sense = gnode.InterpolatingAdjoint(alg=gnode.Vern7(), reltol=1e-7, checkpointing=True)
     for alg in algs:
-        sol = gnode.solve(prob, alg, engine=engine(runtime), sensealg=sense, saveat=SAVEAT, reltol=1e-5,
-                          abstol=1e-7)
+        sol = gnode.solve(prob, alg, engine=engine(runtime), sensealg=sense, saveat=SAVEAT, reltol=1e-5, abstol=1e-7)
         assert si.algorithms[-1] == alg and si.sensealgs[-1] == sense
         assert si.requests[-1].alg == alg.to_spec() and si.requests[-1].sensealg == sense.to_spec()
         assert sol.alg is alg
@@ -295,8 +296,10 @@ def test_an_option_without_a_julia_counterpart_is_refused_by_name_before_crossin
     assert "solve_forward!" not in dict(si.calls)
     # at its default the option means "the Julia method's own quadrature", and is not sent
     gnode.solve(prob, gnode.Tsit5(), engine=engine(runtime), sensealg=gnode.QuadratureAdjoint(reltol=1e-7))
-    assert si.requests[-1].sensealg == {"name": "QuadratureAdjoint",
-                                         "options": {"alg": None, "reltol": 1e-7, "abstol": None}}
+    assert si.requests[-1].sensealg == {
+        "name": "QuadratureAdjoint",
+        "options": {"alg": None, "reltol": 1e-7, "abstol": None},
+    }
 
 
 def test_the_standin_refuses_what_the_julia_module_refuses(standin):
@@ -307,10 +310,14 @@ def test_the_standin_refuses_what_the_julia_module_refuses(standin):
     gnode.solve(prob, gnode.KenCarp4(), engine=engine(runtime), saveat=SAVEAT)
     good = si.requests[-1]
     args = _forward_buffers(prob, good)
-    for alg, message in [({"name": "KenCarp4", "options": {"kapa": 0.1}}, "does not take option 'kapa'"),
-                         ({"name": "AutoTsit5", "options": {"stiffalg": {"name": "Rodas5P", "options": {"x": 1}}}},
-                          "Rodas5P: the Julia engine does not take option 'x'"),
-                         ({"name": "Tsit6", "options": {}}, "unknown algorithm 'Tsit6'")]:
+    for alg, message in [
+        ({"name": "KenCarp4", "options": {"kapa": 0.1}}, "does not take option 'kapa'"),
+        (
+            {"name": "AutoTsit5", "options": {"stiffalg": {"name": "Rodas5P", "options": {"x": 1}}}},
+            "Rodas5P: the Julia engine does not take option 'x'",
+        ),
+        ({"name": "Tsit6", "options": {}}, "unknown algorithm 'Tsit6'"),
+    ]:
         bad = dataclasses.replace(good, alg=alg)
         with pytest.raises(ValueError, match=message):
             si.solve_forward(*args, bad.to_json())
@@ -324,9 +331,15 @@ def _forward_buffers(prob, request):
 
     B, n = prob.u0.shape
     theta = prob.f.flat_parameters().detach()
-    return (julia_view(torch.empty(B, len(request.saveat), n, dtype=torch.float64)), np.empty(B), np.empty(B, np.int64),
-            np.empty((len(STAT_NAMES), B), np.int64), julia_view(theta), julia_view(prob.u0.detach()),
-            julia_view(prob.inputs.values.detach()))
+    return (
+        julia_view(torch.empty(B, len(request.saveat), n, dtype=torch.float64)),
+        np.empty(B),
+        np.empty(B, np.int64),
+        np.empty((len(STAT_NAMES), B), np.int64),
+        julia_view(theta),
+        julia_view(prob.u0.detach()),
+        julia_view(prob.inputs.values.detach()),
+    )
 
 
 def test_zygote_vjp_is_refused_in_the_ensemble_mode_and_accepted_batched(standin):
@@ -343,8 +356,13 @@ def test_zygote_vjp_is_refused_in_the_ensemble_mode_and_accepted_batched(standin
     assert "solve_forward!" not in dict(si.calls)
     with torch.no_grad():  # no adjoint, no VJP: nothing to refuse
         gnode.solve(prob, gnode.Tsit5(), engine=cpu_default, saveat=SAVEAT)
-    gnode.solve(prob, gnode.Tsit5(), engine=engine(runtime, mode="batched", vjp="ZygoteVJP"),
-                sensealg=gnode.BacksolveAdjoint(), saveat=SAVEAT)
+    gnode.solve(
+        prob,
+        gnode.Tsit5(),
+        engine=engine(runtime, mode="batched", vjp="ZygoteVJP"),
+        sensealg=gnode.BacksolveAdjoint(),
+        saveat=SAVEAT,
+    )
     assert si.requests[-1].mode == "batched" and si.requests[-1].vjp == "ZygoteVJP"
 
 
@@ -373,8 +391,14 @@ class Parameterless(torch.nn.Module):
         return []
 
     def spec(self):
-        return {"format": "gnode.vector_field", "version": 1, "family": "Parameterless", "n": 2, "d_in": 0,
-                "parameters": []}
+        return {
+            "format": "gnode.vector_field",
+            "version": 1,
+            "family": "Parameterless",
+            "n": 2,
+            "d_in": 0,
+            "parameters": [],
+        }
 
 
 def test_a_parameterless_field_solves_without_gradients():
@@ -395,5 +419,14 @@ def test_a_parameterless_field_solves_without_gradients():
 def _options(prob):
     from gnode.engines.registry import SolveOptions
 
-    return SolveOptions(saveat=torch.tensor([0.0, 1.0], dtype=torch.float64), reltol=1e-6, abstol=1e-8, dt=None,
-                        dtmin=None, dtmax=None, maxiters=1000, tstops=None, throw=True)
+    return SolveOptions(
+        saveat=torch.tensor([0.0, 1.0], dtype=torch.float64),
+        reltol=1e-6,
+        abstol=1e-8,
+        dt=None,
+        dtmin=None,
+        dtmax=None,
+        maxiters=1000,
+        tstops=None,
+        throw=True,
+    )

@@ -10,9 +10,14 @@ from gnode.training.checkpoint import CheckpointError, load_checkpoint, save_che
 
 
 def _state(scale=1.0):
-    return {"model": {"w": torch.arange(200, dtype=torch.float64) * scale}, "optimizer": {"state": {}},
-            "scheduler": {"last_epoch": 3}, "rng": {"g": torch.Generator().manual_seed(1).get_state()},
-            "progress": {"epoch": 3, "perm": [2, 0, 1]}, "config": {"train": {"lr": 0.01}, "run": {}}}
+    return {
+        "model": {"w": torch.arange(200, dtype=torch.float64) * scale},
+        "optimizer": {"state": {}},
+        "scheduler": {"last_epoch": 3},
+        "rng": {"g": torch.Generator().manual_seed(1).get_state()},
+        "progress": {"epoch": 3, "perm": [2, 0, 1]},
+        "config": {"train": {"lr": 0.01}, "run": {}},
+    }
 
 
 def test_round_trip(tmp_path):

@@ -14,8 +14,22 @@ import torch
 from gnode import cli
 from gnode.training import load_checkpoint
 
-TINY_TASK = ["--duration", "2", "--dt", "0.25", "--pulse-prob", "0.3", "--pulse-width", "0.25",
-             "--n-train", "8", "--n-val", "4", "--n-test", "4"]
+TINY_TASK = [
+    "--duration",
+    "2",
+    "--dt",
+    "0.25",
+    "--pulse-prob",
+    "0.3",
+    "--pulse-width",
+    "0.25",
+    "--n-train",
+    "8",
+    "--n-val",
+    "4",
+    "--n-test",
+    "4",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -40,32 +54,51 @@ def test_help_lists_the_commands_and_each_has_its_own_help(capsys):
     assert code == 0
     for command in ("train", "evaluate", "plot", "analyze", "bench", "info", "julia"):
         assert command in out
-    for argv, words in [(["train", "--help"], ["flipflop"]),
-                        (["train", "flipflop", "--help"], ["--model", "--latent", "--solver", "--sensealg", "--engine",
-                                                           "--epochs", "--out", "--resume", "(default: 3)"]),
-                        (["evaluate", "--help"], ["RUN", "--solver"]), (["plot", "--help"], ["RUN"]),
-                        (["info", "--help"], ["engine"]),
-                        (["bench", "--help"], ["--problems", "--gradients", "--peers", "diffrax", "gnode_stiff"]), (["julia", "setup", "--help"], ["gnode_bridge.setup"])]:
+    for argv, words in [
+        (["train", "--help"], ["flipflop"]),
+        (
+            ["train", "flipflop", "--help"],
+            [
+                "--model",
+                "--latent",
+                "--solver",
+                "--sensealg",
+                "--engine",
+                "--epochs",
+                "--out",
+                "--resume",
+                "(default: 3)",
+            ],
+        ),
+        (["evaluate", "--help"], ["RUN", "--solver"]),
+        (["plot", "--help"], ["RUN"]),
+        (["info", "--help"], ["engine"]),
+        (["bench", "--help"], ["--problems", "--gradients", "--peers", "diffrax", "gnode_stiff"]),
+        (["julia", "setup", "--help"], ["gnode_bridge.setup"]),
+    ]:
         code, out, _ = run(capsys, *argv)
         assert code == 0, argv
         for w in words:
             assert w in out, (argv, w)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "flipflop", "--model", "transformer"], "invalid choice: 'transformer'"),
-    (["train", "flipflop", "--solver", "Tsit6"], "unknown solver 'Tsit6' (did you mean Tsit5?); known: "),
-    (["train", "flipflop", "--sensealg", "Adjoint"], "unknown sensealg 'Adjoint' (did you mean BackpropAdjoint?)"),
-    (["train", "flipflop", "--engine", "fortran"], "unknown engine 'fortran'"),
-    (["train", "flipflop", "--lr", "-1"], "lr must be a positive number"),
-    (["train", "flipflop", "--epochs", "many"], "invalid int value: 'many'"),
-    (["train", "flipflop", "--channels", "0"], "channels must be an integer >= 1"),
-    (["train", "flipflop", "--resume"], "--resume needs --out"),
-    (["train"], "required: TASK"),
-    (["train", "maze"], "invalid choice: 'maze'"),
-    (["evaluate", "no/such/run"], "no run folder at no/such/run"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "flipflop", "--model", "transformer"], "invalid choice: 'transformer'"),
+        (["train", "flipflop", "--solver", "Tsit6"], "unknown solver 'Tsit6' (did you mean Tsit5?); known: "),
+        (["train", "flipflop", "--sensealg", "Adjoint"], "unknown sensealg 'Adjoint' (did you mean BackpropAdjoint?)"),
+        (["train", "flipflop", "--engine", "fortran"], "unknown engine 'fortran'"),
+        (["train", "flipflop", "--lr", "-1"], "lr must be a positive number"),
+        (["train", "flipflop", "--epochs", "many"], "invalid int value: 'many'"),
+        (["train", "flipflop", "--channels", "0"], "channels must be an integer >= 1"),
+        (["train", "flipflop", "--resume"], "--resume needs --out"),
+        (["train"], "required: TASK"),
+        (["train", "maze"], "invalid choice: 'maze'"),
+        (["evaluate", "no/such/run"], "no run folder at no/such/run"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_options_give_one_line_and_exit_status_2(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2
@@ -76,8 +109,24 @@ def test_bad_options_give_one_line_and_exit_status_2(capsys, tmp_path, argv, mes
 
 def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
     out_dir = tmp_path / "gru"
-    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "6", "--epochs", "3",
-                         "--batch-size", "4", "--out", str(out_dir), "--no-progress", "--no-figures")
+    code, out, err = run(
+        capsys,
+        "train",
+        "flipflop",
+        *TINY_TASK,
+        "--model",
+        "gru",
+        "-N",
+        "6",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out_dir),
+        "--no-progress",
+        "--no-figures",
+    )
     assert code == 0, err
     assert "test MSE" in out and str(out_dir) in out
     for name in ("config.json", "checkpoint.pt", "history.json", "history.csv", "summary.json"):
@@ -111,8 +160,11 @@ def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
     # a damaged checkpoint: one clear line, status 1, from every command that reads it
     ck = out_dir / "checkpoint.pt"
     ck.write_bytes(ck.read_bytes()[:-100])
-    for argv in (["evaluate", str(out_dir)], ["plot", str(out_dir)],
-                 ["train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress"]):
+    for argv in (
+        ["evaluate", str(out_dir)],
+        ["plot", str(out_dir)],
+        ["train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress"],
+    ):
         code, _, err = run(capsys, *argv)
         assert code == 1 and "checkpoint.pt is unreadable (truncated or corrupted?)" in err, argv
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -123,9 +175,32 @@ def test_train_evaluate_plot_a_tiny_discrete_run(capsys, tmp_path):
 
 def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
     out_dir = tmp_path / "gnode"
-    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gnode", "-N", "2", "--depth-F", "1",
-                         "--depth-G", "1", "--epochs", "1", "--batch-size", "8", "--solver", "RK4", "--solver-dt", "0.25",
-                         "--out", str(out_dir), "--no-progress", "--no-figures")
+    code, out, err = run(
+        capsys,
+        "train",
+        "flipflop",
+        *TINY_TASK,
+        "--model",
+        "gnode",
+        "-N",
+        "2",
+        "--depth-F",
+        "1",
+        "--depth-G",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--solver",
+        "RK4",
+        "--solver-dt",
+        "0.25",
+        "--out",
+        str(out_dir),
+        "--no-progress",
+        "--no-figures",
+    )
     assert code == 0, err
     assert "mean nf per trajectory" in out
     summary = json.loads((out_dir / "summary.json").read_text())
@@ -137,8 +212,20 @@ def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
     # float32 cannot resolve reltol 1e-7: a one-line usage error naming the fix
     code, out, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5", "--reltol", "1e-7")
     assert code == 2 and "use float64" in err and len(err.strip().splitlines()) == 1
-    code, out, err = run(capsys, "evaluate", str(out_dir), "--solver", "Tsit5", "--reltol", "1e-7",
-                         "--abstol", "1e-9", "--dtype", "float64", "--json")
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        str(out_dir),
+        "--solver",
+        "Tsit5",
+        "--reltol",
+        "1e-7",
+        "--abstol",
+        "1e-9",
+        "--dtype",
+        "float64",
+        "--json",
+    )
     assert code == 0, err
     ev = json.loads(out)
     assert ev["solver"]["alg"] == "Tsit5" and ev["dtype"] == "float64" and ev["test"]["nf"] > 32
@@ -146,15 +233,28 @@ def test_train_and_evaluate_a_tiny_gnode_under_another_solver(capsys, tmp_path):
     assert ev["test"]["mse"] == pytest.approx(summary["test_mse"], rel=2e-2)
     assert ev["test"]["mse"] != summary["test_mse"]
     # a float64 reference check on SciPy: evaluating needs no sensealg, which the scipy engine lacks
-    code, out, err = run(capsys, "evaluate", str(out_dir), "--engine", "scipy", "--solver", "DP5", "--reltol", "1e-7",
-                         "--abstol", "1e-9", "--dtype", "float64", "--json")
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        str(out_dir),
+        "--engine",
+        "scipy",
+        "--solver",
+        "DP5",
+        "--reltol",
+        "1e-7",
+        "--abstol",
+        "1e-9",
+        "--dtype",
+        "float64",
+        "--json",
+    )
     assert code == 0, err
     sp = json.loads(out)
     assert sp["solver"]["engine"] == "scipy" and sp["test"]["mse"] == pytest.approx(ev["test"]["mse"], rel=1e-4)
 
 
-def test_a_folder_without_a_checkpoint_resumes_from_its_beginning_and_every_refusal_names_the_way_out(capsys,
-                                                                                                      tmp_path):
+def test_a_folder_without_a_checkpoint_resumes_from_its_beginning_and_every_refusal_names_the_way_out(capsys, tmp_path):
     out_dir = tmp_path / "run"
     tiny = [*TINY_TASK, "--model", "gru", "-N", "5", "--batch-size", "4", "--no-progress"]
     code, _, err = run(capsys, "train", "flipflop", *tiny, "--epochs", "2", "--no-figures", "--out", str(out_dir))
@@ -166,34 +266,38 @@ def test_a_folder_without_a_checkpoint_resumes_from_its_beginning_and_every_refu
     code, _, err = run(capsys, "train", "flipflop", *tiny, "--out", str(out_dir))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"gnode train flipflop --out {out_dir} --resume" in err and f"--out {out_dir} --overwrite" in err
-    code, _, err = run(capsys, "train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress",
-                       "--no-figures")
+    code, _, err = run(capsys, "train", "flipflop", "--out", str(out_dir), "--resume", "--no-progress", "--no-figures")
     assert code == 0 and "has no checkpoint yet" in err and "starting it from the beginning" in err
     again = json.loads((out_dir / "summary.json").read_text())
     assert again["test_mse"] == first["test_mse"]  # the saved config (N = 5, 2 epochs), from the start
     # --resume into a folder without a run starts one; --overwrite replaces a run with a new one
-    code, _, err = run(capsys, "train", "flipflop", *tiny, "--epochs", "1", "--no-figures", "--resume",
-                       "--out", str(tmp_path / "new"))
+    code, _, err = run(
+        capsys, "train", "flipflop", *tiny, "--epochs", "1", "--no-figures", "--resume", "--out", str(tmp_path / "new")
+    )
     assert code == 0 and "holds no run yet" in err and (tmp_path / "new" / "summary.json").exists()
     (out_dir / "loss.png").write_bytes(b"a figure of the old run")
-    code, _, err = run(capsys, "train", "flipflop", *tiny, "--epochs", "1", "--no-figures", "--out", str(out_dir),
-                       "--overwrite")
+    code, _, err = run(
+        capsys, "train", "flipflop", *tiny, "--epochs", "1", "--no-figures", "--out", str(out_dir), "--overwrite"
+    )
     assert code == 0, err
     assert json.loads((out_dir / "config.json").read_text())["train"]["epochs"] == 1
     assert json.loads((out_dir / "summary.json").read_text())["epochs_run"] == 1
     assert not (out_dir / "loss.png").exists()  # the old run's figures went with it
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--reltol", "-1"], "reltol must be a finite number >= 0"),
-    (["--abstol", "-1"], "abstol must be a finite number >= 0"),
-    (["--maxiters", "0"], "maxiters must be an integer >= 1"),
-    (["--solver-dt", "-1"], "the solver's dt must be a positive number"),
-    (["--reltol", "0", "--abstol", "0"], "reltol and abstol cannot both be 0"),
-    (["--reltol", "1e-9"], "reltol 1e-09 is below what float32 can resolve"),
-    (["--solver", "DP5", "--engine", "scipy"], "the 'scipy' engine computes no gradients"),
-    (["--divergence-factor", "0.5"], "divergence_factor must be a number > 1"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--reltol", "-1"], "reltol must be a finite number >= 0"),
+        (["--abstol", "-1"], "abstol must be a finite number >= 0"),
+        (["--maxiters", "0"], "maxiters must be an integer >= 1"),
+        (["--solver-dt", "-1"], "the solver's dt must be a positive number"),
+        (["--reltol", "0", "--abstol", "0"], "reltol and abstol cannot both be 0"),
+        (["--reltol", "1e-9"], "reltol 1e-09 is below what float32 can resolve"),
+        (["--solver", "DP5", "--engine", "scipy"], "the 'scipy' engine computes no gradients"),
+        (["--divergence-factor", "0.5"], "divergence_factor must be a number > 1"),
+    ],
+)
 def test_solver_options_are_checked_before_anything_is_written(capsys, tmp_path, options, message):
     out_dir = tmp_path / "x"
     code, _, err = run(capsys, "train", "flipflop", "--solver", "Tsit5", *options, "--out", str(out_dir))
@@ -205,8 +309,12 @@ def test_solver_options_are_checked_before_anything_is_written(capsys, tmp_path,
 def test_an_unusable_out_is_a_one_line_error(capsys, tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("not a folder")
-    for argv in (["train", "flipflop", "--out", str(a_file)], ["train", "flipflop", "--out", str(a_file / "sub")],
-                 ["analyze", str(tmp_path), "--out", str(a_file)], ["plot", str(a_file)]):
+    for argv in (
+        ["train", "flipflop", "--out", str(a_file)],
+        ["train", "flipflop", "--out", str(a_file / "sub")],
+        ["analyze", str(tmp_path), "--out", str(a_file)],
+        ["plot", str(a_file)],
+    ):
         code, _, err = run(capsys, *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
         assert str(a_file) in err, argv
@@ -215,8 +323,25 @@ def test_an_unusable_out_is_a_one_line_error(capsys, tmp_path):
 
 def test_a_diverging_run_stops_keeps_its_checkpoint_and_exits_1(capsys, tmp_path):
     out_dir = tmp_path / "hot"
-    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "4", "--epochs", "3",
-                         "--batch-size", "4", "--lr", "1e4", "--out", str(out_dir), "--no-progress")
+    code, out, err = run(
+        capsys,
+        "train",
+        "flipflop",
+        *TINY_TASK,
+        "--model",
+        "gru",
+        "-N",
+        "4",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e4",
+        "--out",
+        str(out_dir),
+        "--no-progress",
+    )
     assert code == 1 and "finished" not in out
     assert "training diverged: the loss grew to" in err and "times the first batch's" in err
     assert f"gnode train flipflop --out {out_dir} --overwrite --lr 1000" in err
@@ -236,8 +361,22 @@ def test_the_readme_names_the_folder_a_default_run_lands_in(capsys, tmp_path, mo
     pattern = pattern.replace("<time>", r"\d{6}")
     assert "<" not in pattern
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "2", "--epochs", "1",
-                         "--batch-size", "8", "--no-progress", "--no-figures")
+    code, out, err = run(
+        capsys,
+        "train",
+        "flipflop",
+        *TINY_TASK,
+        "--model",
+        "gru",
+        "-N",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--no-figures",
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "runs").iterdir()
     assert re.fullmatch(pattern, f"runs/{folder.name}"), (pattern, folder.name)
@@ -247,9 +386,28 @@ def test_the_readme_names_the_folder_a_default_run_lands_in(capsys, tmp_path, mo
 @pytest.mark.slow  # a separate Python process; the in-process SIGINT path is tested in test_trainer.py
 def test_ctrl_c_in_a_real_process_saves_and_exits_130(tmp_path):
     out_dir = tmp_path / "cut"
-    argv = [sys.executable, "-m", "gnode.cli", "train", "flipflop", *TINY_TASK, "--model", "gru", "-N", "4",
-            "--epochs", "2000", "--batch-size", "8", "--checkpoint-every", "1", "--out", str(out_dir),
-            "--no-progress", "--no-figures"]
+    argv = [
+        sys.executable,
+        "-m",
+        "gnode.cli",
+        "train",
+        "flipflop",
+        *TINY_TASK,
+        "--model",
+        "gru",
+        "-N",
+        "4",
+        "--epochs",
+        "2000",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(out_dir),
+        "--no-progress",
+        "--no-figures",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
@@ -282,11 +440,12 @@ def test_info_reports_versions_and_engine_availability(capsys, monkeypatch):
     code, out, _ = run(capsys, "info")
     assert code == 0
     import gnode
+
     assert f"gnode {gnode.__version__}" in out and f"torch {torch.__version__}" in out
     assert "torch    available" in out
     assert "nowhere  NOT available: needs a machine that does not exist" in out
-    solvers = out[out.index("solvers (--solver)"):out.index("sensealgs (--sensealg)")]
-    sensealgs = out[out.index("sensealgs (--sensealg)"):]
+    solvers = out[out.index("solvers (--solver)") : out.index("sensealgs (--sensealg)")]
+    sensealgs = out[out.index("sensealgs (--sensealg)") :]
     assert "Tsit5" in solvers and "InterpolatingAdjoint" in sensealgs
     assert "scipy: Scipy" in solvers and "ScipyRadau" in solvers  # the scipy engine's own methods
 

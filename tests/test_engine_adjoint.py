@@ -13,8 +13,13 @@ import torch
 import gnode
 from helpers import F64
 
-SENSEALGS = [gnode.BacksolveAdjoint(), gnode.BacksolveAdjoint(checkpointing=True), gnode.InterpolatingAdjoint(),
-             gnode.InterpolatingAdjoint(checkpointing=True), gnode.QuadratureAdjoint()]
+SENSEALGS = [
+    gnode.BacksolveAdjoint(),
+    gnode.BacksolveAdjoint(checkpointing=True),
+    gnode.InterpolatingAdjoint(),
+    gnode.InterpolatingAdjoint(checkpointing=True),
+    gnode.QuadratureAdjoint(),
+]
 SENSE_IDS = ["Backsolve", "Backsolve-ckpt", "Interpolating", "Interpolating-ckpt", "Quadrature"]
 TIMES = torch.linspace(0.0, 1.0, 5, dtype=F64)
 
@@ -31,8 +36,11 @@ class Forcing(torch.nn.Module):
         return (self.a * torch.sin(t))[:, None].expand_as(u)
 
 
-@pytest.mark.parametrize("alg", [gnode.Rodas5P(), gnode.KenCarp4(), gnode.AutoTsit5(gnode.Rodas5P())],
-                         ids=["Rodas5P", "KenCarp4", "AutoTsit5"])
+@pytest.mark.parametrize(
+    "alg",
+    [gnode.Rodas5P(), gnode.KenCarp4(), gnode.AutoTsit5(gnode.Rodas5P())],
+    ids=["Rodas5P", "KenCarp4", "AutoTsit5"],
+)
 def test_stiff_methods_solve_a_field_that_ignores_u(alg):
     u0 = torch.tensor([[1.0, -1.0]], dtype=F64)
     for f in (Forcing(), lambda t, u: torch.zeros_like(u)):
@@ -46,8 +54,9 @@ def test_stiff_methods_solve_a_field_that_ignores_u(alg):
 def test_adjoints_of_a_field_that_ignores_u_and_a_parameter(sensealg):
     f = Forcing()
     u0 = torch.tensor([[1.0, -1.0]], dtype=F64, requires_grad=True)
-    sol = gnode.solve(gnode.ODEProblem(f, u0, (0.0, 1.0)), gnode.Tsit5(), saveat=TIMES, reltol=1e-9, abstol=1e-11,
-                      sensealg=sensealg)
+    sol = gnode.solve(
+        gnode.ODEProblem(f, u0, (0.0, 1.0)), gnode.Tsit5(), saveat=TIMES, reltol=1e-9, abstol=1e-11, sensealg=sensealg
+    )
     L = sol.u.sum()
     ga, gu, gunused = torch.autograd.grad(L, [f.a, u0, f.unused])
     # L = Σ_k Σ_i (u0_i + a (1 - cos t_k)): dL/da = 2 Σ_k (1 - cos t_k), dL/du0_i = 5
@@ -64,8 +73,9 @@ def _decaying_problem(u0, k):
 def test_backward_twice_through_a_retained_graph(sensealg):
     k = torch.tensor(1.5, dtype=F64, requires_grad=True)
     u0 = torch.tensor([[0.5, -0.3]], dtype=F64, requires_grad=True)
-    sol = gnode.solve(_decaying_problem(u0, k), gnode.Tsit5(), saveat=TIMES, reltol=1e-8, abstol=1e-10,
-                      sensealg=sensealg)
+    sol = gnode.solve(
+        _decaying_problem(u0, k), gnode.Tsit5(), saveat=TIMES, reltol=1e-8, abstol=1e-10, sensealg=sensealg
+    )
     L = sol.u.square().sum()
     L.backward(retain_graph=True)
     first = (k.grad.clone(), u0.grad.clone())
@@ -77,8 +87,9 @@ def test_backward_twice_through_a_retained_graph(sensealg):
 @pytest.mark.parametrize("sensealg", [gnode.BackpropAdjoint(), *SENSEALGS], ids=["Backprop", *SENSE_IDS])
 def test_gradcheck_passes_for_every_sensitivity_algorithm(sensealg):
     def saved(u0, k):
-        return gnode.solve(_decaying_problem(u0, k), gnode.Tsit5(), saveat=TIMES, reltol=1e-12, abstol=1e-14,
-                           sensealg=sensealg).u
+        return gnode.solve(
+            _decaying_problem(u0, k), gnode.Tsit5(), saveat=TIMES, reltol=1e-12, abstol=1e-14, sensealg=sensealg
+        ).u
 
     u0 = torch.tensor([[0.5, -0.3]], dtype=F64, requires_grad=True)
     k = torch.tensor(1.5, dtype=F64, requires_grad=True)
@@ -94,8 +105,9 @@ def test_backsolve_on_contracting_dynamics_warns_and_checkpointing_fixes_it():
     times = torch.linspace(0.0, 1.0, 11, dtype=F64)
 
     def gradient(sensealg):
-        sol = gnode.solve(_decaying_problem(u0, k), gnode.Tsit5(), saveat=times, reltol=1e-6, abstol=1e-8,
-                          sensealg=sensealg)
+        sol = gnode.solve(
+            _decaying_problem(u0, k), gnode.Tsit5(), saveat=times, reltol=1e-6, abstol=1e-8, sensealg=sensealg
+        )
         return torch.autograd.grad(sol.u.sum(), [u0, k])
 
     exact = gradient(gnode.InterpolatingAdjoint())

@@ -72,8 +72,7 @@ def test_backprop_through_the_compiled_attempt_matches_eager():
     grads = []
     for compile in (False, "aot_eager"):
         xs = x.clone().requires_grad_(True)
-        prob = gnode.ODEProblem(f, torch.zeros(2, 2, dtype=F64), (0.0, 2.0),
-                                inputs=gnode.Control(times, xs, "linear"))
+        prob = gnode.ODEProblem(f, torch.zeros(2, 2, dtype=F64), (0.0, 2.0), inputs=gnode.Control(times, xs, "linear"))
         sol = gnode.solve(prob, gnode.BS3(), saveat=times, reltol=1e-8, abstol=1e-10, compile=compile)
         grads.append(torch.autograd.grad(sol.u.square().sum(), [xs, *f.parameters()]))
     for a, b in zip(*grads):
@@ -82,8 +81,7 @@ def test_backprop_through_the_compiled_attempt_matches_eager():
 
 def test_compile_is_refused_on_other_engines_and_for_bad_values():
     with pytest.raises(ValueError, match="native engine"):
-        gnode.solve(gnode.ODEProblem(linear_field(LINEAR_A), U0, (0.0, 1.0)), gnode.DP5(), engine="scipy",
-                    compile=True)
+        gnode.solve(gnode.ODEProblem(linear_field(LINEAR_A), U0, (0.0, 1.0)), gnode.DP5(), engine="scipy", compile=True)
     with pytest.raises(TypeError, match="compile must be"):
         solve_linear(3)
 
@@ -108,8 +106,14 @@ def test_the_compiled_attempt_on_cuda_matches_the_cpu_solve():
     u0 = torch.randn(8, 4, dtype=F64, generator=torch.Generator().manual_seed(2))
     cpu = gnode.solve(gnode.ODEProblem(f, u0, (0.0, 4.0)), gnode.Tsit5(), saveat=TIMES, reltol=1e-9, abstol=1e-11)
     f_gpu = GatedField(4, seed=2).cuda()
-    gpu = gnode.solve(gnode.ODEProblem(f_gpu, u0.cuda(), (0.0, 4.0)), gnode.Tsit5(), saveat=TIMES.cuda(),
-                      reltol=1e-9, abstol=1e-11, compile=True)
+    gpu = gnode.solve(
+        gnode.ODEProblem(f_gpu, u0.cuda(), (0.0, 4.0)),
+        gnode.Tsit5(),
+        saveat=TIMES.cuda(),
+        reltol=1e-9,
+        abstol=1e-11,
+        compile=True,
+    )
     assert gpu.u.device.type == "cuda" and torch.equal(gpu.retcodes.cpu(), cpu.retcodes)
     assert (gpu.u.cpu() - cpu.u).abs().max() < 1e-7
 

@@ -30,8 +30,17 @@ U0 = torch.stack([torch.ones(4, dtype=F64), RATES], dim=1)
 
 
 def options(**kw):
-    base = {"saveat": None, "reltol": 1e-8, "abstol": 1e-10, "dt": None, "dtmin": None, "dtmax": None,
-            "maxiters": 100_000, "tstops": None, "throw": True}
+    base = {
+        "saveat": None,
+        "reltol": 1e-8,
+        "abstol": 1e-10,
+        "dt": None,
+        "dtmin": None,
+        "dtmax": None,
+        "maxiters": 100_000,
+        "tstops": None,
+        "throw": True,
+    }
     return SolveOptions(**{**base, **kw})
 
 
@@ -107,8 +116,13 @@ def test_nf_counts_every_evaluation_of_f(m):
         calls.append(u.shape[0])
         return decay_with_rate(t, u)
 
-    sol = gnode.solve(gnode.ODEProblem(counted, U0[1:2], (0.0, 2.0)), m.alg,
-                      saveat=torch.linspace(0, 2, 11, dtype=F64), reltol=1e-7, abstol=1e-9)
+    sol = gnode.solve(
+        gnode.ODEProblem(counted, U0[1:2], (0.0, 2.0)),
+        m.alg,
+        saveat=torch.linspace(0, 2, 11, dtype=F64),
+        reltol=1e-7,
+        abstol=1e-9,
+    )
     assert int(sol.stats.nf[0]) == sum(calls)  # Vern7's lazy interpolant stages included
 
 
@@ -133,20 +147,28 @@ def test_the_controller_exponents_are_a_user_option():
         assert math.isclose(float(sol.u[0, -1, 0]), math.exp(-5.0), rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"controller": "PI"}, "controller must be a gnode controller"),
-    ({"controller": PIController(), "alg": gnode.RK4(), "dt": 0.1}, "fixed-step method"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"controller": "PI"}, "controller must be a gnode controller"),
+        ({"controller": PIController(), "alg": gnode.RK4(), "dt": 0.1}, "fixed-step method"),
+    ],
+)
 def test_bad_controllers_are_refused_by_name(bad, message):
     alg = bad.pop("alg", gnode.Tsit5())
     with pytest.raises((TypeError, ValueError), match=message):
         gnode.solve(gnode.ODEProblem(decay_with_rate, U0, (0.0, 1.0)), alg, **bad)
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"qmin": 2.0}, "qmin < 1 < qmax"), ({"beta1": 1.5}, "beta1"), ({"norm": "max"}, "norm must be one of"),
-    ({"gamma": 0.0}, "gamma"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"qmin": 2.0}, "qmin < 1 < qmax"),
+        ({"beta1": 1.5}, "beta1"),
+        ({"norm": "max"}, "norm must be one of"),
+        ({"gamma": 0.0}, "gamma"),
+    ],
+)
 def test_controller_options_are_checked(kw, message):
     with pytest.raises(ValueError, match=message):
         PIController(**kw)

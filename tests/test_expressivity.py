@@ -45,10 +45,15 @@ def test_generating_oscillator_reproduces_the_target_in_closed_form():
     torch.testing.assert_close(z @ C.T, t.values, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"features": 0}, "features"), ({"features": 2, "d_out": 0}, "d_out"),
-    ({"features": 2, "samples_per_feature": 2}, "samples_per_feature"), ({"features": 2, "tau_c": -1.0}, "tau_c"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"features": 0}, "features"),
+        ({"features": 2, "d_out": 0}, "d_out"),
+        ({"features": 2, "samples_per_feature": 2}, "samples_per_feature"),
+        ({"features": 2, "tau_c": -1.0}, "tau_c"),
+    ],
+)
 def test_bad_target_arguments_are_one_line_errors(kwargs, match):
     with pytest.raises(ValueError, match=match) as e:
         fourier_target(**kwargs)
@@ -57,8 +62,16 @@ def test_bad_target_arguments_are_one_line_errors(kwargs, match):
 
 # ---------------------------------------------------------------------------------------------------- ensembles
 
-FAMILY_CASES = [("gnode", 2), ("gnode", 3), ("node", 2), ("mgru", 1), ("elman", 1), ("linear", 1), ("gru", 1),
-                ("lstm", 1)]
+FAMILY_CASES = [
+    ("gnode", 2),
+    ("gnode", 3),
+    ("node", 2),
+    ("mgru", 1),
+    ("elman", 1),
+    ("linear", 1),
+    ("gru", 1),
+    ("lstm", 1),
+]
 
 
 @pytest.mark.parametrize("family, depth", FAMILY_CASES)
@@ -97,11 +110,14 @@ def test_parameter_counts_are_the_trained_weights():
     assert abs(count - 500) <= abs(FamilySpec("elman", n - 1).parameter_count() - 500)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"family": "transformer", "latent": 2}, "unknown model family"),
-    ({"family": "mgru", "latent": 2, "depth": 2}, "depth 1 only"),
-    ({"family": "gnode", "latent": 0}, "latent"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"family": "transformer", "latent": 2}, "unknown model family"),
+        ({"family": "mgru", "latent": 2, "depth": 2}, "depth 1 only"),
+        ({"family": "gnode", "latent": 0}, "latent"),
+    ],
+)
 def test_bad_family_arguments_are_one_line_errors(kwargs, match):
     with pytest.raises(ValueError, match=match) as e:
         FamilySpec(**kwargs)
@@ -130,8 +146,9 @@ def _exact_generators(targets):
 @pytest.mark.parametrize("features", [1, 3, 8])
 def test_the_exact_generating_ode_reproduces_any_K(features):
     target = fourier_target(features, samples_per_feature=6, seed=features)
-    out = fit_ensemble(ensemble_of(_exact_generators([target])), [target],
-                       FitConfig(steps=1, lr=1e-12, segment_features=0))
+    out = fit_ensemble(
+        ensemble_of(_exact_generators([target])), [target], FitConfig(steps=1, lr=1e-12, segment_features=0)
+    )
     assert out.reproduced(0.05) == [True]
     assert out.nmse[0] < 1e-6  # Tsit5 at reltol 1e-7 over the whole target
 
@@ -149,8 +166,11 @@ def test_a_two_dimensional_linear_ode_fits_one_mode_but_not_three():
             p.add_(0.15 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype))
     out = fit_ensemble(ensemble_of([near]), [one], FitConfig(steps=25, lr=0.02, segment_features=0))
     assert out.nmse[0] <= 0.05  # reproduced
-    out3 = fit_ensemble(ensemble_of([FamilySpec("linear", 2).build(s) for s in range(2)]), [three, three],
-                        FitConfig(steps=15, lr=0.05, segment_features=0))
+    out3 = fit_ensemble(
+        ensemble_of([FamilySpec("linear", 2).build(s) for s in range(2)]),
+        [three, three],
+        FitConfig(steps=15, lr=0.05, segment_features=0),
+    )
     assert min(out3.nmse) > 0.25
 
 
@@ -183,15 +203,29 @@ def test_multiple_shooting_phases_double_the_segments_then_fit_from_h0():
 
 def _fake_round(capacity, calls):
     """A stand-in for fit_round: K passes (NMSE 0.01) up to `capacity`, fails (NMSE 0.5) above."""
+
     def fake(spec, features, config, *, progress=None):
         calls.append(list(features))
-        return [{"K": k, "seed": s, "nmse": 0.01 if k <= capacity else 0.5, "nmse_train": 0.0, "diverged": False,
-                 "steps": 1, "y": []} for k in features for s in range(config.seeds)]
+        return [
+            {
+                "K": k,
+                "seed": s,
+                "nmse": 0.01 if k <= capacity else 0.5,
+                "nmse_train": 0.0,
+                "diverged": False,
+                "steps": 1,
+                "y": [],
+            }
+            for k in features
+            for s in range(config.seeds)
+        ]
+
     return fake
 
 
-@pytest.mark.parametrize("capacity, expected, censored", [(11, 11, False), (0, 0, False), (40, 32, True),
-                                                          (4, 4, False)])
+@pytest.mark.parametrize(
+    "capacity, expected, censored", [(11, 11, False), (0, 0, False), (40, 32, True), (4, 4, False)]
+)
 def test_search_finds_the_largest_K_by_grid_then_k_section(monkeypatch, capacity, expected, censored):
     calls = []
     monkeypatch.setattr(measure_module, "fit_round", _fake_round(capacity, calls))
@@ -208,17 +242,36 @@ def test_search_finds_the_largest_K_by_grid_then_k_section(monkeypatch, capacity
 def test_median_over_seeds_decides(monkeypatch):
     def fake(spec, features, config, *, progress=None):  # K = 2 passes for 2 seeds of 3, K = 3 for 1 of 3
         good = {1: 3, 2: 2, 3: 1}
-        return [{"K": k, "seed": s, "nmse": 0.01 if s < good.get(k, 0) else 0.9, "nmse_train": 0.0,
-                 "diverged": False, "steps": 1, "y": []} for k in features for s in range(config.seeds)]
+        return [
+            {
+                "K": k,
+                "seed": s,
+                "nmse": 0.01 if s < good.get(k, 0) else 0.9,
+                "nmse_train": 0.0,
+                "diverged": False,
+                "steps": 1,
+                "y": [],
+            }
+            for k in features
+            for s in range(config.seeds)
+        ]
+
     monkeypatch.setattr(measure_module, "fit_round", fake)
     r = measure_expressivity(FamilySpec("node", 2), MeasureConfig(grid=(1, 2, 4), seeds=3, per_round=3))
     assert r["expressivity"] == 2 and r["upper"] == 3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"epsilon": 0.0}, "epsilon"), ({"epsilon": -1}, "epsilon"), ({"grid": ()}, "empty"),
-    ({"grid": (4, 2)}, "increasing"), ({"grid": (0, 1)}, "integers >= 1"), ({"seeds": 0}, "seeds"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epsilon": 0.0}, "epsilon"),
+        ({"epsilon": -1}, "epsilon"),
+        ({"grid": ()}, "empty"),
+        ({"grid": (4, 2)}, "increasing"),
+        ({"grid": (0, 1)}, "integers >= 1"),
+        ({"seeds": 0}, "seeds"),
+    ],
+)
 def test_bad_measure_arguments_are_one_line_errors(kwargs, match):
     with pytest.raises(ValueError, match=match) as e:
         MeasureConfig(**kwargs)
@@ -228,8 +281,12 @@ def test_bad_measure_arguments_are_one_line_errors(kwargs, match):
 @pytest.mark.slow
 def test_measured_capacity_of_a_linear_ode_is_one_mode_per_two_dimensions():
     """End to end, from random initial weights: a 2-D linear ODE reproduces K = 1 and not K = 2 or 3."""
-    r = measure_expressivity(FamilySpec("linear", 2), MeasureConfig(
-        grid=(1, 3), seeds=1, per_round=2, fit=FitConfig(steps=300, lr=0.05, segment_features=0, patience=100)))
+    r = measure_expressivity(
+        FamilySpec("linear", 2),
+        MeasureConfig(
+            grid=(1, 3), seeds=1, per_round=2, fit=FitConfig(steps=300, lr=0.05, segment_features=0, patience=100)
+        ),
+    )
     assert r["expressivity"] == 1 and r["upper"] == 2
 
 
@@ -237,16 +294,26 @@ def test_measured_capacity_of_a_linear_ode_is_one_mode_per_two_dimensions():
 
 
 def _fake_measure(spec, config, progress=None):
-    return {**spec.as_dict(), "label": spec.label, "parameters": spec.parameter_count(),
-            "expressivity": spec.latent // 2 * spec.depth, "censored": False, "upper": spec.latent // 2 * spec.depth + 1,
-            "epsilon": config.epsilon, "median": {"1": 0.01}, "rounds": 1, "seconds": 0.0,
-            "fits": [{"K": 1, "seed": 0, "nmse": 0.01, "nmse_train": 0.01, "diverged": False, "steps": 1}],
-            "examples": {}}
+    return {
+        **spec.as_dict(),
+        "label": spec.label,
+        "parameters": spec.parameter_count(),
+        "expressivity": spec.latent // 2 * spec.depth,
+        "censored": False,
+        "upper": spec.latent // 2 * spec.depth + 1,
+        "epsilon": config.epsilon,
+        "median": {"1": 0.01},
+        "rounds": 1,
+        "seconds": 0.0,
+        "fits": [{"K": 1, "seed": 0, "nmse": 0.01, "nmse_train": 0.01, "diverged": False, "steps": 1}],
+        "examples": {},
+    }
 
 
 def test_plan_points_dedups_and_matches_parameter_counts():
-    points = plan_points(SweepGrid(families=("gnode", "node"), latents=(2, 4), depths=(1, 2), widths=(8, 16),
-                                   matched=("gru",)))
+    points = plan_points(
+        SweepGrid(families=("gnode", "node"), latents=(2, 4), depths=(1, 2), widths=(8, 16), matched=("gru",))
+    )
     labels = [p.label for p in points]
     assert len(labels) == len(set(labels))
     assert sum(p.family == "gnode" and p.depth == 1 for p in points) == 2  # L = 1 has no width to vary
@@ -262,8 +329,11 @@ def test_sweep_journals_each_point_and_resumes(tmp_path, monkeypatch):
     from gnode.jobs import JournalError
 
     calls = []
-    monkeypatch.setattr(sweep_module, "measure_expressivity",
-                        lambda spec, config, progress=None: calls.append(spec.label) or _fake_measure(spec, config))
+    monkeypatch.setattr(
+        sweep_module,
+        "measure_expressivity",
+        lambda spec, config, progress=None: calls.append(spec.label) or _fake_measure(spec, config),
+    )
     points = [FamilySpec("node", 2), FamilySpec("node", 4, depth=2, width=8)]
     cfg = MeasureConfig(grid=(1, 2))
     results, failures = run_points(points, cfg, tmp_path, progress=False, log=lambda s: None)
@@ -278,8 +348,15 @@ def test_write_results_gives_json_csv_table_and_figures(tmp_path):
     from gnode.expressivity.report import write_results
 
     cfg = MeasureConfig(grid=(1, 2))
-    results = [_fake_measure(s, cfg) for s in (FamilySpec("gnode", 2), FamilySpec("gnode", 4, depth=2, width=8),
-                                                FamilySpec("node", 2), FamilySpec("gru", 3))]
+    results = [
+        _fake_measure(s, cfg)
+        for s in (
+            FamilySpec("gnode", 2),
+            FamilySpec("gnode", 4, depth=2, width=8),
+            FamilySpec("node", 2),
+            FamilySpec("gru", 3),
+        )
+    ]
     written = write_results(results, [], cfg.as_dict(), {"machine": "test"}, tmp_path)
     data = json.loads((tmp_path / "results.json").read_text())
     assert [r["label"] for r in data["results"]] == [r["label"] for r in results]
@@ -291,8 +368,12 @@ def test_write_results_gives_json_csv_table_and_figures(tmp_path):
 def test_cli_bad_arguments_are_one_line_and_status_2(capsys):
     from gnode.cli import main
 
-    for argv in (["expressivity", "--epsilon", "0"], ["expressivity", "--families", "gnode", "transformer"],
-                 ["expressivity", "--grid", "4", "2"], ["expressivity", "--latent", "0"]):
+    for argv in (
+        ["expressivity", "--epsilon", "0"],
+        ["expressivity", "--families", "gnode", "transformer"],
+        ["expressivity", "--grid", "4", "2"],
+        ["expressivity", "--latent", "0"],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("gnode expressivity: error:") and "\n" not in err
@@ -301,11 +382,31 @@ def test_cli_bad_arguments_are_one_line_and_status_2(capsys):
 def test_cli_runs_a_small_sweep_end_to_end(tmp_path, monkeypatch, capsys):
     from gnode.cli import main
 
-    monkeypatch.setattr(sweep_module, "measure_expressivity", lambda spec, config, progress=None:
-                        _fake_measure(spec, config))
+    monkeypatch.setattr(
+        sweep_module, "measure_expressivity", lambda spec, config, progress=None: _fake_measure(spec, config)
+    )
     out = tmp_path / "x"
-    assert main(["expressivity", "--families", "node", "--latent", "2", "4", "--depth", "1", "--matched", "none",
-                 "--out", str(out), "--no-progress", "--no-figures"]) == 0
+    assert (
+        main(
+            [
+                "expressivity",
+                "--families",
+                "node",
+                "--latent",
+                "2",
+                "4",
+                "--depth",
+                "1",
+                "--matched",
+                "none",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     assert "node N=4" in capsys.readouterr().out
     assert {"results.json", "points.csv", "fits.csv", "table.txt", "journal.jsonl"} <= {p.name for p in out.iterdir()}
 
@@ -313,10 +414,14 @@ def test_cli_runs_a_small_sweep_end_to_end(tmp_path, monkeypatch, capsys):
 def test_expressivity_trial_speaks_gnode_sweeps_trial_interface(tmp_path, monkeypatch):
     from gnode.expressivity import expressivity_trial
 
-    monkeypatch.setattr(sweep_module, "measure_expressivity", lambda spec, config, progress=None:
-                        _fake_measure(spec, config))
-    flat = expressivity_trial(tmp_path / "t", model={"family": "node", "latent": 4, "depth": 2, "width": 8},
-                              measure={"grid": [1, 2], "seeds": 3})
+    monkeypatch.setattr(
+        sweep_module, "measure_expressivity", lambda spec, config, progress=None: _fake_measure(spec, config)
+    )
+    flat = expressivity_trial(
+        tmp_path / "t",
+        model={"family": "node", "latent": 4, "depth": 2, "width": 8},
+        measure={"grid": [1, 2], "seeds": 3},
+    )
     assert flat["expressivity"] == 4 and all(not isinstance(v, (dict, list)) for v in flat.values())
     saved = json.loads((tmp_path / "t" / "result.json").read_text())
     assert saved["label"] == "node N=4 L=2, W=8" and saved["fits"]

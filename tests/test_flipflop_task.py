@@ -42,8 +42,9 @@ def test_inputs_carry_each_amplitude_for_width_samples():
 
 def test_drawn_sequences_are_consistent_with_the_rule():
     """On random data, rebuild targets from the inputs by scanning for pulse ends."""
-    cfg = FlipFlopConfig(channels=3, duration=10.0, dt=0.5, pulse_prob=0.2, pulse_width=1.0,
-                         n_train=64, n_val=2, n_test=2, seed=3)
+    cfg = FlipFlopConfig(
+        channels=3, duration=10.0, dt=0.5, pulse_prob=0.2, pulse_width=1.0, n_train=64, n_val=2, n_test=2, seed=3
+    )
     d = make_flipflop(cfg, dtype=torch.float64)
     x, y, w = d.train.inputs, d.train.targets, cfg.width_steps
     assert w == 2 and x.shape == (64, cfg.steps, 3) and cfg.steps == 21
@@ -54,7 +55,7 @@ def test_drawn_sequences_are_consistent_with_the_rule():
             while k < cfg.steps:
                 if x[b, k, i] != 0:  # a pulse starts: it lasts w samples, then at least one quiet sample
                     a = float(x[b, k, i])
-                    assert all(float(v) == a for v in x[b, k:k + w, i])
+                    assert all(float(v) == a for v in x[b, k : k + w, i])
                     if k + w < cfg.steps:
                         assert x[b, k + w, i] == 0
                         held = a
@@ -69,8 +70,9 @@ def test_drawn_sequences_are_consistent_with_the_rule():
 
 
 def test_sequence_statistics_match_the_configuration():
-    cfg = FlipFlopConfig(channels=2, duration=50.0, dt=0.5, pulse_prob=0.1, pulse_width=0.5,
-                         n_train=400, n_val=1, n_test=1)
+    cfg = FlipFlopConfig(
+        channels=2, duration=50.0, dt=0.5, pulse_prob=0.1, pulse_width=0.5, n_train=400, n_val=1, n_test=1
+    )
     onsets = sample_onsets(400, cfg, torch.Generator().manual_seed(0))
     # after an onset the channel is blocked for `width` more samples (the rest of the pulse and one quiet
     # sample), so by a renewal argument (mean cycle w + 1/p samples) the onset rate per sample is p / (1 + w p)
@@ -99,8 +101,7 @@ def test_sign_amplitudes_and_noise():
     cfg = FlipFlopConfig(amplitude="sign", scale=2.0, n_train=16, n_val=1, n_test=1)
     x = make_flipflop(cfg).train.inputs
     assert set(x.unique().tolist()) == {-2.0, 0.0, 2.0}
-    noisy = make_flipflop(FlipFlopConfig(amplitude="sign", scale=2.0, n_train=16, n_val=1, n_test=1,
-                                         input_noise=0.1))
+    noisy = make_flipflop(FlipFlopConfig(amplitude="sign", scale=2.0, n_train=16, n_val=1, n_test=1, input_noise=0.1))
     diff = noisy.train.inputs - x
     assert diff.std().item() == pytest.approx(0.1, rel=0.1)
     assert torch.equal(noisy.train.targets, make_flipflop(cfg).train.targets)  # noise never reaches targets
@@ -126,11 +127,18 @@ def test_times_and_dtype():
     assert d.d_in == d.d_out == 3
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"channels": 0}, "channels"), ({"dt": -1.0}, "dt"), ({"duration": 0.1, "dt": 0.5}, "duration"),
-    ({"pulse_prob": 1.5}, "pulse_prob"), ({"amplitude": "gauss"}, "amplitude"),
-    ({"input_noise": math.nan}, "input_noise"), ({"n_test": 0}, "n_test"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"channels": 0}, "channels"),
+        ({"dt": -1.0}, "dt"),
+        ({"duration": 0.1, "dt": 0.5}, "duration"),
+        ({"pulse_prob": 1.5}, "pulse_prob"),
+        ({"amplitude": "gauss"}, "amplitude"),
+        ({"input_noise": math.nan}, "input_noise"),
+        ({"n_test": 0}, "n_test"),
+    ],
+)
 def test_bad_configuration_names_the_field(kwargs, word):
     with pytest.raises(ValueError, match=word):
         FlipFlopConfig(**kwargs)

@@ -81,14 +81,46 @@ def test_gnode_bench_ray_runs_trials_on_a_real_ray(local_ray, tmp_path, capsys):
     from gnode.cli import main
 
     out = tmp_path / "out"
-    code = main(["bench", "--problems", "gnode_critical", "--batch", "2", "--n", "3", "--hidden", "4", "--t1", "1",
-                 "--solvers", "torch Tsit5", "torch DP5", "--reltols", "1e-3", "1e-5", "--repeats", "1", "--peers",
-                 "--memory", "none", "--no-figures", "--quiet", "--cache-dir", str(tmp_path / "c"), "--out", str(out),
-                 "--ray"])
+    code = main(
+        [
+            "bench",
+            "--problems",
+            "gnode_critical",
+            "--batch",
+            "2",
+            "--n",
+            "3",
+            "--hidden",
+            "4",
+            "--t1",
+            "1",
+            "--solvers",
+            "torch Tsit5",
+            "torch DP5",
+            "--reltols",
+            "1e-3",
+            "1e-5",
+            "--repeats",
+            "1",
+            "--peers",
+            "--memory",
+            "none",
+            "--no-figures",
+            "--quiet",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--out",
+            str(out),
+            "--ray",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     doc = json.loads((out / "results.json").read_text())
     assert [(r["solver"], r["reltol"], r["status"]) for r in doc["rows"]] == [
-        ("torch DP5()", 1e-3, "ok"), ("torch DP5()", 1e-5, "ok"), ("torch Tsit5()", 1e-3, "ok"),
-        ("torch Tsit5()", 1e-5, "ok")]
+        ("torch DP5()", 1e-3, "ok"),
+        ("torch DP5()", 1e-5, "ok"),
+        ("torch Tsit5()", 1e-3, "ok"),
+        ("torch Tsit5()", 1e-5, "ok"),
+    ]
     assert doc["meta"]["executor"] == "a local Ray (1 CPU per task)"
     assert all(r["l2"] < 1e-2 for r in doc["rows"])  # measured against the reference, as locally

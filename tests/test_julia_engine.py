@@ -37,6 +37,7 @@ def julia():
         pytest.skip(reason if reason.startswith("Julia not found") else f"Julia not found: {reason}")
     if "julia" not in registry.engine_names():
         from gnode.engines.julia import make_engine
+
         registry.register("julia", make_engine)
     return get_runtime().start()
 
@@ -79,8 +80,7 @@ def test_inputs_are_interpolated_like_gnode_control(julia, interpolation):
     rel_close(sol.u, ref.u)
 
 
-@pytest.mark.parametrize("alg", ["Rodas5P", "KenCarp4", "FBDF", "RadauIIA5", "RadauIIA9", "AutoTsit5",
-                                 "Rosenbrock23"])
+@pytest.mark.parametrize("alg", ["Rodas5P", "KenCarp4", "FBDF", "RadauIIA5", "RadauIIA9", "AutoTsit5", "Rosenbrock23"])
 def test_stiff_methods_match_the_torch_reference(julia, alg):
     method = getattr(gnode, alg, None)
     if method is None:
@@ -106,10 +106,17 @@ def gradients(sol, prob, model, values, w):
     return torch.autograd.grad((sol.u * w).sum(), [prob.u0, values, *model.parameters()])
 
 
-@pytest.mark.parametrize("sensealg", [
-    "BackpropAdjoint()", "BacksolveAdjoint()", "InterpolatingAdjoint()",
-    "InterpolatingAdjoint(checkpointing=True)", "QuadratureAdjoint()", "GaussAdjoint()",
-])
+@pytest.mark.parametrize(
+    "sensealg",
+    [
+        "BackpropAdjoint()",
+        "BacksolveAdjoint()",
+        "InterpolatingAdjoint()",
+        "InterpolatingAdjoint(checkpointing=True)",
+        "QuadratureAdjoint()",
+        "GaussAdjoint()",
+    ],
+)
 def test_gradients_of_every_sensealg_match_torch_backprop(julia, sensealg):
     name = sensealg.split("(")[0]
     if getattr(gnode.algorithms, name, None) is None:
@@ -130,8 +137,9 @@ def test_every_vjp_choice_gives_the_same_gradient(julia, vjp):
     model, prob, values = model_and_problem("zoh")
     w = torch.ones(3, len(SAVEAT), 4, dtype=torch.float64)
     ref = gnode.solve(prob, gnode.Tsit5(), engine="torch", saveat=SAVEAT, **TIGHT)
-    sol = gnode.solve(prob, gnode.Tsit5(), engine=JuliaEngine(vjp=vjp), sensealg=gnode.InterpolatingAdjoint(),
-                      saveat=SAVEAT, **TIGHT)
+    sol = gnode.solve(
+        prob, gnode.Tsit5(), engine=JuliaEngine(vjp=vjp), sensealg=gnode.InterpolatingAdjoint(), saveat=SAVEAT, **TIGHT
+    )
     for g, r in zip(gradients(sol, prob, model, values, w), gradients(ref, prob, model, values, w)):
         rel_close(g, r)
 
@@ -143,8 +151,14 @@ def test_the_stiff_method_of_an_autoswitch_is_the_one_asked_for(julia):
     runs = {}
     for stiff in (gnode.KenCarp4(kappa=0.02), gnode.Rodas5P()):
         with torch.no_grad():
-            runs[stiff.name] = gnode.solve(prob, gnode.AutoTsit5(stiffalg=stiff, stiffalgfirst=True), engine="julia",
-                                           saveat=SAVEAT, reltol=1e-8, abstol=1e-10)
+            runs[stiff.name] = gnode.solve(
+                prob,
+                gnode.AutoTsit5(stiffalg=stiff, stiffalgfirst=True),
+                engine="julia",
+                saveat=SAVEAT,
+                reltol=1e-8,
+                abstol=1e-10,
+            )
     assert (runs["KenCarp4"].stats.nnonliniter > 0).all() and (runs["Rodas5P"].stats.nnonliniter == 0).all()
     rel_close(runs["KenCarp4"].u, runs["Rodas5P"].u, rtol=1e-5)
 
@@ -190,7 +204,7 @@ def test_backward_from_another_thread(julia):
     t.start()
     t.join(600)
     assert not errors, errors
-    want, = torch.autograd.grad(ref.u.sum(), prob.u0)
+    (want,) = torch.autograd.grad(ref.u.sum(), prob.u0)
     rel_close(prob.u0.grad, want)
 
 

@@ -15,8 +15,9 @@ needs_fatou = pytest.mark.skipif(FATOU is None, reason="fatou is not installed (
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FATOU, "--no-config", "--color", "never", *args], capture_output=True, text=True,
-                          check=False, timeout=120)
+    return subprocess.run(
+        [FATOU, "--no-config", "--color", "never", *args], capture_output=True, text=True, check=False, timeout=120
+    )
 
 
 @needs_fatou

@@ -1,5 +1,6 @@
 """House rules checked on the source: `ruff check` passes with the project's configuration (pyproject.toml: 120
-columns, ruff's default rules and a complexity limit of 15), and the check is real (a file with a fault fails);
+columns, ruff's default rules, the line length and a complexity limit of 15), the tree is as `ruff format` leaves
+it, and the check is real (a file with a fault fails);
 imports go one way, between modules and between gnode's subpackages, counting imports inside functions (a lazy
 import does not hide a cycle)."""
 
@@ -22,6 +23,11 @@ def ruff(*args, cwd=ROOT):
 def test_the_tree_passes_ruff_check():
     done = ruff("check", "--no-cache", "python", "bridge", "tests", "benchmarks", "experiments")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_the_tree_is_formatted():
+    done = ruff("format", "--check", "--no-cache", "python", "bridge", "tests", "benchmarks", "experiments")
+    assert done.returncode == 0, "run `ruff format`: " + done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_ruff_check_fails_on_an_unused_import_and_a_too_complex_function(tmp_path):

@@ -20,7 +20,7 @@ def problem(dtype=D):
 
 def test_reltol_zero_is_pure_absolute_error_control_and_a_too_small_one_names_its_fix():
     sol = gnode.solve(problem(), gnode.Tsit5(), reltol=0.0, abstol=1e-10)
-    assert torch.allclose(sol.u[:, -1], torch.full((2, 3), torch.e ** -1, dtype=D), rtol=0, atol=1e-8)
+    assert torch.allclose(sol.u[:, -1], torch.full((2, 3), torch.e**-1, dtype=D), rtol=0, atol=1e-8)
     with pytest.raises(ValueError, match=r"reltol=1e-17 is below what torch.float64 can resolve .*a looser reltol$"):
         gnode.solve(problem(), gnode.Tsit5(), reltol=1e-17)
     with pytest.raises(ValueError, match="below what torch.float32 can resolve .*use float64 or a looser reltol"):

@@ -33,6 +33,7 @@ def copy_into(src, dst):
 
 # ---- the formulas, written out ----------------------------------------------------------------------
 
+
 def test_gated_node_depth2_is_the_paper_formula():
     n, d, w = 4, 3, 6
     m = randomise(GatedNODE(n, d, depth_F=2, depth_G=2, width_F=w, width_G=5, tau=0.7, dtype=D))
@@ -52,8 +53,9 @@ def test_neural_ode_equals_ungated_general_model_and_formula():
     n, d = 5, 2
     for leak in (True, False):
         node = randomise(NeuralODE(n, d, depth=2, width=7, phi_h="identity", leak=leak, tau=2.0, dtype=D))
-        general = copy_into(node, GatedNODE(n, d, depth_F=2, width_F=7, phi_h="identity", leak=leak, tau=2.0,
-                                            gate=False, dtype=D))
+        general = copy_into(
+            node, GatedNODE(n, d, depth_F=2, width_F=7, phi_h="identity", leak=leak, tau=2.0, gate=False, dtype=D)
+        )
         t, h, x = batch(n, d)
         L0, L1 = node.F.layers
         F = torch.relu(h @ L0.weight.T + x @ L0.input_weight.T + L0.bias) @ L1.weight.T + L1.bias
@@ -80,8 +82,9 @@ def test_minimal_gru_equals_one_layer_general_model_and_formula():
 def test_elman_rate_form_equals_general_model_and_formula(phi):
     n, d = 5, 2
     rnn = randomise(ElmanRNN(n, d, phi=phi, tau=1.5, dtype=D))
-    general = copy_into(rnn, GatedNODE(n, d, gate=False, depth_F=1, phi_h="identity", pre_activation=phi,
-                                       tau=1.5, dtype=D))
+    general = copy_into(
+        rnn, GatedNODE(n, d, gate=False, depth_F=1, phi_h="identity", pre_activation=phi, tau=1.5, dtype=D)
+    )
     t, h, x = batch(n, d)
     W, U, b = rnn.W, rnn.F.layers[0].input_weight, rnn.F.layers[0].bias
     act = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda a: a}[phi]
@@ -139,10 +142,8 @@ def test_learnable_tau_is_a_parameter_stored_as_its_log():
 JACOBIAN_MODELS = {
     "gnode-L1": lambda: GatedNODE(5, 2, dtype=D),
     "gnode-L2-widths": lambda: GatedNODE(5, 2, depth_F=2, depth_G=2, width_F=9, width_G=3, tau=0.3, dtype=D),
-    "gnode-L3-identity-out": lambda: GatedNODE(5, 2, depth_F=3, depth_G=2, width_F=[7, 4], phi_h="identity",
-                                               dtype=D),
-    "gnode-tanh-hidden-learn-tau": lambda: GatedNODE(5, 2, depth_F=2, phi_a="tanh", learn_tau=True, tau=2.0,
-                                                     dtype=D),
+    "gnode-L3-identity-out": lambda: GatedNODE(5, 2, depth_F=3, depth_G=2, width_F=[7, 4], phi_h="identity", dtype=D),
+    "gnode-tanh-hidden-learn-tau": lambda: GatedNODE(5, 2, depth_F=2, phi_a="tanh", learn_tau=True, tau=2.0, dtype=D),
     "gnode-no-leak": lambda: GatedNODE(5, 2, depth_F=2, leak=False, dtype=D),
     "gnode-rate-form": lambda: GatedNODE(5, 2, depth_F=2, pre_activation="tanh", dtype=D),
     "gnode-autonomous": lambda: GatedNODE(5, 0, depth_F=2, depth_G=2, dtype=D),
@@ -189,8 +190,8 @@ def test_structured_jacobian_matches_central_differences():
 
 # ---- gradients ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["gnode-L3-identity-out", "gnode-tanh-hidden-learn-tau", "node", "mgru",
-                                  "elman-rate"])
+
+@pytest.mark.parametrize("name", ["gnode-L3-identity-out", "gnode-tanh-hidden-learn-tau", "node", "mgru", "elman-rate"])
 def test_gradients_reach_every_parameter(name):
     m = randomise(JACOBIAN_MODELS[name](), seed=5)
     t, h, x = batch(m.n, m.d_in)
@@ -215,6 +216,7 @@ def test_gradcheck_with_respect_to_state_input_and_parameters():
 
 # ---- errors ------------------------------------------------------------------------------------------
 
+
 def test_forward_rejects_inconsistent_sizes():
     m = GatedNODE(4, 2)
     t = torch.zeros(3)
@@ -228,20 +230,23 @@ def test_forward_rejects_inconsistent_sizes():
         m.jacobian(t, torch.zeros(3, 4), torch.zeros(3, 3))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n": 0}, "n must be an integer >= 1"),
-    ({"d_in": -1}, "d_in must be an integer >= 0"),
-    ({"phi_h": "relu"}, "phi_h must be one of"),
-    ({"phi_a": "sigmoid"}, "phi_a must be one of"),
-    ({"depth_F": 0}, "depth of F must be an integer >= 1"),
-    ({"depth_F": 3, "width_F": [4]}, "a depth-3 network has 2 hidden layer"),
-    ({"depth_G": 2, "width_G": 0}, "width of G must be positive"),
-    ({"tau": 0.0}, "tau must be a positive finite number"),
-    ({"init": "edge"}, "init must be one of"),
-    ({"init": "stable", "gain": 1.5}, "needs gain < 1"),
-    ({"init": "critical", "gain": 0.9}, "needs gain = 1"),
-    ({"init": "chaotic", "gain": 0.5}, "needs gain > 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"d_in": -1}, "d_in must be an integer >= 0"),
+        ({"phi_h": "relu"}, "phi_h must be one of"),
+        ({"phi_a": "sigmoid"}, "phi_a must be one of"),
+        ({"depth_F": 0}, "depth of F must be an integer >= 1"),
+        ({"depth_F": 3, "width_F": [4]}, "a depth-3 network has 2 hidden layer"),
+        ({"depth_G": 2, "width_G": 0}, "width of G must be positive"),
+        ({"tau": 0.0}, "tau must be a positive finite number"),
+        ({"init": "edge"}, "init must be one of"),
+        ({"init": "stable", "gain": 1.5}, "needs gain < 1"),
+        ({"init": "critical", "gain": 0.9}, "needs gain = 1"),
+        ({"init": "chaotic", "gain": 0.5}, "needs gain > 1"),
+    ],
+)
 def test_constructor_rejects_bad_settings(kwargs, match):
     args = {"n": 4, "d_in": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -257,9 +262,14 @@ def test_reduction_constructors_reject_bad_settings():
 
 def test_as_ode_problem_vector_field():
     import gnode
+
     m = GatedNODE(3, 2, dtype=D)
-    prob = gnode.ODEProblem(m, torch.zeros(2, 3, dtype=D), (0.0, 1.0),
-                            inputs=gnode.Control(torch.tensor([0.0, 1.0], dtype=D), torch.ones(2, 2, 2, dtype=D)))
+    prob = gnode.ODEProblem(
+        m,
+        torch.zeros(2, 3, dtype=D),
+        (0.0, 1.0),
+        inputs=gnode.Control(torch.tensor([0.0, 1.0], dtype=D), torch.ones(2, 2, 2, dtype=D)),
+    )
     assert {id(p) for p in prob.params} == {id(p) for p in m.parameters()}
     t, h, x = batch(3, 2, b=2)
     assert torch.equal(prob.rhs(t, h, x), m(t, h, x))

@@ -32,6 +32,7 @@ GAINS = {"stable": 0.5, "critical": 1.0, "chaotic": 2.0}
 
 # ---- the formula -------------------------------------------------------------------------------------------
 
+
 def test_critical_gain_formula():
     # L = 1 with tanh: Sompolinsky et al.'s g_c = 1; each ReLU layer needs a factor sqrt(2)
     assert critical_gain(GatedNODE(8, depth_F=1).F) == pytest.approx(1.0)
@@ -56,8 +57,8 @@ def test_weights_have_the_stated_variance_and_zero_biases():
     g0, g1 = layer_gains(m.F, 2.0)
     L0, L1 = m.F.layers
     # sample variance of 150 000 Gaussians: relative standard error sqrt(2/150000) = 0.4 %
-    assert L0.weight.var().item() * n == pytest.approx(g0 ** 2, rel=0.03)
-    assert L1.weight.var().item() * w == pytest.approx(g1 ** 2, rel=0.03)
+    assert L0.weight.var().item() * n == pytest.approx(g0**2, rel=0.03)
+    assert L1.weight.var().item() * w == pytest.approx(g1**2, rel=0.03)
     assert L0.input_weight.var().item() * 4 == pytest.approx(1.0, rel=0.1)
     assert all(torch.equal(la.bias, torch.zeros_like(la.bias)) for net in (m.F, m.G) for la in net.layers)
     t, zero = torch.zeros(1, dtype=D), torch.zeros(1, n, dtype=D)
@@ -72,6 +73,7 @@ def test_same_generator_seed_gives_the_same_model():
 
 
 # ---- the spectrum at the origin --------------------------------------------------------------------------
+
 
 def scaled_leading_real_parts(make, draws: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x = tau Re(lambda_lead) / G(0) (mean field: rho - 1) and the rms radius of J_F, per draw."""
@@ -140,6 +142,7 @@ def _naive(g):
 
 # ---- trajectories from near the origin ------------------------------------------------------------------
 
+
 def growth_ratios(make, draws: int, n: int, T: float, batch: int = 16) -> torch.Tensor:
     """|h(T)| / |h(0)| for trajectories from h(0) ~ 1e-3 N(0, I), solved with Tsit5 (float64)."""
     out = []
@@ -149,8 +152,7 @@ def growth_ratios(make, draws: int, n: int, T: float, batch: int = 16) -> torch.
         h0 = 1e-3 * torch.randn(batch, n, generator=g, dtype=D)
         prob = gnode.ODEProblem(m, h0, (0.0, T))
         with torch.no_grad():
-            sol = gnode.solve(prob, gnode.Tsit5(), saveat=torch.tensor([0.0, T], dtype=D), reltol=1e-5,
-                              abstol=1e-14)
+            sol = gnode.solve(prob, gnode.Tsit5(), saveat=torch.tensor([0.0, T], dtype=D), reltol=1e-5, abstol=1e-14)
         out.append(sol.u[:, -1].norm(dim=1) / sol.u[:, 0].norm(dim=1))
     return torch.cat(out)
 
@@ -158,7 +160,9 @@ def growth_ratios(make, draws: int, n: int, T: float, batch: int = 16) -> torch.
 def linear_mean_field_ratio(rho: float, t_eff: float) -> float:
     """sqrt(E|h(t)|^2 / |h(0)|^2) for dh/dt = (J_F - I) h with a Ginibre J_F of radius rho, t in units of
     tau / G(0): sum_k (rho t)^(2k) / k!^2 e^(-2t) = e^(-2t) I_0(2 rho t)."""
-    return math.sqrt(float(torch.special.i0e(torch.tensor(2 * rho * t_eff, dtype=D))) * math.exp(-2 * t_eff * (1 - rho)))
+    return math.sqrt(
+        float(torch.special.i0e(torch.tensor(2 * rho * t_eff, dtype=D))) * math.exp(-2 * t_eff * (1 - rho))
+    )
 
 
 def check_trajectories(regime, r, prediction=None):

@@ -35,15 +35,21 @@ def sequence(b=3, T=6, d_in=2, seed=1):
 
 def numpy_field(vf):
     """The model's vector field in NumPy (depth-2 F, depth-1 G, as `make` builds it), for SciPy."""
-    (F0, F1), (G0,) = [[{k: None if v is None else v.detach().numpy() for k, v in la.named_parameters()} | {
-        "U": None if la.input_weight is None else la.input_weight.detach().numpy()} for la in net.layers]
-        for net in (vf.F, vf.G)]
+    (F0, F1), (G0,) = [
+        [
+            {k: None if v is None else v.detach().numpy() for k, v in la.named_parameters()}
+            | {"U": None if la.input_weight is None else la.input_weight.detach().numpy()}
+            for la in net.layers
+        ]
+        for net in (vf.F, vf.G)
+    ]
     tau = float(vf.tau)
 
     def f(h, x):
         F = np.tanh(np.maximum(F0["weight"] @ h + F0["U"] @ x + F0["bias"], 0) @ F1["weight"].T + F1["bias"])
         G = 1 / (1 + np.exp(-(G0["weight"] @ h + G0["U"] @ x + G0["bias"])))
         return G * (F - h) / tau
+
     return f
 
 
@@ -56,11 +62,12 @@ def scipy_reference(vf, x, times, h0, interpolation):
         xb = x[b].numpy()
         h = out[b, 0] = h0[b].detach().numpy()
         for k in range(len(ts) - 1):
+
             def rhs(t, h, k=k, xb=xb):
                 s = (t - ts[k]) / (ts[k + 1] - ts[k]) if interpolation == "linear" else 0.0
                 return f(h, xb[k] + s * (xb[k + 1] - xb[k]))
-            h = out[b, k + 1] = solve_ivp(rhs, (ts[k], ts[k + 1]), h, method="DOP853", rtol=1e-12,
-                                          atol=1e-12).y[:, -1]
+
+            h = out[b, k + 1] = solve_ivp(rhs, (ts[k], ts[k + 1]), h, method="DOP853", rtol=1e-12, atol=1e-12).y[:, -1]
     return torch.as_tensor(out)
 
 
@@ -132,8 +139,12 @@ def test_gradient_matches_central_differences():
 
     loss().backward()
     eps = 1e-6
-    for p, idx in [(m.vector_field.F.layers[0].weight, (2, 3)), (m.vector_field.G.layers[0].input_weight, (1, 0)),
-                   (m.h0, (1,)), (m.readout.bias, (0,))]:
+    for p, idx in [
+        (m.vector_field.F.layers[0].weight, (2, 3)),
+        (m.vector_field.G.layers[0].input_weight, (1, 0)),
+        (m.h0, (1,)),
+        (m.readout.bias, (0,)),
+    ]:
         with torch.no_grad():
             p[idx] += eps
             up = loss()
@@ -155,13 +166,14 @@ def test_fixed_step_method_through_solve_kwargs():
 
 # ---- baselines ---------------------------------------------------------------------------------------------
 
+
 def gru_by_hand(rnn, x, h):
     Wi, Wh, bi, bh = rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0
     n = h.shape[1]
     gi, gh = x @ Wi.T + bi, h @ Wh.T + bh
     r = torch.sigmoid(gi[:, :n] + gh[:, :n])
-    z = torch.sigmoid(gi[:, n:2 * n] + gh[:, n:2 * n])
-    c = torch.tanh(gi[:, 2 * n:] + r * gh[:, 2 * n:])
+    z = torch.sigmoid(gi[:, n : 2 * n] + gh[:, n : 2 * n])
+    c = torch.tanh(gi[:, 2 * n :] + r * gh[:, 2 * n :])
     return (1 - z) * c + z * h
 
 
@@ -200,6 +212,7 @@ def test_baselines_follow_their_equations_with_the_ode_alignment(cls):
 
 # ---- errors ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", ["ode", "gru"])
 def test_inconsistent_inputs_are_named(model):
     m = make() if model == "ode" else DiscreteGRU(4, 2, 3, dtype=D)
@@ -236,13 +249,16 @@ def test_check_targets_names_the_mismatch():
         check_targets(y, torch.zeros(3, 6, 2))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"d_out": 0}, "d_out must be an integer >= 1"),
-    ({"interpolation": "spline"}, "interpolation must be one of"),
-    ({"h0": "random"}, "h0 must be one of"),
-    ({"solve_kwargs": {"reltol": 1e-3}}, "pass reltol as SequenceModel's own argument"),
-    ({"solve_kwargs": {"rtol": 1e-3}}, "unknown key 'rtol'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"d_out": 0}, "d_out must be an integer >= 1"),
+        ({"interpolation": "spline"}, "interpolation must be one of"),
+        ({"h0": "random"}, "h0 must be one of"),
+        ({"solve_kwargs": {"reltol": 1e-3}}, "pass reltol as SequenceModel's own argument"),
+        ({"solve_kwargs": {"rtol": 1e-3}}, "unknown key 'rtol'"),
+    ],
+)
 def test_sequence_model_rejects_bad_settings(kwargs, match):
     args = {"d_out": 2, **kwargs}
     with pytest.raises(ValueError, match=match):

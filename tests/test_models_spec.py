@@ -24,8 +24,9 @@ D = torch.float64
 
 VECTOR_FIELDS = {
     "gnode": lambda dt: GatedNODE(4, 2, dtype=dt),
-    "gnode-deep-learn-tau": lambda dt: GatedNODE(4, 2, depth_F=3, depth_G=2, width_F=[6, 5], width_G=3,
-                                                 learn_tau=True, tau=0.4, phi_h="identity", dtype=dt),
+    "gnode-deep-learn-tau": lambda dt: GatedNODE(
+        4, 2, depth_F=3, depth_G=2, width_F=[6, 5], width_G=3, learn_tau=True, tau=0.4, phi_h="identity", dtype=dt
+    ),
     "gnode-autonomous-rate": lambda dt: GatedNODE(4, 0, depth_F=2, pre_activation="tanh", tau=1.7, dtype=dt),
     "gnode-no-leak-tanh-hidden": lambda dt: GatedNODE(4, 1, depth_F=2, phi_a="tanh", leak=False, dtype=dt),
     "node": lambda dt: NeuralODE(4, 2, depth=2, width=8, dtype=dt),
@@ -87,19 +88,31 @@ def test_flat_layout_is_row_major_as_documented():
     assert U0[3, 1].item() == 12 + 3 * 2 + 1
     assert m.F.layers[0].bias[0].item() == 12 + 8
     assert [e[0] for e in m.spec()["parameters"]] == [
-        "F.layers.0.weight", "F.layers.0.input_weight", "F.layers.0.bias", "F.layers.1.weight", "F.layers.1.bias",
-        "G.layers.0.weight", "G.layers.0.input_weight", "G.layers.0.bias"]
+        "F.layers.0.weight",
+        "F.layers.0.input_weight",
+        "F.layers.0.bias",
+        "F.layers.1.weight",
+        "F.layers.1.bias",
+        "G.layers.0.weight",
+        "G.layers.0.input_weight",
+        "G.layers.0.bias",
+    ]
 
 
 # ---- the contract: an evaluator written from the docstring of gnode.models.spec ---------------------------
 
+
 def evaluate_spec(spec: dict, flat: np.ndarray, h: np.ndarray, x: np.ndarray | None) -> np.ndarray:
-    acts = {"identity": lambda a: a, "tanh": np.tanh, "relu": lambda a: np.maximum(a, 0),
-            "sigmoid": lambda a: 1 / (1 + np.exp(-a))}
+    acts = {
+        "identity": lambda a: a,
+        "tanh": np.tanh,
+        "relu": lambda a: np.maximum(a, 0),
+        "sigmoid": lambda a: 1 / (1 + np.exp(-a)),
+    }
     blocks, offset = {}, 0
     for name, shape in spec["parameters"]:
         size = int(np.prod(shape))
-        blocks[name] = flat[offset:offset + size].reshape(shape)  # NumPy reshape is row-major (C order)
+        blocks[name] = flat[offset : offset + size].reshape(shape)  # NumPy reshape is row-major (C order)
         offset += size
     assert offset == flat.size
 
@@ -130,8 +143,10 @@ def test_spec_means_what_its_docstring_says(name):
 
 # ---- sequence models and baselines -------------------------------------------------------------------------
 
+
 def test_sequence_model_spec_round_trip_is_exact():
     import gnode
+
     vf = GatedNODE(4, 2, depth_F=2, learn_tau=True, dtype=D)
     m = SequenceModel(vf, 3, alg=gnode.DP5(), reltol=1e-7, interpolation="linear", solve_kwargs={"maxiters": 500})
     randomise(m, seed=9)
@@ -172,6 +187,7 @@ def test_from_spec_without_flat_gives_zero_parameters():
 
 # ---- errors ------------------------------------------------------------------------------------------------
 
+
 def test_load_flat_rejects_wrong_sizes():
     m = GatedNODE(3, 1)
     with pytest.raises(ValueError, match=r"has \d+ parameters .* but flat has 5"):
@@ -211,6 +227,7 @@ def test_from_spec_rejects_inconsistent_specs():
 
 def test_from_spec_rebuilds_algorithms_with_options_and_asks_for_one_it_cannot_rebuild():
     import gnode
+
     alg, sens = gnode.AutoTsit5(gnode.KenCarp4(kappa=0.02)), gnode.BacksolveAdjoint(alg=gnode.Vern7(), reltol=1e-8)
     m = SequenceModel(GatedNODE(3, 1), 2, alg=alg, sensealg=sens)
     back = from_spec(through_json(m.spec()))

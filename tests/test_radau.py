@@ -41,6 +41,7 @@ FAIL = Fraction(1, 10**8)
 
 # ------------------------------------------------------------------------------------------------- tableaus
 
+
 def _closed_forms_iia5():
     """Hairer & Wanner's 3-stage Radau IIA in Q(√6), and RADAU5's eigenvalue constants (cube roots), to 60 digits."""
     with localcontext(Context(prec=60)):
@@ -51,11 +52,15 @@ def _closed_forms_iia5():
         cno = alph**2 + beta**2
         exact = {
             "c": ((4 - r6) / 10, (4 + r6) / 10, Decimal(1)),
-            "a": (((88 - 7 * r6) / 360, (296 - 169 * r6) / 1800, (-2 + 3 * r6) / 225),
-                  ((296 + 169 * r6) / 1800, (88 + 7 * r6) / 360, (-2 - 3 * r6) / 225),
-                  ((16 - r6) / 36, (16 + r6) / 36, Decimal(1) / 9)),
+            "a": (
+                ((88 - 7 * r6) / 360, (296 - 169 * r6) / 1800, (-2 + 3 * r6) / 225),
+                ((296 + 169 * r6) / 1800, (88 + 7 * r6) / 360, (-2 - 3 * r6) / 225),
+                ((16 - r6) / 36, (16 + r6) / 36, Decimal(1) / 9),
+            ),
             "d": (-(13 + 7 * r6) / 3, (-13 + 7 * r6) / 3, Decimal(-1) / 3),
-            "gamma": 1 / u1, "alpha": alph / cno, "beta": beta / cno,
+            "gamma": 1 / u1,
+            "alpha": alph / cno,
+            "beta": beta / cno,
         }
     return exact
 
@@ -82,13 +87,23 @@ def test_radau_iia9_matches_the_published_constants():
     # OrdinaryDiffEq.jl's RadauIIA9Tableau (22 digits): nodes, eigenvalues of A^-1 and error weights
     tab = RADAU_IIA9
     published = {
-        "c": ("5.710419611451768219312e-2", "2.7684301363812382768e-1", "5.835904323689168200567e-1",
-              "8.602401356562194478479e-1", "1"),
+        "c": (
+            "5.710419611451768219312e-2",
+            "2.7684301363812382768e-1",
+            "5.835904323689168200567e-1",
+            "8.602401356562194478479e-1",
+            "1",
+        ),
         "gamma": "6.286704751729276645173e0",
         "alpha": ("3.655694325463572258243e0", "5.70095329867178941917e0"),
         "beta": ("6.543736899360077294021e0", "3.210265600308549888425e0"),
-        "d": ("-2.778093394406463730479e1", "3.641478498049213152712e0", "-1.252547721169118720491e0",
-              "5.920031671845428725662e-1", "-2.0e-1"),
+        "d": (
+            "-2.778093394406463730479e1",
+            "3.641478498049213152712e0",
+            "-1.252547721169118720491e0",
+            "5.920031671845428725662e-1",
+            "-2.0e-1",
+        ),
     }
     close = Fraction(1, 10**19)
     for name in ("c", "alpha", "beta", "d"):
@@ -185,14 +200,15 @@ def test_radau_nodes_are_the_zeros_of_the_radau_polynomial():
         # shifted Legendre: the zeros of P_s(2x-1) - P_(s-1)(2x-1) (Hairer & Wanner II, IV.5)
         x = np.array([float(ci) for ci in c])
         leg = np.polynomial.legendre.Legendre.basis(s)(2 * x - 1) - np.polynomial.legendre.Legendre.basis(s - 1)(
-            2 * x - 1)
+            2 * x - 1
+        )
         assert np.max(np.abs(leg)) < 1e-12 and len(set(c)) == s and c[-1] == 1
 
 
 # ----------------------------------------------------------------------------------------------- controller
 
-def _radau5_step(h, err, newt, nit, first, hacc=None, erracc=None, reject_before=False, accept=True,
-                 failed=False):
+
+def _radau5_step(h, err, newt, nit, first, hacc=None, erracc=None, reject_before=False, accept=True, failed=False):
     """RADCOR's step-size lines for one step, by hand (radau5.f; OrdinaryDiffEq.jl's PredictiveController)."""
     safe, facl, facr = 0.9, 5.0, 1 / 8
     if failed:
@@ -213,28 +229,67 @@ def _radau5_step(h, err, newt, nit, first, hacc=None, erracc=None, reject_before
     return hnew
 
 
-@pytest.mark.parametrize("case", [
-    {"h": 0.1, "err": 0.3, "newt": 2, "first": True},
-    {"h": 0.1, "err": 0.3, "newt": 5, "first": False, "hacc": 0.08, "erracc": 0.5},  # Gustafsson's prediction wins
-    {"h": 0.1, "err": 0.01, "newt": 1, "first": False, "hacc": 0.2, "erracc": 0.02},
-    {"h": 0.1, "err": 0.6, "newt": 3, "first": False, "hacc": 0.1, "erracc": 0.55},  # in the steady band: h kept
-    {"h": 0.1, "err": 1e-6, "newt": 2, "first": False, "hacc": 0.05, "erracc": 0.3, "reject_before": True},  # no growth
-    {"h": 0.1, "err": 4.0, "newt": 2, "first": True, "accept": False},  # rejected before any accepted step: h / 10
-    {"h": 0.1, "err": 4.0, "newt": 7, "first": False, "hacc": 0.1, "erracc": 0.5, "accept": False},
-    {"h": 0.1, "err": math.inf, "newt": 7, "first": False, "hacc": 0.1, "erracc": 0.5, "accept": False, "failed": True},
-], ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items() if k in ("err", "newt", "first", "accept")))
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"h": 0.1, "err": 0.3, "newt": 2, "first": True},
+        {"h": 0.1, "err": 0.3, "newt": 5, "first": False, "hacc": 0.08, "erracc": 0.5},  # Gustafsson's prediction wins
+        {"h": 0.1, "err": 0.01, "newt": 1, "first": False, "hacc": 0.2, "erracc": 0.02},
+        {"h": 0.1, "err": 0.6, "newt": 3, "first": False, "hacc": 0.1, "erracc": 0.55},  # in the steady band: h kept
+        {
+            "h": 0.1,
+            "err": 1e-6,
+            "newt": 2,
+            "first": False,
+            "hacc": 0.05,
+            "erracc": 0.3,
+            "reject_before": True,
+        },  # no growth
+        {"h": 0.1, "err": 4.0, "newt": 2, "first": True, "accept": False},  # rejected before any accepted step: h / 10
+        {"h": 0.1, "err": 4.0, "newt": 7, "first": False, "hacc": 0.1, "erracc": 0.5, "accept": False},
+        {
+            "h": 0.1,
+            "err": math.inf,
+            "newt": 7,
+            "first": False,
+            "hacc": 0.1,
+            "erracc": 0.5,
+            "accept": False,
+            "failed": True,
+        },
+    ],
+    ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items() if k in ("err", "newt", "first", "accept")),
+)
 def test_predictive_controller_follows_radau5(case):
     nit = 7
     ctrl = PredictiveController().resolve(3, max_iter=nit)
     first = case["first"]
-    state = PredictiveState(torch.tensor([case.get("hacc") or 1.0], dtype=F64),
-                            torch.tensor([case.get("erracc") or 1.0], dtype=F64), torch.tensor([not first]),
-                            torch.tensor([case.get("reject_before", False)]))
+    state = PredictiveState(
+        torch.tensor([case.get("hacc") or 1.0], dtype=F64),
+        torch.tensor([case.get("erracc") or 1.0], dtype=F64),
+        torch.tensor([not first]),
+        torch.tensor([case.get("reject_before", False)]),
+    )
     accept = case.get("accept", True)
-    dt, new = ctrl.propose(torch.tensor([case["h"]], dtype=F64), torch.tensor([case["err"]], dtype=F64), state,
-                           torch.tensor([accept]), torch.tensor([case["newt"]]))
-    want = _radau5_step(case["h"], case["err"], case["newt"], nit, first, case.get("hacc"), case.get("erracc"),
-                        case.get("reject_before", False), accept, case.get("failed", False))
+    dt, new = ctrl.propose(
+        torch.tensor([case["h"]], dtype=F64),
+        torch.tensor([case["err"]], dtype=F64),
+        state,
+        torch.tensor([accept]),
+        torch.tensor([case["newt"]]),
+    )
+    want = _radau5_step(
+        case["h"],
+        case["err"],
+        case["newt"],
+        nit,
+        first,
+        case.get("hacc"),
+        case.get("erracc"),
+        case.get("reject_before", False),
+        accept,
+        case.get("failed", False),
+    )
     assert float(dt) == pytest.approx(want, rel=1e-14)
     if accept:  # Gustafsson's memory: this step and its error (at least 1e-2)
         assert float(new.dtacc) == case["h"] and float(new.erracc) == max(1e-2, case["err"])
@@ -246,25 +301,38 @@ def test_predictive_controller_follows_radau5(case):
 def test_predictive_controller_without_newton_iterations_uses_plain_safety():
     ctrl = PredictiveController().resolve(4)  # a method without a Newton iteration: max_iter None
     state = ctrl.init(torch.zeros(1, dtype=F64))
-    dt, _ = ctrl.propose(torch.tensor([1.0], dtype=F64), torch.tensor([0.5], dtype=F64), state,
-                         torch.tensor([True]), torch.tensor(0))
+    dt, _ = ctrl.propose(
+        torch.tensor([1.0], dtype=F64), torch.tensor([0.5], dtype=F64), state, torch.tensor([True]), torch.tensor(0)
+    )
     assert float(dt) == pytest.approx(1 / (0.5**0.2 / 0.9))
 
 
-@pytest.mark.parametrize("kw,message", [
-    ({"gamma": 0.0}, "gamma"), ({"qmin": 2.0}, "qmin"), ({"qsteady_max": 0.9}, "qsteady"),
-    ({"failfactor": 1.0}, "failfactor"), ({"max_iter": 0}, "max_iter"), ({"expo": 2.0}, "expo"),
-    ({"norm": "global"}, "norm"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"gamma": 0.0}, "gamma"),
+        ({"qmin": 2.0}, "qmin"),
+        ({"qsteady_max": 0.9}, "qsteady"),
+        ({"failfactor": 1.0}, "failfactor"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"expo": 2.0}, "expo"),
+        ({"norm": "global"}, "norm"),
+    ],
+)
 def test_predictive_controller_validates_its_options(kw, message):
     with pytest.raises(ValueError, match=message):
         PredictiveController(**kw)
 
 
-@pytest.mark.parametrize("kw,message", [
-    ({"kappa": 1.5}, "kappa"), ({"max_iter": 1}, "max_iter"), ({"max_iter": True}, "max_iter"),
-    ({"fast_convergence_cutoff": -1.0}, "fast_convergence_cutoff"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"kappa": 1.5}, "kappa"),
+        ({"max_iter": 1}, "max_iter"),
+        ({"max_iter": True}, "max_iter"),
+        ({"fast_convergence_cutoff": -1.0}, "fast_convergence_cutoff"),
+    ],
+)
 def test_radau_validates_its_options(kw, message):
     with pytest.raises(ValueError, match=message):
         gnode.RadauIIA5(**kw)
@@ -272,10 +340,15 @@ def test_radau_validates_its_options(kw, message):
 
 # ---------------------------------------------------------------------------------------------------- solves
 
-@pytest.mark.parametrize("alg,order,dense_order,hs", [
-    (gnode.RadauIIA5(), 5, 3, (1 / 4, 1 / 8, 1 / 16)),
-    (gnode.RadauIIA9(), 9, 5, (1 / 4, 1 / 8, 1 / 16)),
-], ids=["RadauIIA5", "RadauIIA9"])
+
+@pytest.mark.parametrize(
+    "alg,order,dense_order,hs",
+    [
+        (gnode.RadauIIA5(), 5, 3, (1 / 4, 1 / 8, 1 / 16)),
+        (gnode.RadauIIA9(), 9, 5, (1 / 4, 1 / 8, 1 / 16)),
+    ],
+    ids=["RadauIIA5", "RadauIIA9"],
+)
 def test_empirical_order_against_expm(alg, order, dense_order, hs):
     # fixed steps (huge tolerances accept every step; dtmax = dt keeps it constant) on a linear problem, where the
     # simplified Newton iteration with the exact Jacobian is exact after one iteration
@@ -301,9 +374,11 @@ def quadratic_tracking(lams=(1.0, 1e4), T: float = 2.0) -> gnode.ODEProblem:
     """u' = -λ (u - t²) + 2t, u(0) = 1: u = t² + e^(-λt), with λ carried as a constant second component (each row
     its own stiffness). The forcing is a polynomial the collocation integrates exactly, so the stiff row shows no
     Prothero–Robinson order reduction (see `gnode.algorithms.radau` for that)."""
+
     def f(t, y):
         u, lam = y.unbind(-1)
         return torch.stack([-lam * (u - t * t) + 2 * t, torch.zeros_like(u)], -1)
+
     return gnode.ODEProblem(f, torch.tensor([[1.0, lam] for lam in lams], dtype=F64), (0.0, T))
 
 
@@ -334,8 +409,9 @@ def test_each_trajectory_keeps_its_own_steps_and_meets_the_closed_form(alg):
     assert steps[1] > steps[0]
     # each row alone: the same solution within the tolerance (not bit-equal: batch composition changes rounding)
     for b in range(2):
-        alone = gnode.solve(quadratic_tracking(lams[b:b + 1], T), alg, reltol=rtol, abstol=rtol,
-                            saveat=torch.tensor(times))
+        alone = gnode.solve(
+            quadratic_tracking(lams[b : b + 1], T), alg, reltol=rtol, abstol=rtol, saveat=torch.tensor(times)
+        )
         assert np.max(np.abs(alone.u[0].numpy() - sol.u[b].numpy())) <= bound
 
 
@@ -389,8 +465,14 @@ def test_newton_failures_reject_the_step_and_the_solve_stays_accurate():
     p = PROBLEMS["hires"]
     prob = dataclasses.replace(p.problem(), tspan=(0.0, 5.0))
     rtol = 1e-7
-    sol = gnode.solve(prob, gnode.RadauIIA5(max_iter=2), reltol=rtol, abstol=rtol * p.atol_scale,
-                      saveat=torch.tensor(times[:1]), tstops=torch.tensor(times[:1]))
+    sol = gnode.solve(
+        prob,
+        gnode.RadauIIA5(max_iter=2),
+        reltol=rtol,
+        abstol=rtol * p.atol_scale,
+        saveat=torch.tensor(times[:1]),
+        tstops=torch.tensor(times[:1]),
+    )
     s = sol.stats
     assert sol.successful and (s.nnonlinconvfail > 0).all() and (s.nreject >= 1).all()
     err = np.max(np.abs(sol.u[0, 0].numpy() - ref[0, 0]) / (np.abs(ref[0, 0]) + p.atol_scale))
@@ -423,8 +505,9 @@ def test_radau_follows_float32():
     p = PROBLEMS["robertson"]
     times, ref = reference("robertson")
     prob = dataclasses.replace(p.problem(dtype=torch.float32), tspan=(0.0, 100.0))
-    sol = gnode.solve(prob, gnode.RadauIIA5(), reltol=1e-4, abstol=1e-10,
-                      saveat=torch.tensor(times[:2], dtype=torch.float32))
+    sol = gnode.solve(
+        prob, gnode.RadauIIA5(), reltol=1e-4, abstol=1e-10, saveat=torch.tensor(times[:2], dtype=torch.float32)
+    )
     assert sol.u.dtype == torch.float32 and sol.successful
     err = np.max(np.abs(sol.u.double().numpy() - ref[:, :2]) / (np.abs(ref[:, :2]) + p.atol_scale))
     assert err <= 1e-2
@@ -441,6 +524,7 @@ def test_compile_falls_back_to_eager_with_a_warning():
 
 # ------------------------------------------------------------------------------------------- work-precision
 
+
 def _cost_at(points, error: float) -> float:
     """nf at `error` on a curve of (error, nf) points, log-log interpolated (NaN outside the curve's range)."""
     pts = sorted((math.log10(e), math.log10(nf)) for e, nf in points)
@@ -451,8 +535,10 @@ def _cost_at(points, error: float) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("problem,t_end", [("robertson", None), ("hires", None), ("vanderpol", 1000.0),
-                                           ("oregonator", 50.0), ("gnode_n8_b4", None)])
+@pytest.mark.parametrize(
+    "problem,t_end",
+    [("robertson", None), ("hires", None), ("vanderpol", 1000.0), ("oregonator", 50.0), ("gnode_n8_b4", None)],
+)
 def test_radau_iia5_needs_at_most_1_2x_scipy_radaus_evaluations_at_matched_accuracy(problem, t_end):
     # The same method with the same algorithm (RADAU5): the issue's target. Error: the largest relative error at
     # the stored reference times (SciPy Radau at rtol 1e-12). SciPy's Radau does not transform its tolerances, so

@@ -61,14 +61,18 @@ def test_each_trajectory_is_solved_as_if_it_were_alone(m):
     exact = U0[:, None, 0] * torch.exp(-saveat[None] * U0[:, None, 1])
     for b in (EASY[0], HARD[0]):
         f = Counting(decay)
-        alone = gnode.solve(gnode.ODEProblem(f, U0[b:b + 1], (0.0, T1)), m.alg, saveat=saveat, **TOL)
+        alone = gnode.solve(gnode.ODEProblem(f, U0[b : b + 1], (0.0, T1)), m.alg, saveat=saveat, **TOL)
         assert within_tolerance(batch.u[b], alone.u[0], **TOL)
         assert within_tolerance(batch.u[b, :, 0], exact[b], **TOL)
         # its own steps, not the batch's: the counts alone and in the batch agree up to a changed step or two
         for name in ("nf", "naccept"):
             got, want = int(getattr(batch.stats, name)[b]), int(getattr(alone.stats, name)[0])
-            assert abs(got - want) <= max(2, 0.1 * want) * (1 if name == "naccept" else len(m.alg.tableau.c)), \
-                (b, name, got, want)
+            assert abs(got - want) <= max(2, 0.1 * want) * (1 if name == "naccept" else len(m.alg.tableau.c)), (
+                b,
+                name,
+                got,
+                want,
+            )
         # nf counts every evaluation of the step (the interpolant's lazy stages, one batched call each, aside)
         extra = len(m.alg.tableau.extra_c)
         assert alone.stats.nf[0] <= f.calls <= alone.stats.nf[0] + extra, (f.calls, alone.stats.nf[0])
@@ -79,16 +83,25 @@ def test_a_failing_trajectory_does_not_disturb_the_others():
     # u' = u^2 blows up at t = 1/u0: the row with u0 = 1 fails near t = 1, those with u0 <= 0.25 do not in [0, 2]
     square = lambda t, u: u * u
     u0 = torch.tensor([[0.25], [1.0], [-1.0]], dtype=F64)
-    sol = gnode.solve(gnode.ODEProblem(square, u0, (0.0, 2.0)), gnode.Tsit5(), throw=False,
-                      saveat=torch.tensor([0.5, 2.0], dtype=F64), **TOL)
+    sol = gnode.solve(
+        gnode.ODEProblem(square, u0, (0.0, 2.0)),
+        gnode.Tsit5(),
+        throw=False,
+        saveat=torch.tensor([0.5, 2.0], dtype=F64),
+        **TOL,
+    )
     codes = [gnode.ReturnCode(int(c)) for c in sol.retcodes]
     assert codes[0] is gnode.ReturnCode.Success and codes[2] is gnode.ReturnCode.Success
     assert codes[1] is not gnode.ReturnCode.Success
     assert abs(float(sol.t_final[1]) - 1.0) < 1e-2
     assert torch.isnan(sol.u[1, 1]).all() and torch.isfinite(sol.u[1, 0]).all()  # saved before, NaN after
     for b in (0, 2):
-        alone = gnode.solve(gnode.ODEProblem(square, u0[b:b + 1], (0.0, 2.0)), gnode.Tsit5(),
-                            saveat=torch.tensor([0.5, 2.0], dtype=F64), **TOL)
+        alone = gnode.solve(
+            gnode.ODEProblem(square, u0[b : b + 1], (0.0, 2.0)),
+            gnode.Tsit5(),
+            saveat=torch.tensor([0.5, 2.0], dtype=F64),
+            **TOL,
+        )
         assert within_tolerance(sol.u[b], alone.u[0], **TOL)
         exact = u0[b, 0] / (1 - u0[b, 0] * torch.tensor([0.5, 2.0], dtype=F64))
         torch.testing.assert_close(sol.u[b, :, 0], exact, rtol=1e-5, atol=0)

@@ -59,8 +59,9 @@ def test_gradients_and_inputs_keep_the_dtype(dtype, sensealg):
     values = torch.randn(2, TIMES.size, 2, dtype=dtype, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     control = gnode.Control(torch.tensor(TIMES, dtype=dtype), values, interpolation="linear")
     prob = gnode.ODEProblem(field, u0, (0.0, 2.0), inputs=control)
-    sol = gnode.solve(prob, gnode.Tsit5(), saveat=torch.tensor(SAVEAT, dtype=dtype), sensealg=sensealg,
-                      reltol=1e-5, abstol=1e-7)
+    sol = gnode.solve(
+        prob, gnode.Tsit5(), saveat=torch.tensor(SAVEAT, dtype=dtype), sensealg=sensealg, reltol=1e-5, abstol=1e-7
+    )
     assert sol.u.dtype == dtype
     sol.u.square().sum().backward()
     for t in (u0, values, *field.parameters()):
@@ -88,6 +89,7 @@ def test_scipy_engine_returns_the_dtype_of_u0():
 
 # ------------------------------------------------------------------------------------------------- CUDA
 
+
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("m", METHODS, ids=ids(METHODS))
@@ -102,9 +104,17 @@ def test_cuda_solve_matches_cpu(m):
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("sensealg", [None, gnode.BacksolveAdjoint(), gnode.InterpolatingAdjoint(),
-                                      gnode.InterpolatingAdjoint(checkpointing=True), gnode.QuadratureAdjoint()],
-                         ids=["Backprop", "Backsolve", "Interpolating", "InterpolatingCheckpointed", "Quadrature"])
+@pytest.mark.parametrize(
+    "sensealg",
+    [
+        None,
+        gnode.BacksolveAdjoint(),
+        gnode.InterpolatingAdjoint(),
+        gnode.InterpolatingAdjoint(checkpointing=True),
+        gnode.QuadratureAdjoint(),
+    ],
+    ids=["Backprop", "Backsolve", "Interpolating", "InterpolatingCheckpointed", "Quadrature"],
+)
 def test_cuda_gradients_with_inputs_match_cpu(sensealg):
     grads = {}
     for device in ("cpu", "cuda"):
@@ -114,8 +124,14 @@ def test_cuda_gradients_with_inputs_match_cpu(sensealg):
         values = values.to(device).requires_grad_(True)
         control = gnode.Control(torch.tensor(TIMES, dtype=F64, device=device), values, interpolation="zoh")
         prob = gnode.ODEProblem(field, u0, (0.0, 2.0), inputs=control)
-        sol = gnode.solve(prob, gnode.Tsit5(), saveat=torch.tensor(SAVEAT, dtype=F64, device=device),
-                          sensealg=sensealg, reltol=1e-8, abstol=1e-10)
+        sol = gnode.solve(
+            prob,
+            gnode.Tsit5(),
+            saveat=torch.tensor(SAVEAT, dtype=F64, device=device),
+            sensealg=sensealg,
+            reltol=1e-8,
+            abstol=1e-10,
+        )
         sol.u.square().sum().backward()
         grads[device] = [t.grad.cpu() for t in (u0, values, *field.parameters())]
     for g_cpu, g_gpu in zip(grads["cpu"], grads["cuda"]):

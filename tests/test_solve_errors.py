@@ -48,6 +48,7 @@ def quick(seconds: float = 5.0):
 
 # --------------------------------------------------------------------------------------------- shapes
 
+
 def test_u0_must_be_batched():
     with error(ValueError, r"u0", r"\(batch, n\)", r"\(3,\)", r"u0\[None\]"):
         prob(u0=torch.ones(3, dtype=F64))
@@ -94,6 +95,7 @@ def test_f_without_an_input_argument_on_a_problem_with_inputs():
 
 # -------------------------------------------------------------------------------------- dtype / device
 
+
 def test_inputs_with_another_dtype_than_u0():
     with error(TypeError, r"inputs\.values", r"float32", r"float64", r"\.to\("):
         prob(lambda t, u, x: -u, inputs=gnode.Control(TIMES.float(), torch.ones(2, 3, 1)))
@@ -113,6 +115,7 @@ def test_inputs_on_another_device_than_u0():
 
 
 # ---------------------------------------------------------------------------------------- values
+
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_u0_names_the_entry(bad):
@@ -171,6 +174,7 @@ def test_options():
 
 # ------------------------------------------------------------------------------- algorithms and engines
 
+
 @dataclass(frozen=True, repr=False)
 class NoSuchMethod(AbstractAlgorithm):
     order = 1
@@ -212,6 +216,7 @@ def test_adjoint_refuses_tensors_it_cannot_differentiate():
 
 # ------------------------------------------------------------------------------ numerical failure: retcodes
 
+
 def square(t, u):
     return u * u  # u' = u^2, u(0) = u0: blows up at t = 1/u0
 
@@ -222,8 +227,10 @@ BLOWUP_U0 = torch.tensor([[0.25], [1.0]], dtype=F64)
 @pytest.mark.parametrize("engine", ["torch", "scipy"])
 def test_finite_time_blow_up_is_dt_less_than_min(engine):
     alg = gnode.Tsit5() if engine == "torch" else gnode.DP5()
-    with quick(), error(gnode.SolveError, r"DtLessThanMin", r"trajectory 1", r"t = 1\b", r"singularity",
-                        r"throw=False") as info:
+    with (
+        quick(),
+        error(gnode.SolveError, r"DtLessThanMin", r"trajectory 1", r"t = 1\b", r"singularity", r"throw=False") as info,
+    ):
         gnode.solve(prob(square, BLOWUP_U0, (0.0, 2.0)), alg, engine=engine)
     err = info.value
     assert err.retcode is gnode.ReturnCode.DtLessThanMin and err.index == 1 and abs(err.t - 1.0) < 1e-3
@@ -272,4 +279,3 @@ def test_nan_from_f_stops_promptly_and_says_so():
         gnode.solve(prob(nan_late), gnode.Tsit5())
     with quick(), error(gnode.SolveError, r"Unstable", r"t = 0\.5"):
         gnode.solve(prob(nan_late), gnode.RK4(), dt=0.1)
-

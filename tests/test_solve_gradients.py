@@ -28,8 +28,12 @@ WEIGHTS = torch.randn(2, SAVEAT.numel(), N, generator=_g, dtype=F64)
 # "Tight" for the adjoint comparison: at reltol 1e-8 every adjoint agrees with backprop to <= 3e-9 relative
 # (measured; 1e-10 gives <= 1e-10), so 1e-6 leaves a wide margin while keeping the tests fast.
 TIGHT = {"reltol": 1e-8, "abstol": 1e-10}
-ADJOINTS = [gnode.BacksolveAdjoint(), gnode.InterpolatingAdjoint(), gnode.InterpolatingAdjoint(checkpointing=True),
-            gnode.QuadratureAdjoint()]
+ADJOINTS = [
+    gnode.BacksolveAdjoint(),
+    gnode.InterpolatingAdjoint(),
+    gnode.InterpolatingAdjoint(checkpointing=True),
+    gnode.QuadratureAdjoint(),
+]
 ADJOINT_IDS = ["Backsolve", "Interpolating", "InterpolatingCheckpointed", "Quadrature"]
 
 
@@ -55,8 +59,12 @@ def gradients(kind, alg, sensealg=None, tspan=TSPAN, saveat=SAVEAT, **kw):
     wrt = params + [u0] + ([values] if kind is not None else [])
     grads = torch.autograd.grad(loss_of(sol), wrt)
     flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])
-    return flat(grads[:len(params)]), grads[len(params)].reshape(-1), (
-        grads[-1].reshape(-1) if kind is not None else None), sol
+    return (
+        flat(grads[: len(params)]),
+        grads[len(params)].reshape(-1),
+        (grads[-1].reshape(-1) if kind is not None else None),
+        sol,
+    )
 
 
 def directional_differences(kind, alg, eps, directions: int = 2, **kw):
@@ -120,6 +128,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # ------------------------------------------------------------------------------------ backprop against FD
 
+
 @pytest.mark.parametrize("kind", [None, "zoh", "cubic"])
 def test_backprop_through_a_fixed_step_solve_equals_central_differences(kind):
     # RK4 with a fixed step is a smooth map of (params, u0, values): its exact derivative is what backprop gives
@@ -143,13 +152,18 @@ def test_gradcheck_fixed_step():
     def fn(u0, W, values):
         field.W.data = W.detach()  # keep the module's parameter, differentiate through a functional copy
         control = gnode.Control(TIMES, values, interpolation="cubic")
-        f = lambda t, h, x: torch.sigmoid(h @ field.Wz.T + field.bz + x @ field.Uz.T) * (
-            -h + torch.tanh(h @ W.T + field.b + x @ field.U.T))
+        f = lambda t, h, x: (
+            torch.sigmoid(h @ field.Wz.T + field.bz + x @ field.Uz.T)
+            * (-h + torch.tanh(h @ W.T + field.b + x @ field.U.T))
+        )
         prob = gnode.ODEProblem(f, u0, TSPAN, inputs=control)
         return gnode.solve(prob, gnode.RK4(), dt=0.25, saveat=SAVEAT).u
 
-    args = (U0[:1].clone().requires_grad_(True), field.W.detach().clone().requires_grad_(True),
-            VALUES[:1].clone().requires_grad_(True))
+    args = (
+        U0[:1].clone().requires_grad_(True),
+        field.W.detach().clone().requires_grad_(True),
+        VALUES[:1].clone().requires_grad_(True),
+    )
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
@@ -161,11 +175,13 @@ def test_gradcheck_adaptive_at_tight_tolerance():
         return gnode.solve(prob, gnode.Tsit5(), saveat=[0.5, 1.0], reltol=1e-12, abstol=1e-14).u
 
     # step sizes change with the perturbation, so central differences see the tolerance (~1e-12 / eps)
-    assert torch.autograd.gradcheck(fn, (U0[:1].clone().requires_grad_(True), A.clone().requires_grad_(True)),
-                                    eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert torch.autograd.gradcheck(
+        fn, (U0[:1].clone().requires_grad_(True), A.clone().requires_grad_(True)), eps=1e-6, atol=1e-5, rtol=1e-4
+    )
 
 
 # ----------------------------------------------------------------------------- adjoints against backprop
+
 
 @functools.cache
 def backprop(kind, alg_name="Tsit5"):
@@ -217,8 +233,10 @@ def test_continuous_adjoint_with_vern7():
 
 def test_adjoint_gradients_converge_to_backprop_as_tolerances_tighten():
     want = gradients(None, gnode.Tsit5(), reltol=1e-11, abstol=1e-13)[0]
-    errs = [rel(gradients(None, gnode.Tsit5(), gnode.InterpolatingAdjoint(), reltol=r, abstol=r / 100)[0], want)
-            for r in (1e-5, 1e-8)]
+    errs = [
+        rel(gradients(None, gnode.Tsit5(), gnode.InterpolatingAdjoint(), reltol=r, abstol=r / 100)[0], want)
+        for r in (1e-5, 1e-8)
+    ]
     assert errs[1] < errs[0] / 30, errs
 
 

@@ -60,7 +60,7 @@ def _reference(kind, ts, shared):
     out = []
     for b in range(U0.shape[0]):
         x = input_numpy(TIMES, VALUES[0 if shared else b], kind)
-        out.append(scipy_reference(lambda t, u, k, x=x: fun(t, u, x(t, k)), U0[b:b + 1], ts, breakpoints=TIMES)[0])
+        out.append(scipy_reference(lambda t, u, k, x=x: fun(t, u, x(t, k)), U0[b : b + 1], ts, breakpoints=TIMES)[0])
     return np.stack(out)
 
 

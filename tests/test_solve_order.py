@@ -112,7 +112,7 @@ def test_local_order_of_step_and_interpolant_on_keplers_problem(m: Method):
     thetas = np.array([0.3, 0.5, 0.7, 1.0])
     hs, dense_errors, step_errors = [], [], []
     for k in KEPLER_LOG2_INV_H[m.name]:
-        h = 2.0 ** -k
+        h = 2.0**-k
         prob = gnode.ODEProblem(kepler_field, torch.tensor(kepler_exact(starts)), (0.0, h))
         sol = gnode.solve(prob, m.alg, saveat=torch.tensor(thetas * h), **m.fixed(h))
         assert (sol.stats.naccept == 1).all() and (sol.stats.nreject == 0).all()
@@ -123,6 +123,8 @@ def test_local_order_of_step_and_interpolant_on_keplers_problem(m: Method):
         step_errors.append(err[-1])
     q_local, p_local = slope(hs, dense_errors), slope(hs, step_errors)
     assert q_local >= m.dense_order + 1 - 0.3, (
-        f"{m.name}: interpolant's local order {q_local:.2f} < {m.dense_order + 1}; errors {dense_errors}")
+        f"{m.name}: interpolant's local order {q_local:.2f} < {m.dense_order + 1}; errors {dense_errors}"
+    )
     assert p_local >= m.order + 1 - 0.3, (
-        f"{m.name}: step's local order {p_local:.2f} < {m.order + 1}; errors {step_errors}")
+        f"{m.name}: step's local order {p_local:.2f} < {m.order + 1}; errors {step_errors}"
+    )

@@ -56,8 +56,13 @@ _RNG = np.random.default_rng(0)
 PROBLEMS = {
     "linear": RefProblem(linear_field(LINEAR_A), _RNG.standard_normal((3, 3)), np.linspace(0, 5, 11), None, 4),
     "gnode": RefProblem(_GATED, _RNG.standard_normal((4, 4)), np.linspace(0, 10, 11), _GATED.numpy(), 4),
-    "vanderpol": RefProblem(vdp_field, np.array([[2.0, 0.0, 1.0], [2.0, 0.0, 3.0], [2.0, 0.0, 10.0], [0.5, 0.5, 5.0]]),
-                            np.linspace(0, 10, 11), vdp_numpy, 250),
+    "vanderpol": RefProblem(
+        vdp_field,
+        np.array([[2.0, 0.0, 1.0], [2.0, 0.0, 3.0], [2.0, 0.0, 10.0], [0.5, 0.5, 5.0]]),
+        np.linspace(0, 10, 11),
+        vdp_numpy,
+        250,
+    ),
     "lotkavolterra": RefProblem(lv_field, np.array([[1.0, 1.0], [2.0, 0.5]]), np.linspace(0, 10, 11), lv_numpy, 50),
 }
 
@@ -84,6 +89,7 @@ def solve(name: str, m: Method, reltol: float):
 
 # ---------------------------------------------------------------------------------- the references themselves
 
+
 def test_exact_linear_solution_agrees_with_both_matrix_exponentials():
     u0 = PROBLEMS["linear"].u0
     ts = np.array([0.5, 1.0, 2.0, 5.0])  # where torch.linalg.matrix_exp is accurate in float64 (see helpers.expm)
@@ -101,6 +107,7 @@ def test_dop853_reference_is_exact_to_1e_12_on_the_linear_system():
 
 
 # ------------------------------------------------------------------------------------------ the native engine
+
 
 @pytest.mark.parametrize("m", ADAPTIVE, ids=ids(ADAPTIVE))
 @pytest.mark.parametrize("name", list(PROBLEMS))
@@ -123,6 +130,7 @@ def test_error_falls_with_the_tolerance(m):
 
 
 # --------------------------------------------------------------------------------- against Radau (the design's)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in PROBLEMS if PROBLEMS[n].numpy_fun is not None])

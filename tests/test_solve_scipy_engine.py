@@ -68,8 +68,14 @@ def test_stiff_solvers_on_van_der_pol_use_the_autograd_jacobian(alg):
     assert (sol.stats.njacs > 0).all() and (sol.stats.nw >= sol.stats.njacs).all()
     # with jac=False SciPy differences f (n = 3 calls per Jacobian; its nfev leaves them out)
     g = Counting(vdp_field)
-    gnode.solve(gnode.ODEProblem(g, torch.tensor(u0), (0.0, 5.0)), type(alg)(jac=False), engine="scipy",
-                saveat=torch.tensor(ts), reltol=1e-7, abstol=1e-9)
+    gnode.solve(
+        gnode.ODEProblem(g, torch.tensor(u0), (0.0, 5.0)),
+        type(alg)(jac=False),
+        engine="scipy",
+        saveat=torch.tensor(ts),
+        reltol=1e-7,
+        abstol=1e-9,
+    )
     assert g.calls > f.calls
 
 
@@ -103,8 +109,9 @@ def test_inputs_match_the_piecewise_reference(kind):
 
     ts = np.linspace(0, 4, 17)  # the times test_solve_inputs uses: its cached reference serves both
     with torch.no_grad():  # its field's weights require grad, which this engine cannot give
-        sol = gnode.solve(problem(kind), ScipyDOP853(), engine="scipy", saveat=torch.tensor(ts), reltol=1e-8,
-                          abstol=1e-10)
+        sol = gnode.solve(
+            problem(kind), ScipyDOP853(), engine="scipy", saveat=torch.tensor(ts), reltol=1e-8, abstol=1e-10
+        )
     assert max_error(sol.u, reference(kind, ts)) < 1e-6
 
 
@@ -119,6 +126,7 @@ def test_a_solve_that_needs_gradients_is_refused_and_an_evaluation_works():
     prob = gnode.ODEProblem(field, torch.tensor(LV_U0), (0.0, 1.0))
     with pytest.raises(ValueError, match="the tensor 'model' that f captures requires grad"):
         gnode.solve(prob, gnode.DP5(), engine="scipy")
+
     class Field(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -130,18 +138,27 @@ def test_a_solve_that_needs_gradients_is_refused_and_an_evaluation_works():
     with pytest.raises(ValueError, match=r"f's parameter lin.weight \(and 1 more\) requires grad"):
         gnode.solve(gnode.ODEProblem(Field(), torch.tensor(LV_U0), (0.0, 1.0)), gnode.DP5(), engine="scipy")
     values = torch.ones(2, 3, 1, dtype=F64, requires_grad=True)
-    driven = gnode.ODEProblem(lambda t, u, x: -u + x, torch.tensor(LV_U0), (0.0, 1.0),
-                              inputs=gnode.Control(torch.tensor([0.0, 0.5, 1.0], dtype=F64), values))
+    driven = gnode.ODEProblem(
+        lambda t, u, x: -u + x,
+        torch.tensor(LV_U0),
+        (0.0, 1.0),
+        inputs=gnode.Control(torch.tensor([0.0, 0.5, 1.0], dtype=F64), values),
+    )
     with pytest.raises(ValueError, match="inputs.values requires grad"):
         gnode.solve(driven, gnode.DP5(), engine="scipy")
     with torch.no_grad():  # evaluation: a float64 reference check of a trained model
         sol = gnode.solve(gnode.ODEProblem(Field(), u0, (0.0, 1.0)), gnode.DP5(), engine="scipy")
-        ref = gnode.solve(gnode.ODEProblem(Field(), u0, (0.0, 1.0)), gnode.DP5(), engine="torch", reltol=1e-10,
-                          abstol=1e-12)
+        ref = gnode.solve(
+            gnode.ODEProblem(Field(), u0, (0.0, 1.0)), gnode.DP5(), engine="torch", reltol=1e-10, abstol=1e-12
+        )
     assert not sol.u.requires_grad and max_error(sol.u, ref.u.numpy()) < 1e-5
     with pytest.raises(ValueError, match="forward only"):
-        gnode.solve(gnode.ODEProblem(lv_field, u0, (0.0, 1.0)), gnode.DP5(), engine="scipy",
-                    sensealg=gnode.InterpolatingAdjoint())
+        gnode.solve(
+            gnode.ODEProblem(lv_field, u0, (0.0, 1.0)),
+            gnode.DP5(),
+            engine="scipy",
+            sensealg=gnode.InterpolatingAdjoint(),
+        )
 
 
 def test_a_step_size_controller_other_than_scipys_is_refused():

@@ -53,8 +53,14 @@ STIFF = {
     "AutoTsit5": (gnode.AutoTsit5(gnode.Rodas5P()), 1e-8, 10),
     "AutoVern7": (gnode.AutoVern7(gnode.Rodas5P()), 1e-8, 10),
 }
-ORDERS = {"Rosenbrock23": (2, 2), "Rodas4": (4, 3), "Rodas5P": (5, 4), "TRBDF2": (2, 3), "KenCarp4": (4, 3),
-          "Kvaerno5": (5, 3)}  # (order, dense order)
+ORDERS = {
+    "Rosenbrock23": (2, 2),
+    "Rodas4": (4, 3),
+    "Rodas5P": (5, 4),
+    "TRBDF2": (2, 3),
+    "KenCarp4": (4, 3),
+    "Kvaerno5": (5, 3),
+}  # (order, dense order)
 
 
 def test_every_stiff_algorithm_is_listed_and_registered():
@@ -84,12 +90,15 @@ def solve_against_reference(name: str, alg, rtol: float, t_end: float | None = N
 
 # ------------------------------------------------------------------------------------------------ accuracy
 
+
 # every method on Robertson in the default run; HIRES for Rodas5P (the rest: `slow`, and the full spans below)
-@pytest.mark.parametrize("name, problem, t_end", [
-    *[(name, "robertson", 100.0) for name in STIFF],
-    *[pytest.param(name, "hires", 5.0, marks=() if name == "Rodas5P" else pytest.mark.slow)
-      for name in STIFF],
-])
+@pytest.mark.parametrize(
+    "name, problem, t_end",
+    [
+        *[(name, "robertson", 100.0) for name in STIFF],
+        *[pytest.param(name, "hires", 5.0, marks=() if name == "Rodas5P" else pytest.mark.slow) for name in STIFF],
+    ],
+)
 def test_every_stiff_method_agrees_with_radau(name, problem, t_end):
     alg, rtol, bound = STIFF[name]
     err, sol = solve_against_reference(problem, alg, rtol, t_end)
@@ -97,10 +106,16 @@ def test_every_stiff_method_agrees_with_radau(name, problem, t_end):
     assert err <= bound * rtol, f"{name} on {problem}: error {err:.3g} = {err / rtol:.3g} x rtol"
 
 
-@pytest.mark.parametrize("problem,t_end", [("robertson", None), (GNODE.name, None),
-                                           pytest.param("hires", None, marks=pytest.mark.slow),
-                                           pytest.param("vanderpol", 1000.0, marks=pytest.mark.slow),
-                                           pytest.param("oregonator", 50.0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "problem,t_end",
+    [
+        ("robertson", None),
+        (GNODE.name, None),
+        pytest.param("hires", None, marks=pytest.mark.slow),
+        pytest.param("vanderpol", 1000.0, marks=pytest.mark.slow),
+        pytest.param("oregonator", 50.0, marks=pytest.mark.slow),
+    ],
+)
 def test_rodas5p_agrees_with_radau_on_every_problem(problem, t_end):
     err, sol = solve_against_reference(problem, gnode.Rodas5P(), 1e-8, t_end)
     assert sol.successful and err <= 10 * 1e-8, f"{problem}: error {err:.3g}"
@@ -194,6 +209,7 @@ def test_empirical_order_against_expm(name):
 
 # ----------------------------------------------------------------------------------- stiff vs explicit
 
+
 @pytest.mark.slow
 def test_rodas5p_needs_10x_fewer_evaluations_than_tsit5_at_matched_error():
     times, ref = reference(GNODE.name)
@@ -228,6 +244,7 @@ def test_tsit5_reports_dt_less_than_min_where_stability_needs_smaller_steps():
 
 
 # -------------------------------------------------------------------------------------------- statistics
+
 
 def test_rosenbrock_statistics_count_one_jacobian_lu_and_s_solves_per_step():
     _, sol = solve_against_reference("hires", gnode.Rodas5P(), 1e-6, 5.0)
@@ -273,9 +290,11 @@ LAMBDAS = (1.0, 1e4)  # one non-stiff and one stiff trajectory in the same batch
 
 def relaxation_problem(T: float = 2.0) -> gnode.ODEProblem:
     """u' = -λ (u - cos t), λ carried as a constant second component (so each row has its own stiffness)."""
+
     def f(t, y):
         u, lam = y.unbind(-1)
         return torch.stack([-lam * (u - torch.cos(t)), torch.zeros_like(u)], -1)
+
     u0 = torch.tensor([[0.0, lam] for lam in LAMBDAS], dtype=F64)
     return gnode.ODEProblem(f, u0, (0.0, T))
 
@@ -287,8 +306,11 @@ def relaxation_exact(t: np.ndarray, lam: float) -> np.ndarray:
 # The stiff row is a Prothero–Robinson problem: in the stiff regime ESDIRKs (stage order 2) lose order, so
 # KenCarp4 — alone or inside AutoVern7 — errs ~120x rtol there (measured), while Rodas5P was built to keep its
 # order on it (Steinebach 2023) and stays within a few rtol.
-@pytest.mark.parametrize("alg,bound", [(gnode.AutoTsit5(gnode.Rodas5P()), 10), (gnode.AutoVern7(gnode.KenCarp4()), 200)],
-                         ids=["AutoTsit5(Rodas5P())", "AutoVern7(KenCarp4())"])
+@pytest.mark.parametrize(
+    "alg,bound",
+    [(gnode.AutoTsit5(gnode.Rodas5P()), 10), (gnode.AutoVern7(gnode.KenCarp4()), 200)],
+    ids=["AutoTsit5(Rodas5P())", "AutoVern7(KenCarp4())"],
+)
 def test_auto_switches_only_the_stiff_trajectory(alg, bound):
     T, rtol = 2.0, 1e-7
     times = np.linspace(0.05, T, 9)
@@ -346,6 +368,7 @@ def test_auto_algorithms_validate_their_arguments():
 
 # --------------------------------------------------------------------------------------------- gradients
 
+
 def small_stiff_gnode(batch: int = 2):
     """A 4-unit gnODE with timescales ~1e-3..1 over t in [0, 0.05]: stiff, and quick to differentiate."""
     from gnode.bench.problems import stiff_gnode
@@ -375,9 +398,10 @@ def stiff_loss(alg, sensealg=None, rtol=1e-8, shift=None):
     times = torch.tensor([0.01, 0.05], dtype=F64)
     w = torch.linspace(-1, 1, 16, dtype=F64).reshape(2, 2, 4)
     with torch.set_grad_enabled(sensealg is not None):
-        sol = gnode.solve(gnode.ODEProblem(model, u0, tspan), alg, saveat=times, reltol=rtol, abstol=rtol,
-                          sensealg=sensealg)
-        loss = (w * sol.u).sum() + (sol.u ** 2).sum()
+        sol = gnode.solve(
+            gnode.ODEProblem(model, u0, tspan), alg, saveat=times, reltol=rtol, abstol=rtol, sensealg=sensealg
+        )
+        loss = (w * sol.u).sum() + (sol.u**2).sum()
     if sensealg is None:
         return float(loss)
     return torch.autograd.grad(loss, [W, b, u0])
@@ -440,14 +464,16 @@ def test_stiff_gradient_passes_gradcheck():
         par.requires_grad_(False)
 
     def fn(y0):
-        sol = gnode.solve(gnode.ODEProblem(model, y0, tspan), gnode.Rodas5P(), saveat=[0.05], reltol=1e-10,
-                          abstol=1e-10)
+        sol = gnode.solve(
+            gnode.ODEProblem(model, y0, tspan), gnode.Rodas5P(), saveat=[0.05], reltol=1e-10, abstol=1e-10
+        )
         return sol.u
 
     assert torch.autograd.gradcheck(fn, (u0.clone().requires_grad_(True),), eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------- inputs and dtypes
+
 
 def relax_to_input_exact(times, t_samples, values, interpolation, lam, t_query):
     """u' = -λ (u - x(t)), u(0) = 0, x piecewise constant or linear between samples (held after the last):
@@ -458,8 +484,11 @@ def relax_to_input_exact(times, t_samples, values, interpolation, lam, t_query):
         while True:
             k = max(i for i in range(len(t_samples)) if t_samples[i] <= t_prev)
             x0 = values[k]
-            s = 0.0 if interpolation == "zoh" or k + 1 >= len(t_samples) else \
-                (values[k + 1] - values[k]) / (t_samples[k + 1] - t_samples[k])
+            s = (
+                0.0
+                if interpolation == "zoh" or k + 1 >= len(t_samples)
+                else (values[k + 1] - values[k]) / (t_samples[k + 1] - t_samples[k])
+            )
             end = min(knots[k + 1], tq)
             x_end, x_prev = x0 + s * (end - t_samples[k]), x0 + s * (t_prev - t_samples[k])
             u = x_end - s / lam + (u - x_prev + s / lam) * math.exp(-lam * (end - t_prev))
@@ -470,12 +499,18 @@ def relax_to_input_exact(times, t_samples, values, interpolation, lam, t_query):
     return np.array(out)
 
 
-@pytest.mark.parametrize("alg,bound,interpolation", [
-    (gnode.Rodas5P(), 10, "zoh"), (gnode.Rodas5P(), 10, "linear"), (gnode.KenCarp4(), 200, "zoh"),
-    pytest.param(gnode.KenCarp4(), 200, "linear", marks=pytest.mark.slow),
-    pytest.param(gnode.AutoTsit5(gnode.Rodas5P()), 10, "zoh", marks=pytest.mark.slow),
-    (gnode.AutoTsit5(gnode.Rodas5P()), 10, "linear"),
-], ids=lambda v: repr(v) if not isinstance(v, (int, str)) else str(v))
+@pytest.mark.parametrize(
+    "alg,bound,interpolation",
+    [
+        (gnode.Rodas5P(), 10, "zoh"),
+        (gnode.Rodas5P(), 10, "linear"),
+        (gnode.KenCarp4(), 200, "zoh"),
+        pytest.param(gnode.KenCarp4(), 200, "linear", marks=pytest.mark.slow),
+        pytest.param(gnode.AutoTsit5(gnode.Rodas5P()), 10, "zoh", marks=pytest.mark.slow),
+        (gnode.AutoTsit5(gnode.Rodas5P()), 10, "linear"),
+    ],
+    ids=lambda v: repr(v) if not isinstance(v, (int, str)) else str(v),
+)
 def test_input_driven_stiff_relaxation_matches_its_closed_form(alg, bound, interpolation):
     # ∂f/∂t is nonzero only through the linear input: the Rosenbrock methods get it by forward-mode autodiff
     lam, rtol = 1e3, 1e-8
@@ -502,9 +537,11 @@ def test_stiff_methods_follow_float32(alg):
 
 # ---------------------------------------------------------------------------------------- linear algebra
 
+
 def test_structured_jacobian_of_the_gnode_matches_autodiff():
-    model = gnode.models.GatedNODE(5, 2, depth_F=2, depth_G=2, init="chaotic", dtype=F64,
-                                   generator=torch.Generator().manual_seed(1))
+    model = gnode.models.GatedNODE(
+        5, 2, depth_F=2, depth_G=2, init="chaotic", dtype=F64, generator=torch.Generator().manual_seed(1)
+    )
     t = torch.zeros(3, dtype=F64)
     y, x = torch.randn(3, 5, dtype=F64), torch.randn(3, 2, dtype=F64)
     structured = model.jacobian(t, y, x)
@@ -547,23 +584,24 @@ def test_time_derivative_by_forward_mode_and_its_finite_difference_fallback():
     dt = torch.tensor([0.1, -0.1], dtype=F64)
 
     def smooth(tt, yy):
-        return torch.sin(tt)[:, None] * yy ** 2
+        return torch.sin(tt)[:, None] * yy**2
 
-    exact = torch.cos(t)[:, None] * y ** 2
+    exact = torch.cos(t)[:, None] * y**2
     assert torch.allclose(time_derivative(smooth, t, y, smooth(t, y), dt), exact, rtol=1e-14, atol=0)
 
     def opaque(tt, yy):
-        return _NoForwardAD.apply(tt)[:, None] * yy ** 2
+        return _NoForwardAD.apply(tt)[:, None] * yy**2
 
     with pytest.raises(RuntimeError):  # the premise: forward mode cannot see through it
         import torch.autograd.forward_ad as fwad
+
         with fwad.dual_level():
             opaque(fwad.make_dual(t, torch.ones_like(t)), y)
     fallback = time_derivative(opaque, t, y, opaque(t, y), dt)
     assert torch.allclose(fallback, exact, rtol=1e-6, atol=1e-7)
     assert torch.allclose(finite_difference_time_derivative(smooth, t, y, smooth(t, y), dt), exact, rtol=1e-6)
     # an autonomous f costs one plain evaluation and gives exact zeros
-    assert (time_derivative(lambda tt, yy: yy ** 2, t, y, y ** 2, dt) == 0).all()
+    assert (time_derivative(lambda tt, yy: yy**2, t, y, y**2, dt) == 0).all()
 
 
 def test_a_singular_iteration_matrix_fails_only_its_row():

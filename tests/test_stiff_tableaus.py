@@ -59,6 +59,7 @@ def test_every_stiff_tableau_is_listed():
 
 # -------------------------------------------------------------------------------------------------- Rosenbrock
 
+
 def rosenbrock_weights(tab: RosenbrockTableau, max_order: int):
     alpha, Gamma, _, _ = tab.hairer_wanner_form()
     s = tab.stages
@@ -100,7 +101,12 @@ def worst(fn, coeffs, phi, order):
 def test_rosenbrock_declared_shape(tab):
     stages, order, error_order, dense_order, fsal = EXPECTED_ROSENBROCK[tab.name]
     assert (tab.stages, tab.order, tab.error_order, tab.dense_order, tab.fsal) == (
-        stages, order, error_order, dense_order, fsal)
+        stages,
+        order,
+        error_order,
+        dense_order,
+        fsal,
+    )
     _, Gamma, _, _ = tab.hairer_wanner_form()
     assert all(Gamma[i][i] == tab.gamma for i in range(tab.stages))  # singly diagonal
     assert all(Gamma[i][j] == 0 for i in range(tab.stages) for j in range(i + 1, tab.stages))
@@ -148,10 +154,16 @@ def test_rodas_time_derivative_weights_are_the_row_sums_of_gamma():
 
 
 BROKEN_ROSENBROCK = {
-    "d != row sums of Γ": (rosenbrock.RODAS4, {"d": (rosenbrock.RODAS4.d[0] + Fraction(1, 10**6),) + rosenbrock.RODAS4.d[1:]},
-                           r"d\[0\] != sum\(Gamma\[0\]\)"),
-    "c != row sums of α": (rosenbrock.RODAS5P, {"c": (0, Fraction(64, 100)) + rosenbrock.RODAS5P.c[2:]},
-                           r"c\[1\] != sum\(alpha\[1\]\)"),
+    "d != row sums of Γ": (
+        rosenbrock.RODAS4,
+        {"d": (rosenbrock.RODAS4.d[0] + Fraction(1, 10**6),) + rosenbrock.RODAS4.d[1:]},
+        r"d\[0\] != sum\(Gamma\[0\]\)",
+    ),
+    "c != row sums of α": (
+        rosenbrock.RODAS5P,
+        {"c": (0, Fraction(64, 100)) + rosenbrock.RODAS5P.c[2:]},
+        r"c\[1\] != sum\(alpha\[1\]\)",
+    ),
     "dense(1) != b": (rosenbrock.RODAS4, {"dense": ((1,),) + rosenbrock.RODAS4.dense[1:]}, r"dense row 0 at θ=1"),
     "a row too long": (rosenbrock.RODAS4, {"a": ((0,),) + rosenbrock.RODAS4.a[1:]}, r"a\[0\] and C\[0\] must have 0"),
 }
@@ -166,6 +178,7 @@ def test_broken_rosenbrock_tableau_is_rejected(case):
 
 
 # ------------------------------------------------------------------------------------------------------ ESDIRK
+
 
 def esdirk_weights(tab: ESDIRKTableau, max_order: int):
     s = tab.stages
@@ -219,13 +232,24 @@ def test_esdirk_is_l_stable(tab):
 
 
 BROKEN_ESDIRK = {
-    "implicit first stage": (esdirk.KENCARP4, {"a": ((Fraction(1, 4),),) + esdirk.KENCARP4.a[1:],
-                                               "c": (Fraction(1, 4),) + esdirk.KENCARP4.c[1:]},
-                             r"first stage must be explicit"),
-    "diagonal varies": (esdirk.TRBDF2, {"a": (esdirk.TRBDF2.a[0], (Fraction(1, 2), Fraction(1, 10)), esdirk.TRBDF2.a[2]),
-                                        "c": (0, Fraction(6, 10), 1)}, r"share one positive diagonal"),
-    "row sum != c": (esdirk.KVAERNO5, {"c": esdirk.KVAERNO5.c[:2] + (Fraction(123, 100),) + esdirk.KVAERNO5.c[3:]},
-                     r"c\[2\] != sum\(a\[2\]\)"),
+    "implicit first stage": (
+        esdirk.KENCARP4,
+        {"a": ((Fraction(1, 4),),) + esdirk.KENCARP4.a[1:], "c": (Fraction(1, 4),) + esdirk.KENCARP4.c[1:]},
+        r"first stage must be explicit",
+    ),
+    "diagonal varies": (
+        esdirk.TRBDF2,
+        {
+            "a": (esdirk.TRBDF2.a[0], (Fraction(1, 2), Fraction(1, 10)), esdirk.TRBDF2.a[2]),
+            "c": (0, Fraction(6, 10), 1),
+        },
+        r"share one positive diagonal",
+    ),
+    "row sum != c": (
+        esdirk.KVAERNO5,
+        {"c": esdirk.KVAERNO5.c[:2] + (Fraction(123, 100),) + esdirk.KVAERNO5.c[3:]},
+        r"c\[2\] != sum\(a\[2\]\)",
+    ),
     "b_error sum != 0": (esdirk.KENCARP4, {"b_error": (1,) + esdirk.KENCARP4.b_error[1:]}, r"sum\(b_error\) != 0"),
 }
 

@@ -28,17 +28,27 @@ def square(out, x, fail_on=None, flaky=False):
 
 # ------------------------------------------------------------------------------------------------ the spec
 
+
 def test_trials_are_the_points_times_the_grid_with_dotted_keys():
-    spec = SweepSpec(trial=f"{HERE}:square", base={"model": {"kind": "gnode", "latent": 3}, "lr": 0.1},
-                     points=({"model.kind": "mgru"}, {"model.kind": "elman", "model.latent": 8}),
-                     grid={"seed": [0, 1], "solver.alg": ["RK4()"]})
+    spec = SweepSpec(
+        trial=f"{HERE}:square",
+        base={"model": {"kind": "gnode", "latent": 3}, "lr": 0.1},
+        points=({"model.kind": "mgru"}, {"model.kind": "elman", "model.latent": 8}),
+        grid={"seed": [0, 1], "solver.alg": ["RK4()"]},
+    )
     trials = spec.expand()
     assert [t.point for t in trials] == [
-        {"model.kind": "mgru", "seed": 0, "solver.alg": "RK4()"}, {"model.kind": "mgru", "seed": 1, "solver.alg": "RK4()"},
+        {"model.kind": "mgru", "seed": 0, "solver.alg": "RK4()"},
+        {"model.kind": "mgru", "seed": 1, "solver.alg": "RK4()"},
         {"model.kind": "elman", "model.latent": 8, "seed": 0, "solver.alg": "RK4()"},
-        {"model.kind": "elman", "model.latent": 8, "seed": 1, "solver.alg": "RK4()"}]
-    assert trials[2].params == {"model": {"kind": "elman", "latent": 8}, "lr": 0.1, "seed": 0,
-                                "solver": {"alg": "RK4()"}}
+        {"model.kind": "elman", "model.latent": 8, "seed": 1, "solver.alg": "RK4()"},
+    ]
+    assert trials[2].params == {
+        "model": {"kind": "elman", "latent": 8},
+        "lr": 0.1,
+        "seed": 0,
+        "solver": {"alg": "RK4()"},
+    }
     assert spec.base == {"model": {"kind": "gnode", "latent": 3}, "lr": 0.1}  # the base is not changed
     assert len({t.key for t in trials}) == 4 and trials[0].key == spec.expand()[0].key  # distinct, stable
     assert spec.varying() == ["model.kind", "seed", "model.latent"]  # in order of first appearance
@@ -53,17 +63,22 @@ def test_a_spec_is_read_from_yaml_or_json(tmp_path):
     assert [t.params for t in a.expand()] == [{"x": 1}, {"x": 2}, {"x": 3}]
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"grid": {"x": [1]}}, "needs 'trial'"),
-    ({"trial": "flipflop", "grdi": {}}, r"unknown keys \['grdi'\]"),
-    ({"trial": "nosuch"}, "unknown trial 'nosuch'"),
-    ({"trial": "flipflop", "grid": {"train.seed": 3}}, r"grid\['train.seed'\] must be a non-empty list"),
-    ({"trial": "flipflop", "base": {"model": 3}, "grid": {"model.kind": ["gnode"]}},
-     "cannot set 'model.kind': 'model' is 3, not a mapping"),
-    ({"trial": "flipflop", "grid": {"a..b": [1]}}, "dotted keys"),
-    ({"trial": "flipflop", "retries": -1}, "retries must be an integer >= 0"),
-    ({"trial": "flipflop", "plot": {"y": "x"}}, "plot takes the keys x and hue"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"grid": {"x": [1]}}, "needs 'trial'"),
+        ({"trial": "flipflop", "grdi": {}}, r"unknown keys \['grdi'\]"),
+        ({"trial": "nosuch"}, "unknown trial 'nosuch'"),
+        ({"trial": "flipflop", "grid": {"train.seed": 3}}, r"grid\['train.seed'\] must be a non-empty list"),
+        (
+            {"trial": "flipflop", "base": {"model": 3}, "grid": {"model.kind": ["gnode"]}},
+            "cannot set 'model.kind': 'model' is 3, not a mapping",
+        ),
+        ({"trial": "flipflop", "grid": {"a..b": [1]}}, "dotted keys"),
+        ({"trial": "flipflop", "retries": -1}, "retries must be an integer >= 0"),
+        ({"trial": "flipflop", "plot": {"y": "x"}}, "plot takes the keys x and hue"),
+    ],
+)
 def test_a_bad_spec_says_what_is_wrong(doc, message):
     with pytest.raises(SweepSpecError, match=message):
         SweepSpec.from_dict(doc)
@@ -78,6 +93,7 @@ def test_a_spec_file_that_is_not_yaml_says_so(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- running, locally
+
 
 def test_a_failed_trial_is_retried_once_then_recorded_and_the_sweep_goes_on(tmp_path):
     spec = SweepSpec(trial=f"{HERE}:square", points=({"flaky": True},), grid={"x": [1, 2, 3]}, base={"fail_on": 2})
@@ -96,8 +112,9 @@ def test_a_failed_trial_is_retried_once_then_recorded_and_the_sweep_goes_on(tmp_
 
     again = run_sweep(spec, tmp_path / "sw", progress=False, log=lambda *a: None)
     assert again.meta["ran_now"] == 0 and again.rows == json.loads(json.dumps(results.rows))  # failure kept
-    assert run_sweep(spec, tmp_path / "sw", retry_failed=True, progress=False, log=lambda *a: None
-                     ).meta["ran_now"] == 1  # --retry-failed runs the failure again
+    assert (
+        run_sweep(spec, tmp_path / "sw", retry_failed=True, progress=False, log=lambda *a: None).meta["ran_now"] == 1
+    )  # --retry-failed runs the failure again
 
 
 def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
@@ -131,8 +148,11 @@ def test_a_trial_function_that_cannot_be_found_fails_before_anything_runs(tmp_pa
 
 
 def test_the_flipflop_trial_trains_runs_and_a_bad_option_is_recorded(tmp_path):
-    tiny = {"task": {"channels": 2, "duration": 4.0, "n_train": 8, "n_val": 4, "n_test": 4},
-            "model": {"latent": 2, "width_F": 4, "width_G": 4}, "train": {"epochs": 1, "batch_size": 4}}
+    tiny = {
+        "task": {"channels": 2, "duration": 4.0, "n_train": 8, "n_val": 4, "n_test": 4},
+        "model": {"latent": 2, "width_F": 4, "width_G": 4},
+        "train": {"epochs": 1, "batch_size": 4},
+    }
     spec = SweepSpec(trial="flipflop", base=tiny, grid={"model.kind": ["gnode", "gru", "nosuch"]})
     results = run_sweep(spec, tmp_path / "sw", progress=False, figures=False, log=lambda *a: None)
     gnode_row, gru_row, bad = results.rows
@@ -147,12 +167,14 @@ def test_the_flipflop_trial_trains_runs_and_a_bad_option_is_recorded(tmp_path):
 
 # ------------------------------------------------------------------------------------------ the command line
 
+
 def test_gnode_sweep_runs_a_spec_and_reports_failures(tmp_path, capsys):
     from gnode.cli import main
 
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"trial": f"{HERE}:square", "grid": {"x": [2, 3]}, "base": {"fail_on": 3},
-                                "retries": 0}))
+    spec.write_text(
+        json.dumps({"trial": f"{HERE}:square", "grid": {"x": [2, 3]}, "base": {"fail_on": 3}, "retries": 0})
+    )
     assert main(["sweep", str(spec), "--list"]) == 0
     assert "2 trials of test_sweep:square" in capsys.readouterr().out
     code = main(["sweep", str(spec), "--local", "--out", str(tmp_path / "sw"), "--quiet", "--no-figures"])
@@ -166,6 +188,7 @@ def test_gnode_sweep_runs_a_spec_and_reports_failures(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ real Ray
+
 
 @pytest.mark.slow
 def test_a_sweep_on_a_real_local_ray_is_killed_resumed_and_retries_a_failure(local_ray, tmp_path):

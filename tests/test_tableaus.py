@@ -123,8 +123,9 @@ def residual_dense(dense, phi, t) -> Fraction:
     degree = max(len(row) for row in dense)
     worst = Fraction(0)
     for k in range(1, max(degree, size(t)) + 1):
-        lhs = sum((Fraction(row[k - 1]) * p for row, p in zip(dense, phi[t]) if len(row) >= k and row[k - 1]),
-                  Fraction(0))
+        lhs = sum(
+            (Fraction(row[k - 1]) * p for row, p in zip(dense, phi[t]) if len(row) >= k and row[k - 1]), Fraction(0)
+        )
         worst = max(worst, abs(lhs - (Fraction(1, gamma(t)) if k == size(t) else 0)))
     return worst
 
@@ -157,7 +158,11 @@ def test_declared_shape_and_fsal(tab):
     stages, extras, order, error_order, dense_order, fsal = EXPECTED[tab.name]
     assert (tab.stages, len(tab.extra_c), tab.order) == (stages, extras, order)
     assert (tab.error_order, tab.dense_order, tab.fsal, tab.adaptive) == (
-        error_order, dense_order, fsal, error_order is not None)
+        error_order,
+        dense_order,
+        fsal,
+        error_order is not None,
+    )
     if tab.fsal:  # the last stage is f(t0 + dt, y1): next step's first stage
         assert tab.c[-1] == 1 and tuple(tab.a[-1]) == tuple(tab.b[:-1]) and tab.b[-1] == 0
 
@@ -225,12 +230,18 @@ BROKEN = {
     "adaptive without error_order": (BS3, {"error_order": None}, r"error_order missing"),
     "dense(1) != b": (RK4, {"dense": RK4.dense[:3] + ((0, F(-1, 2), F(1, 2)),)}, r"dense row 3 at θ=1"),
     "dense row missing": (RK4, {"dense": RK4.dense[:3]}, r"dense needs a row per stage"),
-    "extra_a row too short": (VERN7, {"extra_a": VERN7.extra_a[:-1] + (VERN7.extra_a[-1][:-1],)},
-                              r"extra_a\[5\] must have 15 entries"),
+    "extra_a row too short": (
+        VERN7,
+        {"extra_a": VERN7.extra_a[:-1] + (VERN7.extra_a[-1][:-1],)},
+        r"extra_a\[5\] must have 15 entries",
+    ),
     "extra_c/extra_a mismatch": (VERN7, {"extra_c": VERN7.extra_c[:-1]}, r"extra_c and extra_a differ"),
     # a typo in the 12th digit of a published decimal is caught, despite the slack for truncated decimals
-    "decimal typo": (TSIT5, {"a": TSIT5.a[:3] + ((TSIT5.a[3][0] + F(1, 10**12),) + TSIT5.a[3][1:],) + TSIT5.a[4:]},
-                     r"c\[3\] != sum\(a\[3\]\)"),
+    "decimal typo": (
+        TSIT5,
+        {"a": TSIT5.a[:3] + ((TSIT5.a[3][0] + F(1, 10**12),) + TSIT5.a[3][1:],) + TSIT5.a[4:]},
+        r"c\[3\] != sum\(a\[3\]\)",
+    ),
 }
 
 

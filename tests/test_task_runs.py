@@ -31,8 +31,21 @@ def separable_ts(folder, n_train=24, n_test=12, seed=0):
     return folder
 
 
-FAST = ["--every", "1", "--model", "gru", "-N", "6", "--epochs", "12", "--batch-size", "8", "--lr", "0.05",
-        "--no-progress"]
+FAST = [
+    "--every",
+    "1",
+    "--model",
+    "gru",
+    "-N",
+    "6",
+    "--epochs",
+    "12",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.05",
+    "--no-progress",
+]
 
 
 def test_train_evaluate_plot_and_resume_a_classification_run(tmp_path, capsys):
@@ -54,19 +67,52 @@ def test_train_evaluate_plot_and_resume_a_classification_run(tmp_path, capsys):
     assert ev["test"]["accuracy"] == pytest.approx(summary["test_accuracy"]) and ev["task"] == "charactertrajectories"
     assert main(["plot", str(run)]) == 0
     assert "confusion.png" in capsys.readouterr().out
-    assert main(["train", "charactertrajectories", "--data", str(data), "--out", str(run), "--resume",
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", "charactertrajectories", "--data", str(data), "--out", str(run), "--resume", "--no-progress"])
+        == 0
+    )
     assert "already finished" in capsys.readouterr().out
-    assert main(["train", "charactertrajectories", "--data", str(data), "--out", str(run), "--resume",
-                 "--epochs", "13", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "charactertrajectories",
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                "--resume",
+                "--epochs",
+                "13",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "options differ from the saved run (train.epochs: saved 12, now 13)" in capsys.readouterr().err
 
 
 def test_changed_data_under_a_run_is_refused(tmp_path, capsys):
     data = separable_ts(tmp_path / "data")
     run = tmp_path / "run"
-    assert main(["train", "charactertrajectories", "--data", str(data), "--out", str(run), *FAST[:6],
-                 "--epochs", "1", "--no-progress", "--no-figures"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "charactertrajectories",
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                *FAST[:6],
+                "--epochs",
+                "1",
+                "--no-progress",
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     separable_ts(data, seed=1)
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 2
@@ -76,7 +122,9 @@ def test_changed_data_under_a_run_is_refused(tmp_path, capsys):
 def test_missing_data_folder_is_one_line_saying_where_to_put_the_files(tmp_path, capsys):
     assert main(["train", "charactertrajectories", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "CharacterTrajectories is not shipped with aeon" in err and "--data DIR" in err and len(err.splitlines()) == 1
+    assert (
+        "CharacterTrajectories is not shipped with aeon" in err and "--data DIR" in err and len(err.splitlines()) == 1
+    )
     (tmp_path / "wrong").mkdir()
     (tmp_path / "wrong" / "readme.txt").write_text("")
     assert main(["train", "charactertrajectories", "--data", str(tmp_path / "wrong"), "--no-progress"]) == 2

@@ -49,12 +49,15 @@ def test_cubic_interpolation_is_refused_for_per_sequence_times():
         resample(t, torch.zeros(2, 3, 1), merge_times(t)[0], "cubic")
 
 
-@pytest.mark.parametrize(("times", "match"), [
-    ([[0.0, 2.0, 1.0]], "decrease at index 2"),
-    ([[0.0, 1.0, 1.0, 2.0]], "repeats a time before index 3"),
-    ([[0.0, 1.0, 2.0], [0.5, 1.0, 2.0]], "sequence 1 starts at t = 0.5"),
-    ([[0.0, float("nan"), 2.0]], r"times\[0, 1\] = nan"),
-])
+@pytest.mark.parametrize(
+    ("times", "match"),
+    [
+        ([[0.0, 2.0, 1.0]], "decrease at index 2"),
+        ([[0.0, 1.0, 1.0, 2.0]], "repeats a time before index 3"),
+        ([[0.0, 1.0, 2.0], [0.5, 1.0, 2.0]], "sequence 1 starts at t = 0.5"),
+        ([[0.0, float("nan"), 2.0]], r"times\[0, 1\] = nan"),
+    ],
+)
 def test_bad_per_sequence_times_are_named(times, match):
     t = torch.tensor(times)
     with pytest.raises(ValueError, match=match):
@@ -68,8 +71,9 @@ def test_time_gap_channel_is_the_gap_to_the_next_sample_and_zero_over_padding():
 
 def _models(d_in, d_out):
     torch.manual_seed(0)
-    ode = SequenceModel(GatedNODE(4, d_in, depth_F=2, width_F=[8], dtype=torch.float64), d_out,
-                        reltol=1e-7, abstol=1e-9)
+    ode = SequenceModel(
+        GatedNODE(4, d_in, depth_F=2, width_F=[8], dtype=torch.float64), d_out, reltol=1e-7, abstol=1e-9
+    )
     gru = DiscreteGRU(5, d_in, d_out, time_gaps=True, dtype=torch.float64)
     return {"gnode": ode, "gru": gru}
 
@@ -91,8 +95,12 @@ def test_padded_classification_batch_gives_the_loss_of_the_single_sequences(kind
         assert one.times.ndim == 2 and one.times.shape[1] == len(s) + 1  # no padding of its own
         singles.append(one.observed(model(one.inputs, one.times[0]).y)[0])
     torch.testing.assert_close(logits, torch.cat(singles), rtol=1e-5, atol=1e-6)  # solver tolerance 1e-7
-    single_losses = torch.stack([class_cross_entropy(p[None], torch.tensor([[float(c)]], dtype=torch.float64))
-                                 for p, c in zip(torch.cat(singles), labels)])
+    single_losses = torch.stack(
+        [
+            class_cross_entropy(p[None], torch.tensor([[float(c)]], dtype=torch.float64))
+            for p, c in zip(torch.cat(singles), labels)
+        ]
+    )
     torch.testing.assert_close(class_cross_entropy(logits, y), single_losses.mean(), rtol=1e-5, atol=1e-7)
 
 

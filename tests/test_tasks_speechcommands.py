@@ -76,8 +76,11 @@ def test_task_is_classification_at_the_readout_time_with_features_cached(tmp_pat
 def test_wrong_layout_lists_what_was_found(tmp_path):
     root = make_folder(tmp_path / "sc")
     (root / "testing_list.txt").unlink()
-    with pytest.raises(DataFormatError, match=r"missing the list file\(s\) \['testing_list.txt'\].*found "
-                                              r"_background_noise_/, no/, up/, validation_list.txt, yes/"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"missing the list file\(s\) \['testing_list.txt'\].*found "
+        r"_background_noise_/, no/, up/, validation_list.txt, yes/",
+    ):
         list_utterances(config(root))
     with pytest.raises(DataFormatError, match=r"missing .*word folder\(s\) \['left'\]"):
         list_utterances(SpeechCommandsConfig(data=str(root), words=("yes", "left")))

@@ -33,8 +33,9 @@ def test_shipped_japanese_vowels_matches_the_published_description(japanese_vowe
     assert d.meta["classes"] == [str(i) for i in range(1, 10)]
     assert d.meta["channels"] == 12 and d.meta["lengths"] == [7, 29]
     assert (len(d.train), len(d.val), len(d.test)) == (216, 54, 370)
-    per_class = torch.bincount(d.train.targets[:, 0, 0].long(), minlength=9) + \
-        torch.bincount(d.val.targets[:, 0, 0].long(), minlength=9)
+    per_class = torch.bincount(d.train.targets[:, 0, 0].long(), minlength=9) + torch.bincount(
+        d.val.targets[:, 0, 0].long(), minlength=9
+    )
     assert per_class.tolist() == [30] * 9  # 30 training utterances per speaker
     # each sequence is read out one step after its last sample, and only there
     lengths = d.test.mask.float().argmax(dim=1)
@@ -67,8 +68,11 @@ def test_missing_data_route_says_where_to_put_the_files(tmp_path):
         make_uea(UEAConfig("CharacterTrajectories"))
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "JapaneseVowels").mkdir()
-    with pytest.raises(DataFormatError, match=r"expected CharacterTrajectories_TRAIN.ts .* found JapaneseVowels/, "
-                                              r"notes.txt"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"expected CharacterTrajectories_TRAIN.ts .* found JapaneseVowels/, "
+        r"notes.txt",
+    ):
         find_ts_files("CharacterTrajectories", tmp_path)
 
 
@@ -91,8 +95,12 @@ def test_label_the_header_does_not_declare_is_an_error(tmp_path):
 def test_test_labels_unseen_in_training_are_an_error(tmp_path):
     make_dataset(tmp_path, classes=("a", "b", "c"))
     rng = np.random.default_rng(1)
-    write_ts(tmp_path / "CharacterTrajectories_TRAIN.ts", [rng.standard_normal((6, 3)) for _ in range(4)],
-             ["a", "b", "a", "b"], ("a", "b", "c"))
+    write_ts(
+        tmp_path / "CharacterTrajectories_TRAIN.ts",
+        [rng.standard_normal((6, 3)) for _ in range(4)],
+        ["a", "b", "a", "b"],
+        ("a", "b", "c"),
+    )
     with pytest.raises(DataFormatError, match=r"test split .*class label\(s\) \['c'\] do not occur in the training"):
         make_uea(UEAConfig("CharacterTrajectories", data=str(tmp_path)))
 

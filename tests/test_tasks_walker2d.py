@@ -71,8 +71,19 @@ def test_damaged_data_fails_its_checksum(rollouts, tmp_path):
 
 
 def test_gnode_data_walker2d_generates_once_and_the_task_must_match_its_settings(rollouts, tmp_path, capsys):
-    argv = ["data", "walker2d", "--episodes", "4", "--steps", "12", "--seed", "1", "--out", str(tmp_path / "w"),
-            "--no-progress"]
+    argv = [
+        "data",
+        "walker2d",
+        "--episodes",
+        "4",
+        "--steps",
+        "12",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path / "w"),
+        "--no-progress",
+    ]
     assert main(argv) == 0 and "generated in" in capsys.readouterr().out
     assert main(argv) == 0 and "already there (same settings): kept" in capsys.readouterr().out
     with pytest.raises(DataFormatError, match=r"give --episodes 8 --steps 40 --generation-seed 3 to use it"):
@@ -80,8 +91,9 @@ def test_gnode_data_walker2d_generates_once_and_the_task_must_match_its_settings
 
 
 def test_task_windows_are_irregular_next_observation_predictions(rollouts):
-    d = make_walker2d(Walker2dConfig(data=str(rollouts), generation=SMALL, drop=0.25, window=8, stride=4, seed=0),
-                      dtype=torch.float64)
+    d = make_walker2d(
+        Walker2dConfig(data=str(rollouts), generation=SMALL, drop=0.25, window=8, stride=4, seed=0), dtype=torch.float64
+    )
     obs, _, _ = load_walker2d(rollouts)
     assert d.meta["kind"] == "regression" and d.d_in == 23 and d.d_out == 17
     eps = d.meta["episodes"]
@@ -92,7 +104,9 @@ def test_task_windows_are_irregular_next_observation_predictions(rollouts):
     assert bool((torch.diff(t, dim=1) > 1).any())  # some steps were dropped
     # targets are the observations at the window's own times, standardised with training statistics
     stats = d.meta["standardization"]["observations"]
-    raw = d.train.targets * torch.tensor(stats["std"], dtype=torch.float64) + torch.tensor(stats["mean"], dtype=torch.float64)
+    raw = d.train.targets * torch.tensor(stats["std"], dtype=torch.float64) + torch.tensor(
+        stats["mean"], dtype=torch.float64
+    )
     first = min(eps["train"])  # the first window starts at step 0 of the first training episode
     np.testing.assert_allclose(raw[0].numpy(), obs[first, t[0].long().numpy()], rtol=1e-12, atol=1e-12)
     assert stats["samples"] == round(d.meta["kept_fraction_train"] * len(eps["train"]) * 40)  # training steps only
@@ -102,9 +116,31 @@ def test_task_windows_are_irregular_next_observation_predictions(rollouts):
 
 def test_a_regression_run_trains_evaluates_and_draws_predictions(rollouts, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "walker2d", "--data", str(rollouts), "--episodes", "8", "--steps", "40", "--generation-seed", "3",
-            "--window", "8", "--stride", "8", "--model", "gru", "-N", "8", "--epochs", "3", "--out", str(run),
-            "--no-progress"]
+    argv = [
+        "train",
+        "walker2d",
+        "--data",
+        str(rollouts),
+        "--episodes",
+        "8",
+        "--steps",
+        "40",
+        "--generation-seed",
+        "3",
+        "--window",
+        "8",
+        "--stride",
+        "8",
+        "--model",
+        "gru",
+        "-N",
+        "8",
+        "--epochs",
+        "3",
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["kind"] == "regression" and 0 < summary["test_mse"] < float("inf")

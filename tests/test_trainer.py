@@ -43,8 +43,9 @@ class FakeODEModel(TinyRNN):
 
 
 def tiny_data(seed=0, n_train=48):
-    cfg = FlipFlopConfig(channels=2, duration=4.0, dt=0.25, pulse_prob=0.15, n_train=n_train, n_val=16,
-                         n_test=16, seed=seed)
+    cfg = FlipFlopConfig(
+        channels=2, duration=4.0, dt=0.25, pulse_prob=0.15, n_train=n_train, n_val=16, n_test=16, seed=seed
+    )
     return make_flipflop(cfg)
 
 

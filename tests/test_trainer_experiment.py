@@ -49,8 +49,14 @@ def test_building_is_seeded_and_leaves_the_global_rng_alone():
 def test_solver_settings_reach_the_model():
     m = build_model(ModelConfig(), SolverConfig(alg="RK4", dt=0.125), 3, 3, seed=0, sample_dt=0.5)
     assert m.alg == gnode.RK4() and m.solve_kwargs["dt"] == 0.125
-    m = build_model(ModelConfig(), SolverConfig(alg="Tsit5", reltol=1e-4, abstol=1e-7,
-                                                sensealg="InterpolatingAdjoint"), 3, 3, seed=0, sample_dt=0.5)
+    m = build_model(
+        ModelConfig(),
+        SolverConfig(alg="Tsit5", reltol=1e-4, abstol=1e-7, sensealg="InterpolatingAdjoint"),
+        3,
+        3,
+        seed=0,
+        sample_dt=0.5,
+    )
     assert (m.alg, m.reltol, m.abstol) == (gnode.Tsit5(), 1e-4, 1e-7)
     assert m.sensealg == gnode.InterpolatingAdjoint() and "dt" not in m.solve_kwargs
     m = build_model(ModelConfig(), SolverConfig(alg="RK4"), 3, 3, seed=0, sample_dt=0.5)
@@ -58,8 +64,12 @@ def test_solver_settings_reach_the_model():
 
 
 def test_run_config_round_trip_and_unknown_keys():
-    cfg = RunConfig(task=FlipFlopConfig(channels=2), model=ModelConfig(kind="mgru", latent=7),
-                    solver=SolverConfig(alg="Tsit5()"), train=TrainConfig(epochs=3))
+    cfg = RunConfig(
+        task=FlipFlopConfig(channels=2),
+        model=ModelConfig(kind="mgru", latent=7),
+        solver=SolverConfig(alg="Tsit5()"),
+        train=TrainConfig(epochs=3),
+    )
     back = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg
     d = cfg.to_dict()
@@ -71,17 +81,20 @@ def test_run_config_round_trip_and_unknown_keys():
 
 
 def test_run_folder_round_trip(tmp_path):
-    cfg = RunConfig(task=FlipFlopConfig(duration=3.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=16,
-                                        n_val=8, n_test=8),
-                    model=ModelConfig(kind="mgru", latent=3), solver=SolverConfig(alg="Midpoint"),
-                    train=TrainConfig(epochs=2, batch_size=8, progress=False))
+    cfg = RunConfig(
+        task=FlipFlopConfig(duration=3.0, dt=0.5, pulse_width=0.5, pulse_prob=0.3, n_train=16, n_val=8, n_test=8),
+        model=ModelConfig(kind="mgru", latent=3),
+        solver=SolverConfig(alg="Midpoint"),
+        train=TrainConfig(epochs=2, batch_size=8, progress=False),
+    )
     result = run_flipflop(cfg, tmp_path / "run", figures=False)
     run = load_run(tmp_path / "run")
     assert run.config == cfg and run.weights == "best"
     assert run.summary["test_mse"] == result.summary["test_mse"]
     with torch.no_grad():
-        mse = torch.nn.functional.mse_loss(run.model(run.data.test.inputs, run.data.test.times).y,
-                                           run.data.test.targets)
+        mse = torch.nn.functional.mse_loss(
+            run.model(run.data.test.inputs, run.data.test.times).y, run.data.test.targets
+        )
     assert float(mse) == pytest.approx(result.summary["test_mse"], rel=1e-6)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["n_params"] == count_parameters(run.model) and saved["versions"]["torch"] == torch.__version__
@@ -99,6 +112,9 @@ def test_figures_are_written_for_any_latent_size(tmp_path):
     t = torch.linspace(0, 1, 10)
     plot_sequences(t, targets, targets, targets * 0.9, tmp_path / "seq.png", n_sequences=2)
     assert (tmp_path / "seq.png").stat().st_size > 5000
-    plot_loss([{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}],
-              tmp_path / "loss.png", target_variance=0.3)
+    plot_loss(
+        [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}],
+        tmp_path / "loss.png",
+        target_variance=0.3,
+    )
     assert (tmp_path / "loss.png").stat().st_size > 5000

@@ -29,10 +29,17 @@ def tiny():
     """A float64 gnODE (N = 2, width 4) on a 2-channel flip-flop of 7 training sequences."""
     from gnode.training.experiment import ModelConfig, SolverConfig, build_model
 
-    data = make_flipflop(FlipFlopConfig(channels=2, duration=4.0, n_train=7, n_val=3, n_test=3, seed=5),
-                         dtype=torch.float64)
-    model = build_model(ModelConfig(latent=2, width_F=4, width_G=4, dtype="float64"), SolverConfig(),
-                        data.d_in, data.d_out, seed=1, sample_dt=1.0)
+    data = make_flipflop(
+        FlipFlopConfig(channels=2, duration=4.0, n_train=7, n_val=3, n_test=3, seed=5), dtype=torch.float64
+    )
+    model = build_model(
+        ModelConfig(latent=2, width_F=4, width_G=4, dtype="float64"),
+        SolverConfig(),
+        data.d_in,
+        data.d_out,
+        seed=1,
+        sample_dt=1.0,
+    )
     return model, data
 
 
@@ -81,8 +88,13 @@ def gloo_env(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for k, v in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(port)}.items():
+    for k, v in {
+        "WORLD_SIZE": "1",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
         monkeypatch.setenv(k, v)
 
 
@@ -164,12 +176,14 @@ def test_world_from_env_explains_a_half_set_environment(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     for v in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(v, raising=False)
-    with pytest.raises(RuntimeError, match="RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are not: start the workers "
-                                           "with torchrun"):
+    with pytest.raises(
+        RuntimeError, match="RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are not: start the workers with torchrun"
+    ):
         World.from_env()
 
 
 # ------------------------------------------------------------------------------------------ the command line
+
 
 def test_a_worker_of_the_command_line_reports_its_own_error_once(gloo_env, capsys):
     """In a process group (here a real one of 1 gloo process), an error raised on this rank is printed as one line
@@ -188,20 +202,47 @@ def test_a_worker_of_the_command_line_reports_its_own_error_once(gloo_env, capsy
         raise PeerFailed("rank 0 stops: another rank failed")
 
     assert cli._data_parallel(solve_fails, lambda a: "runs/x")(args) == 1
-    assert capsys.readouterr().err == "gnode train flipflop: error on rank 0 of 1: ValueError: the solve failed at t = 3\n"
+    assert (
+        capsys.readouterr().err == "gnode train flipflop: error on rank 0 of 1: ValueError: the solve failed at t = 3\n"
+    )
     assert cli._data_parallel(peer_fails, lambda a: "runs/x")(args) == 1
     assert capsys.readouterr().err == ""
 
 
-
-TINY = ["--channels", "2", "--duration", "4", "--n-train", "24", "--n-val", "4", "--n-test", "4", "--latent", "2",
-        "--width-F", "4", "--width-G", "4", "--dtype", "float64", "--batch-size", "4", "--epochs", "6",
-        "--checkpoint-every", "1", "--no-figures", "--no-progress"]
+TINY = [
+    "--channels",
+    "2",
+    "--duration",
+    "4",
+    "--n-train",
+    "24",
+    "--n-val",
+    "4",
+    "--n-test",
+    "4",
+    "--latent",
+    "2",
+    "--width-F",
+    "4",
+    "--width-G",
+    "4",
+    "--dtype",
+    "float64",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "6",
+    "--checkpoint-every",
+    "1",
+    "--no-figures",
+    "--no-progress",
+]
 
 
 def _gnode(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "gnode.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gnode.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -223,8 +264,20 @@ def test_gnode_train_nproc_2_survives_a_killed_worker_and_resumes(tmp_path):
     b = load_checkpoint(tmp_path / "two" / "checkpoint.pt")["model"]
     _close(a, b, tol=1e-9)
 
-    run = _gnode("train", "flipflop", *TINY, "--epochs", "6", "--out", str(tmp_path / "killed"), "--nproc", "2",
-                 "--lr", "0.02", start_new_session=True)
+    run = _gnode(
+        "train",
+        "flipflop",
+        *TINY,
+        "--epochs",
+        "6",
+        "--out",
+        str(tmp_path / "killed"),
+        "--nproc",
+        "2",
+        "--lr",
+        "0.02",
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 240
         while not (tmp_path / "killed" / "checkpoint.pt").exists():
@@ -242,11 +295,15 @@ def test_gnode_train_nproc_2_survives_a_killed_worker_and_resumes(tmp_path):
     assert "was killed by SIGKILL" in err and "the run stopped at its last checkpoint" in err
     assert "--resume --nproc 2" in err and "Traceback" not in err
     stopped = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["progress"]["global_step"]
-    resumed = _gnode("train", "flipflop", *TINY, "--epochs", "6", "--lr", "0.02", "--out", str(tmp_path / "killed"),
-                     "--resume")
+    resumed = _gnode(
+        "train", "flipflop", *TINY, "--epochs", "6", "--lr", "0.02", "--out", str(tmp_path / "killed"), "--resume"
+    )
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     full = _gnode("train", "flipflop", *TINY, "--epochs", "6", "--lr", "0.02", "--out", str(tmp_path / "full"))
     assert full.wait(timeout=300) == 0
     assert 0 < stopped < load_checkpoint(tmp_path / "full" / "checkpoint.pt")["progress"]["global_step"]
-    _close(load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["model"],
-           load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"], tol=1e-9)
+    _close(
+        load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["model"],
+        load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"],
+        tol=1e-9,
+    )

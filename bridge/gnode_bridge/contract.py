@@ -218,9 +218,12 @@ SENSEALG_OPTIONS: dict[str, dict[str, str]] = {
     "ForwardDiffSensitivity": {},
     "BacksolveAdjoint": {**_ADJOINT, "checkpointing": "BacksolveAdjoint(checkpointing)"},
     "InterpolatingAdjoint": {**_ADJOINT, "checkpointing": "InterpolatingAdjoint(checkpointing)"},
-    "QuadratureAdjoint": {**_ADJOINT, "reltol": "adjoint_sensitivities(...; reltol), which QuadratureAdjoint "
-                          "uses for the adjoint solve and the quadrature alike (None: the forward solve's)",
-                          "abstol": "adjoint_sensitivities(...; abstol), likewise"},
+    "QuadratureAdjoint": {
+        **_ADJOINT,
+        "reltol": "adjoint_sensitivities(...; reltol), which QuadratureAdjoint "
+        "uses for the adjoint solve and the quadrature alike (None: the forward solve's)",
+        "abstol": "adjoint_sensitivities(...; abstol), likewise",
+    },
     "GaussAdjoint": {**_ADJOINT, "checkpointing": "GaussAdjoint(checkpointing)"},
 }
 
@@ -232,14 +235,14 @@ CONTROLLER = "it runs OrdinaryDiffEq's default step-size controller of each meth
 #: Options of gnode classes with no SciML counterpart: accepted at their default only, refused otherwise.
 NOT_FORWARDED: dict[tuple[str, str], str] = {
     ("QuadratureAdjoint", "order"): "SciMLSensitivity's QuadratureAdjoint integrates the parameter gradient with "
-                                    "QuadGK's adaptive Gauss–Kronrod rule to the adjoint tolerances, not with a "
-                                    "fixed Gauss–Legendre rule per step",
+    "QuadGK's adaptive Gauss–Kronrod rule to the adjoint tolerances, not with a "
+    "fixed Gauss–Legendre rule per step",
 }
 
 #: Sensitivity algorithms by gnode name -> what the Julia side runs (SciMLSensitivity.jl).
 SENSEALGS: dict[str, str] = {
     "BackpropAdjoint": "ForwardDiff through the solver (discretise-then-differentiate; for small "
-                       "parameter counts, cost grows with the number of parameters)",
+    "parameter counts, cost grows with the number of parameters)",
     "ForwardDiffSensitivity": "ForwardDiff through the solver (as SciMLSensitivity.ForwardDiffSensitivity)",
     "BacksolveAdjoint": "SciMLSensitivity.BacksolveAdjoint(checkpointing = ...) via adjoint_sensitivities",
     "InterpolatingAdjoint": "SciMLSensitivity.InterpolatingAdjoint(checkpointing = ...) via adjoint_sensitivities",
@@ -258,7 +261,7 @@ VJPS = ("auto", "EnzymeVJP", "ReverseDiffVJP", "ForwardDiff", "ZygoteVJP")
 #: VJPs the ensemble mode (in-place field writing into a workspace) cannot use, and why.
 ENSEMBLE_REFUSED_VJPS: dict[str, str] = {
     "ZygoteVJP": "Zygote does not differentiate the ensemble mode's in-place vector field (it writes into a "
-                 "workspace, and Zygote refuses array mutation)",
+    "workspace, and Zygote refuses array mutation)",
 }
 
 #: Sensitivity algorithms that run `adjoint_sensitivities` (and so use the `vjp`); the others differentiate
@@ -269,8 +272,7 @@ MODES = ("ensemble", "batched")
 
 #: Order of the rows of `stats_out`: gnode.SolveStats' names. OrdinaryDiffEq's DEStats has no count of
 #: stiffness switches, so `nstiffswitch` is always written as 0 by the Julia engine.
-STAT_NAMES = ("nf", "naccept", "nreject", "njacs", "nw", "nsolve", "nnonliniter", "nnonlinconvfail",
-              "nstiffswitch")
+STAT_NAMES = ("nf", "naccept", "nreject", "njacs", "nw", "nsolve", "nnonliniter", "nnonlinconvfail", "nstiffswitch")
 
 #: gnode.ReturnCode values written to `retcode_out`, by SciMLBase.ReturnCode name. Julia codes with no
 #: gnode counterpart: Terminated -> Success, DtNaN -> Unstable, anything else -> Failure.

@@ -17,8 +17,10 @@ SUPPORTED_DTYPES = (torch.float64, torch.float32)
 
 def check_dtype(name: str, t: torch.Tensor) -> None:
     if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name} has dtype {t.dtype}; the julia engine solves in float64 or float32 "
-                        f"(cast with {name}.double() or {name}.float())")
+        raise TypeError(
+            f"{name} has dtype {t.dtype}; the julia engine solves in float64 or float32 "
+            f"(cast with {name}.double() or {name}.float())"
+        )
 
 
 def julia_view(t: torch.Tensor | None):

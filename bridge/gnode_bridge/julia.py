@@ -53,26 +53,33 @@ class JuliaBackend:
         configure_environment()
         source = julia_source_dir() / contract.MODULE_FILE
         if not source.is_file():
-            raise FileNotFoundError(f"the Julia engine's source {source} is missing; set GNODE_JULIA_SOURCE "
-                                    "to the repository's julia/ folder")
+            raise FileNotFoundError(
+                f"the Julia engine's source {source} is missing; set GNODE_JULIA_SOURCE "
+                "to the repository's julia/ folder"
+            )
         if "torch" in sys.modules and "juliacall" not in sys.modules:
             warnings.warn(TORCH_FIRST_HINT, RuntimeWarning, stacklevel=2)
         try:
             from juliacall import Main as jl  # starts Julia on this thread
         except ImportError as e:
-            raise ImportError("juliacall is not installed: pip install 'gnode[julia]' and then run "
-                              "`gnode julia setup`") from e
+            raise ImportError(
+                "juliacall is not installed: pip install 'gnode[julia]' and then run `gnode julia setup`"
+            ) from e
         self.jl = jl
         try:
             jl.seval(f'Base.include(Main, raw"{source}")')
         except Exception as e:  # noqa: BLE001 - reworded with what to do
-            raise RuntimeError(f"loading {source} failed ({_first_line(e)}); the Julia packages may be "
-                               "missing: run `gnode julia setup`") from None
+            raise RuntimeError(
+                f"loading {source} failed ({_first_line(e)}); the Julia packages may be "
+                "missing: run `gnode julia setup`"
+            ) from None
         mod = jl.seval(contract.MODULE)
         version = int(mod.api_version())
         if version != contract.API_VERSION:
-            raise RuntimeError(f"{source} implements bridge API {version} but this gnode_bridge expects "
-                               f"{contract.API_VERSION}; reinstall gnode so that both come from one version")
+            raise RuntimeError(
+                f"{source} implements bridge API {version} but this gnode_bridge expects "
+                f"{contract.API_VERSION}; reinstall gnode so that both come from one version"
+            )
         self._fns = {name: jl.seval(f"{contract.MODULE}.{name}") for name in contract.ENTRY_POINTS}
         self._dlpack = None
         self._cuda_sync = None

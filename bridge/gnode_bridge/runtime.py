@@ -200,10 +200,10 @@ def get_runtime(factory: Callable[[], Any] | None = None) -> JuliaThread:
     real Julia backend)."""
     global _RUNTIME
     with _RUNTIME_LOCK:
-        if _RUNTIME is None or (not _RUNTIME.alive and _RUNTIME.ident is not None
-                                and _RUNTIME.start_error is None):
+        if _RUNTIME is None or (not _RUNTIME.alive and _RUNTIME.ident is not None and _RUNTIME.start_error is None):
             if factory is None:
                 from gnode_bridge.julia import JuliaBackend
+
                 factory = JuliaBackend
             _RUNTIME = JuliaThread(factory)
         return _RUNTIME

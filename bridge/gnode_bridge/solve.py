@@ -52,13 +52,17 @@ class EngineConfig:
         if not isinstance(self.keep, bool):
             raise TypeError(f"JuliaEngine: keep must be True or False, got {self.keep!r}")
         if self.default_sensealg not in contract.SENSEALGS:
-            raise ValueError(f"JuliaEngine: default_sensealg must be one of {sorted(contract.SENSEALGS)}, "
-                             f"got {self.default_sensealg!r}")
+            raise ValueError(
+                f"JuliaEngine: default_sensealg must be one of {sorted(contract.SENSEALGS)}, "
+                f"got {self.default_sensealg!r}"
+            )
 
 
 def _ensemble_vjp_message(vjp: str) -> str:
-    return (f"JuliaEngine: vjp={vjp!r} cannot run in the 'ensemble' mode: {contract.ENSEMBLE_REFUSED_VJPS[vjp]}; "
-            "use vjp='EnzymeVJP' or 'auto', or mode='batched'")
+    return (
+        f"JuliaEngine: vjp={vjp!r} cannot run in the 'ensemble' mode: {contract.ENSEMBLE_REFUSED_VJPS[vjp]}; "
+        "use vjp='EnzymeVJP' or 'auto', or mode='batched'"
+    )
 
 
 # -- the model ----------------------------------------------------------------------------------------
@@ -69,27 +73,36 @@ def model_parts(prob) -> tuple[dict, list[torch.Tensor]]:
         raise TypeError(
             "the julia engine integrates gnODE-family vector fields, which describe themselves with "
             "spec() (gnode.models.GatedNODE, NeuralODE, MinimalGRU, ElmanRNN); prob.f is a "
-            f"{type(f).__name__}. Solve arbitrary callables with engine='torch'.")
+            f"{type(f).__name__}. Solve arbitrary callables with engine='torch'."
+        )
     spec = f.spec()
     if spec.get("format") != "gnode.vector_field":
-        raise TypeError(f"the julia engine integrates vector fields (spec format 'gnode.vector_field'), "
-                        f"got {spec.get('format')!r}; pass the model's vector field as prob.f")
+        raise TypeError(
+            f"the julia engine integrates vector fields (spec format 'gnode.vector_field'), "
+            f"got {spec.get('format')!r}; pass the model's vector field as prob.f"
+        )
     params = [p for _, p in f.flat_entries()]
     u0 = prob.u0
     for name, p in f.flat_entries():
         if p.dtype != u0.dtype or p.device != u0.device:
-            raise TypeError(f"parameter {name} is {p.dtype} on {p.device} but u0 is {u0.dtype} on "
-                            f"{u0.device}; the julia engine solves in one precision on one device "
-                            "(move the model with .to(u0))")
+            raise TypeError(
+                f"parameter {name} is {p.dtype} on {p.device} but u0 is {u0.dtype} on "
+                f"{u0.device}; the julia engine solves in one precision on one device "
+                "(move the model with .to(u0))"
+            )
     own = {id(p) for p in params}
     foreign = [i for i, p in enumerate(prob.params) if p.requires_grad and id(p) not in own]
     if foreign:
-        raise ValueError(f"prob.params[{foreign[0]}] is not a parameter of the model; the julia engine "
-                         "differentiates only the model's own parameters, u0 and the input values")
+        raise ValueError(
+            f"prob.params[{foreign[0]}] is not a parameter of the model; the julia engine "
+            "differentiates only the model's own parameters, u0 and the input values"
+        )
     d_in = int(spec["d_in"])
     if d_in > 0 and prob.inputs is None:
-        raise ValueError(f"the model reads an input of dimension {d_in} but the problem has no inputs; "
-                         "pass inputs=gnode.Control(times, values)")
+        raise ValueError(
+            f"the model reads an input of dimension {d_in} but the problem has no inputs; "
+            "pass inputs=gnode.Control(times, values)"
+        )
     if prob.inputs is not None and prob.inputs.dim != d_in:
         raise ValueError(f"the inputs have dimension {prob.inputs.dim} but the model reads {d_in}")
     return spec, params
@@ -118,12 +131,15 @@ def engine_spec(obj, tables: dict[str, dict[str, str]], what: str) -> dict:
         value = getattr(obj, f.name)
         if f.name in forwarded:
             nested = isinstance(spec["options"][f.name], dict)
-            options[f.name] = engine_spec(value, contract.ALGORITHM_OPTIONS, "algorithm") if nested \
-                else spec["options"][f.name]
+            options[f.name] = (
+                engine_spec(value, contract.ALGORITHM_OPTIONS, "algorithm") if nested else spec["options"][f.name]
+            )
         elif value != _default(f):
             why = contract.NOT_FORWARDED.get((name, f.name), f"the SciML {name} has no counterpart of it")
-            raise ValueError(f"the julia engine does not take {name}({f.name}=...): {why}. Leave {f.name} at its "
-                             f"default ({_default(f)!r}) or solve with engine='torch'")
+            raise ValueError(
+                f"the julia engine does not take {name}({f.name}=...): {why}. Leave {f.name} at its "
+                f"default ({_default(f)!r}) or solve with engine='torch'"
+            )
     return {"name": name, "options": options}
 
 
@@ -132,37 +148,57 @@ def _default(f: dataclasses.Field):
 
 
 # -- the request --------------------------------------------------------------------------------------
-def build_request(prob, alg, sensealg, opts, spec: dict, config: EngineConfig, grad: bool,
-                  keep: bool) -> contract.Request:
+def build_request(
+    prob, alg, sensealg, opts, spec: dict, config: EngineConfig, grad: bool, keep: bool
+) -> contract.Request:
     """The options record of this solve; everything the Julia engine cannot honour is refused here, by name,
     before anything crosses."""
     alg_spec = engine_spec(alg, contract.ALGORITHM_OPTIONS, "algorithm")
     controller = getattr(opts, "controller", None)
     if controller is not None and controller != type(controller)():
-        raise ValueError(f"the julia engine does not take controller={controller!r}: {contract.CONTROLLER}. Leave "
-                         "controller unset or solve with engine='torch'")
+        raise ValueError(
+            f"the julia engine does not take controller={controller!r}: {contract.CONTROLLER}. Leave "
+            "controller unset or solve with engine='torch'"
+        )
     u0 = prob.u0
     mode = config.mode or ("batched" if u0.device.type == "cuda" else "ensemble")
     if u0.device.type == "cuda" and mode != "batched":
-        raise ValueError("CUDA tensors are solved in the julia engine's 'batched' mode; use JuliaEngine(mode="
-                         "'batched') or mode=None")
+        raise ValueError(
+            "CUDA tensors are solved in the julia engine's 'batched' mode; use JuliaEngine(mode='batched') or mode=None"
+        )
     sense_spec = None
     if grad:
         if sensealg is None:
             sense_spec = {"name": config.default_sensealg, "options": {}}
         else:
             sense_spec = engine_spec(sensealg, contract.SENSEALG_OPTIONS, "sensealg")
-        if (sense_spec["name"] in contract.CONTINUOUS_ADJOINTS and mode == "ensemble"
-                and config.vjp in contract.ENSEMBLE_REFUSED_VJPS):
+        if (
+            sense_spec["name"] in contract.CONTINUOUS_ADJOINTS
+            and mode == "ensemble"
+            and config.vjp in contract.ENSEMBLE_REFUSED_VJPS
+        ):
             raise ValueError(_ensemble_vjp_message(config.vjp))
     inputs = prob.inputs
     return contract.Request(
-        model=spec, t0=float(prob.tspan[0]), t1=float(prob.tspan[1]), saveat=_floats(opts.saveat),
+        model=spec,
+        t0=float(prob.tspan[0]),
+        t1=float(prob.tspan[1]),
+        saveat=_floats(opts.saveat),
         input_times=[] if inputs is None else _floats(inputs.times),
-        interpolation="zoh" if inputs is None else inputs.interpolation, alg=alg_spec, sensealg=sense_spec,
-        vjp=config.vjp, reltol=float(opts.reltol), abstol=float(opts.abstol), dt=_optional(opts.dt),
-        dtmin=_optional(opts.dtmin), dtmax=_optional(opts.dtmax), maxiters=int(opts.maxiters),
-        tstops=[] if opts.tstops is None else _floats(opts.tstops), keep=bool(keep), mode=mode)
+        interpolation="zoh" if inputs is None else inputs.interpolation,
+        alg=alg_spec,
+        sensealg=sense_spec,
+        vjp=config.vjp,
+        reltol=float(opts.reltol),
+        abstol=float(opts.abstol),
+        dt=_optional(opts.dt),
+        dtmin=_optional(opts.dtmin),
+        dtmax=_optional(opts.dtmax),
+        maxiters=int(opts.maxiters),
+        tstops=[] if opts.tstops is None else _floats(opts.tstops),
+        keep=bool(keep),
+        mode=mode,
+    )
 
 
 def _floats(t: torch.Tensor) -> list[float]:
@@ -173,8 +209,9 @@ def _optional(v) -> float | None:
     return None if v is None else float(v)
 
 
-def forward(runtime: JuliaThread, request: contract.Request, u0: torch.Tensor, values: torch.Tensor | None,
-            theta: torch.Tensor) -> ForwardResult:
+def forward(
+    runtime: JuliaThread, request: contract.Request, u0: torch.Tensor, values: torch.Tensor | None, theta: torch.Tensor
+) -> ForwardResult:
     """Call `solve_forward!`; outputs come back in torch layout."""
     B, n = u0.shape
     u = torch.empty(B, len(request.saveat), n, dtype=u0.dtype, device=u0.device)
@@ -182,11 +219,24 @@ def forward(runtime: JuliaThread, request: contract.Request, u0: torch.Tensor, v
     retcodes = np.empty(B, dtype=np.int64)
     stats = np.empty((B, len(contract.STAT_NAMES)), dtype=np.int64)
     handle = runtime.call(
-        _entry("solve_forward"), julia_view(u), tfinal, retcodes, stats.T, julia_view(theta.contiguous()),
-        julia_view(u0.contiguous()), julia_view(None if values is None else values.contiguous()), request.to_json())
+        _entry("solve_forward"),
+        julia_view(u),
+        tfinal,
+        retcodes,
+        stats.T,
+        julia_view(theta.contiguous()),
+        julia_view(u0.contiguous()),
+        julia_view(None if values is None else values.contiguous()),
+        request.to_json(),
+    )
     kept = KeptSolution(runtime, int(handle)) if request.keep else None
-    return ForwardResult(u, torch.from_numpy(tfinal).to(u0.device, u0.dtype),
-                         torch.from_numpy(retcodes).to(u0.device), torch.from_numpy(stats).to(u0.device), kept)
+    return ForwardResult(
+        u,
+        torch.from_numpy(tfinal).to(u0.device, u0.dtype),
+        torch.from_numpy(retcodes).to(u0.device),
+        torch.from_numpy(stats).to(u0.device),
+        kept,
+    )
 
 
 @dataclass
@@ -200,8 +250,10 @@ class ForwardResult:
 
 def _entry(name: str):
     """A call of backend method `name`, to run on the Julia thread."""
+
     def call(backend, *args):
         return getattr(backend, name)(*args)
+
     call.__name__ = name
     return call
 
@@ -239,8 +291,9 @@ class JuliaSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, request: contract.Request, runtime: JuliaThread, u0, values, *params):
-        res = forward(runtime, request, u0.detach(), None if values is None else values.detach(),
-                      flat_theta(list(params), u0))
+        res = forward(
+            runtime, request, u0.detach(), None if values is None else values.detach(), flat_theta(list(params), u0)
+        )
         ctx.kept = res.kept
         ctx.shapes = [p.shape for p in params]
         ctx.values_shape = None if values is None else values.shape
@@ -255,11 +308,22 @@ class JuliaSolve(torch.autograd.Function):
         dtheta = like.new_empty(sum(math.prod(s) for s in ctx.shapes))
         du0 = like.new_empty(ctx.u0_shape)
         dvalues = None if ctx.values_shape is None else like.new_empty(ctx.values_shape)
-        kept.runtime.call(_entry("solve_backward"), julia_view(dtheta), julia_view(du0), julia_view(dvalues),
-                          kept.handle, julia_view(grad_u.contiguous()))
+        kept.runtime.call(
+            _entry("solve_backward"),
+            julia_view(dtheta),
+            julia_view(du0),
+            julia_view(dvalues),
+            kept.handle,
+            julia_view(grad_u.contiguous()),
+        )
         grads = scatter(dtheta, ctx.shapes)
-        return (None, None, du0 if ctx.needs_input_grad[2] else None,
-                dvalues if ctx.needs_input_grad[3] else None, *grads)
+        return (
+            None,
+            None,
+            du0 if ctx.needs_input_grad[2] else None,
+            dvalues if ctx.needs_input_grad[3] else None,
+            *grads,
+        )
 
 
 def scatter(flat: torch.Tensor, shapes) -> list[torch.Tensor]:
@@ -283,15 +347,16 @@ def solve(prob, alg, sensealg, opts, *, config: EngineConfig, runtime: JuliaThre
     check_dtype("u0", u0)
     values = None if prob.inputs is None else prob.inputs.values
     grad = torch.is_grad_enabled() and (
-        u0.requires_grad or any(p.requires_grad for p in params)
-        or (values is not None and values.requires_grad))
+        u0.requires_grad or any(p.requires_grad for p in params) or (values is not None and values.requires_grad)
+    )
     request = build_request(prob, alg, sensealg, opts, spec, config, grad, keep=grad or config.keep)
     if grad:
         u, tfinal, retcodes, stats = JuliaSolve.apply(request, runtime, u0, values, *params)
         kept = _kept_of(u)  # the autograd node (ctx) holds it
     else:
-        res = forward(runtime, request, u0.detach(), None if values is None else values.detach(),
-                      flat_theta(params, u0))
+        res = forward(
+            runtime, request, u0.detach(), None if values is None else values.detach(), flat_theta(params, u0)
+        )
         u, tfinal, retcodes, stats, kept = res.u, res.tfinal, res.retcodes, res.stats, res.kept
     t = opts.saveat
     interp = None
@@ -301,9 +366,16 @@ def solve(prob, alg, sensealg, opts, *, config: EngineConfig, runtime: JuliaThre
         def interp(tt, kept=kept, like=like):
             return kept.interpolate(tt, like)
 
-    sol = ODESolution(t=t, u=u, retcodes=retcodes,
-                      stats=SolveStats(**{k: stats[:, i] for i, k in enumerate(contract.STAT_NAMES)}),
-                      alg=alg, engine="julia", t_final=tfinal, interp=interp)
+    sol = ODESolution(
+        t=t,
+        u=u,
+        retcodes=retcodes,
+        stats=SolveStats(**{k: stats[:, i] for i, k in enumerate(contract.STAT_NAMES)}),
+        alg=alg,
+        engine="julia",
+        t_final=tfinal,
+        interp=interp,
+    )
     if opts.throw:
         bad = (retcodes != int(ReturnCode.Success)).nonzero()
         if bad.numel():

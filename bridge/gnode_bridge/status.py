@@ -16,8 +16,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-INSTALL_HINT = ("install the Julia engine with: pip install 'gnode[julia]' && gnode julia setup "
-                "(setup downloads Julia if it is not on PATH, then the engine's Julia packages)")
+INSTALL_HINT = (
+    "install the Julia engine with: pip install 'gnode[julia]' && gnode julia setup "
+    "(setup downloads Julia if it is not on PATH, then the engine's Julia packages)"
+)
 
 # Extra Julia packages for CUDA tensors (name -> (uuid, compat)).
 CUDA_PACKAGES = {
@@ -61,8 +63,9 @@ def julia_status(probe: bool = False, timeout: float = 600.0) -> JuliaStatus:
 
         ready = juliapkg.resolve(dry_run=True)
     except Exception as e:  # noqa: BLE001 - any failure here means "not set up"
-        return JuliaStatus(False, f"Julia not found: juliapkg could not check the Julia environment ({e}); "
-                                  f"{INSTALL_HINT}")
+        return JuliaStatus(
+            False, f"Julia not found: juliapkg could not check the Julia environment ({e}); {INSTALL_HINT}"
+        )
     if not ready:
         return JuliaStatus(False, f"Julia not found: the Julia environment is not set up yet; {INSTALL_HINT}")
     if not probe:
@@ -75,17 +78,18 @@ def julia_status(probe: bool = False, timeout: float = 600.0) -> JuliaStatus:
 def _probe_subprocess(timeout: float) -> JuliaStatus:
     """Start Julia in a fresh interpreter (juliacall before torch), load the engine, report."""
     env = dict(os.environ, PYTHON_JULIAPKG_OFFLINE=os.environ.get("PYTHON_JULIAPKG_OFFLINE", "yes"))
-    code = ("import json, gnode_bridge.julia as j; b = j.JuliaBackend(); "
-            "print(json.dumps({'api': b.api_version()}))")
+    code = "import json, gnode_bridge.julia as j; b = j.JuliaBackend(); print(json.dumps({'api': b.api_version()}))"
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env,
-                             check=False)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
     except subprocess.TimeoutExpired:
         return JuliaStatus(False, f"Julia not found: starting Julia did not finish within {timeout:.0f} s")
     if out.returncode != 0:
         tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-        return JuliaStatus(False, "Julia not found: the engine did not load (" + " | ".join(tail)
-                           + f"); {INSTALL_HINT}")
+        return JuliaStatus(
+            False, "Julia not found: the engine did not load (" + " | ".join(tail) + f"); {INSTALL_HINT}"
+        )
     try:
         api = json.loads(out.stdout.strip().splitlines()[-1])["api"]
     except (ValueError, KeyError, IndexError):

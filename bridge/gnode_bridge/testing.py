@@ -68,8 +68,11 @@ class StandInJulia:
         sensealg = None
         if req.sensealg is not None:
             check_spec(req.sensealg, contract.SENSEALG_OPTIONS, "sensealg")
-            if (req.sensealg["name"] in contract.CONTINUOUS_ADJOINTS and req.mode == "ensemble"
-                    and req.vjp in contract.ENSEMBLE_REFUSED_VJPS):
+            if (
+                req.sensealg["name"] in contract.CONTINUOUS_ADJOINTS
+                and req.mode == "ensemble"
+                and req.vjp in contract.ENSEMBLE_REFUSED_VJPS
+            ):
                 raise ValueError(f"vjp {req.vjp!r} in the ensemble mode: {contract.ENSEMBLE_REFUSED_VJPS[req.vjp]}")
             if hasattr(gnode.algorithms, req.sensealg["name"]):
                 sensealg = AbstractSensitivityAlgorithm.from_spec(req.sensealg)
@@ -95,9 +98,20 @@ class StandInJulia:
                 control = gnode.Control(torch.tensor(req.input_times, **like), values_t, req.interpolation)
             prob = gnode.ODEProblem(model, u0_t, (req.t0, req.t1), inputs=control)
             stops = torch.tensor(req.tstops, **like) if req.tstops else None
-            sol = gnode.solve(prob, alg, saveat=torch.tensor(req.saveat, **like), reltol=req.reltol,
-                              abstol=req.abstol, dt=req.dt, dtmin=req.dtmin, dtmax=req.dtmax, maxiters=req.maxiters,
-                              tstops=stops, engine="torch", throw=False)
+            sol = gnode.solve(
+                prob,
+                alg,
+                saveat=torch.tensor(req.saveat, **like),
+                reltol=req.reltol,
+                abstol=req.abstol,
+                dt=req.dt,
+                dtmin=req.dtmin,
+                dtmax=req.dtmax,
+                maxiters=req.maxiters,
+                tstops=stops,
+                engine="torch",
+                throw=False,
+            )
         torch_from_julia(u_out).copy_(sol.u.detach())
         np.asarray(tfinal_out)[:] = sol.t_final.detach().cpu().numpy()
         np.asarray(retcode_out)[:] = sol.retcodes.cpu().numpy()
@@ -115,10 +129,11 @@ class StandInJulia:
         k = self._kept[int(handle)]
         params = [p for _, p in k["model"].flat_entries()]
         leaves = [*params, k["u0"]] + ([k["values"]] if k["values"] is not None else [])
-        grads = torch.autograd.grad(k["sol"].u, leaves, torch_from_julia(cotangent), retain_graph=True,
-                                    allow_unused=True)
+        grads = torch.autograd.grad(
+            k["sol"].u, leaves, torch_from_julia(cotangent), retain_graph=True, allow_unused=True
+        )
         grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves)]
-        torch_from_julia(dtheta_out).copy_(torch.cat([g.reshape(-1) for g in grads[:len(params)]]))
+        torch_from_julia(dtheta_out).copy_(torch.cat([g.reshape(-1) for g in grads[: len(params)]]))
         torch_from_julia(du0_out).copy_(grads[len(params)])
         if dvalues_out is not None:
             torch_from_julia(dvalues_out).copy_(grads[len(params) + 1])

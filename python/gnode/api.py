@@ -16,12 +16,24 @@ from gnode.problem import ODEProblem
 from gnode.solution import ODESolution
 
 
-def solve(prob: ODEProblem, alg: AbstractAlgorithm | None = None, *, saveat=None, reltol: float = 1e-6,
-          abstol: float = 1e-8, dt: float | None = None, dtmin: float | None = None,
-          dtmax: float | None = None, maxiters: int = 100_000, tstops=None,
-          sensealg: AbstractSensitivityAlgorithm | None = None, engine: str = "torch",
-          controller: AbstractController | None = None, compile=False,
-          throw: bool = True) -> ODESolution:
+def solve(
+    prob: ODEProblem,
+    alg: AbstractAlgorithm | None = None,
+    *,
+    saveat=None,
+    reltol: float = 1e-6,
+    abstol: float = 1e-8,
+    dt: float | None = None,
+    dtmin: float | None = None,
+    dtmax: float | None = None,
+    maxiters: int = 100_000,
+    tstops=None,
+    sensealg: AbstractSensitivityAlgorithm | None = None,
+    engine: str = "torch",
+    controller: AbstractController | None = None,
+    compile=False,
+    throw: bool = True,
+) -> ODESolution:
     """Solve `prob` with `alg` (default `Tsit5()`) on `engine`.
 
     saveat:   times (time,) within tspan, monotone in the direction of integration; default (t0, t1).
@@ -50,6 +62,7 @@ def solve(prob: ODEProblem, alg: AbstractAlgorithm | None = None, *, saveat=None
         raise TypeError(f"solve: prob must be a gnode.ODEProblem, got {type(prob).__name__}")
     if alg is None:
         from gnode.algorithms import Tsit5
+
         alg = Tsit5()
     if isinstance(alg, type):
         raise TypeError(f"solve: alg must be an algorithm instance, e.g. {alg.__name__}(), not the class")
@@ -58,8 +71,10 @@ def solve(prob: ODEProblem, alg: AbstractAlgorithm | None = None, *, saveat=None
     if isinstance(sensealg, type):
         raise TypeError(f"solve: sensealg must be an instance, e.g. {sensealg.__name__}(), not the class")
     if sensealg is not None and not isinstance(sensealg, AbstractSensitivityAlgorithm):
-        raise TypeError(f"solve: sensealg must be a gnode sensitivity algorithm such as "
-                        f"gnode.InterpolatingAdjoint(), got {sensealg!r}")
+        raise TypeError(
+            f"solve: sensealg must be a gnode sensitivity algorithm such as "
+            f"gnode.InterpolatingAdjoint(), got {sensealg!r}"
+        )
     eng = get_engine(engine)
     ok, why = eng.available()
     if not ok:
@@ -71,8 +86,9 @@ def solve(prob: ODEProblem, alg: AbstractAlgorithm | None = None, *, saveat=None
         have = ", ".join(f"{s.__name__}()" for s in eng.sensealgs) or "none (forward only)"
         raise ValueError(f"solve: the {engine!r} engine has no {sensealg.name}(); it has {have}")
     if controller is not None and not isinstance(controller, AbstractController):
-        raise TypeError(f"solve: controller must be a gnode controller such as gnode.PIController(), "
-                        f"got {controller!r}")
+        raise TypeError(
+            f"solve: controller must be a gnode controller such as gnode.PIController(), got {controller!r}"
+        )
     if controller is not None and not alg.adaptive:
         raise ValueError(f"solve: {alg.name}() is a fixed-step method; a step-size controller does not apply")
     backend = _compile_backend(compile, engine)
@@ -90,8 +106,10 @@ def _compile_backend(compile, engine) -> str | None:
         return "inductor"
     if (isinstance(compile, str) and compile) or callable(compile):
         return compile
-    raise TypeError(f"solve: compile must be True, False or a torch.compile backend (a name such as 'inductor', "
-                    f"or a backend callable), got {compile!r}")
+    raise TypeError(
+        f"solve: compile must be True, False or a torch.compile backend (a name such as 'inductor', "
+        f"or a backend callable), got {compile!r}"
+    )
 
 
 def _options(prob, alg, saveat, reltol, abstol, dt, dtmin, dtmax, maxiters, tstops, throw) -> SolveOptions:
@@ -115,8 +133,9 @@ def _options(prob, alg, saveat, reltol, abstol, dt, dtmin, dtmax, maxiters, tsto
         if not torch.isfinite(tstops).all():
             raise ValueError("tstops must be finite")
     # a 0-d tensor (or NumPy scalar) stands for its value
-    reltol, abstol, dt, dtmin, dtmax = (v.item() if getattr(v, "ndim", None) == 0 else v
-                                        for v in (reltol, abstol, dt, dtmin, dtmax))
+    reltol, abstol, dt, dtmin, dtmax = (
+        v.item() if getattr(v, "ndim", None) == 0 else v for v in (reltol, abstol, dt, dtmin, dtmax)
+    )
     for name, v in (("reltol", reltol), ("abstol", abstol)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -125,8 +144,7 @@ def _options(prob, alg, saveat, reltol, abstol, dt, dtmin, dtmax, maxiters, tsto
     eps = torch.finfo(like.dtype).eps
     if alg.adaptive and 0 < reltol < 2 * eps:  # reltol = 0 is pure absolute error control, which is fine
         fix = "a looser reltol" if like.dtype == torch.float64 else "float64 or a looser reltol"
-        raise ValueError(f"reltol={reltol:g} is below what {like.dtype} can resolve (2 eps = {2 * eps:.2g}); "
-                         f"use {fix}")
+        raise ValueError(f"reltol={reltol:g} is below what {like.dtype} can resolve (2 eps = {2 * eps:.2g}); use {fix}")
     if not alg.adaptive and dt is None:
         raise ValueError(f"{alg.name}() is a fixed-step method: pass dt=..., e.g. solve(prob, {alg.name}(), dt=0.01)")
     for name, v in (("dt", dt), ("dtmin", dtmin), ("dtmax", dtmax)):
@@ -134,5 +152,14 @@ def _options(prob, alg, saveat, reltol, abstol, dt, dtmin, dtmax, maxiters, tsto
             raise ValueError(f"{name} must be a positive number (its sign follows tspan), got {v!r}")
     if not (isinstance(maxiters, int) and maxiters > 0):
         raise ValueError(f"maxiters must be a positive integer, got {maxiters!r}")
-    return SolveOptions(saveat=saveat, reltol=float(reltol), abstol=float(abstol), dt=dt, dtmin=dtmin,
-                        dtmax=dtmax, maxiters=maxiters, tstops=tstops, throw=bool(throw))
+    return SolveOptions(
+        saveat=saveat,
+        reltol=float(reltol),
+        abstol=float(abstol),
+        dt=dt,
+        dtmin=dtmin,
+        dtmax=dtmax,
+        maxiters=maxiters,
+        tstops=tstops,
+        throw=bool(throw),
+    )

@@ -45,6 +45,7 @@ class _Parser(argparse.ArgumentParser):
 # ----------------------------------------------------------------------------------------------------------
 # gnode train flipflop: options map 1:1 onto the fields of the run's config dataclasses.
 
+
 def _train_options():
     """(section, field, flags, type, choices, help) for every option of `gnode train flipflop`."""
     from gnode.models.init import REGIMES
@@ -58,7 +59,13 @@ def _train_options():
             ("channels", ["--channels"], int, None, "number of bits n (inputs = outputs)"),
             ("duration", ["--duration"], float, None, "length of each sequence (time units; tau = 1)"),
             ("dt", ["--dt"], float, None, "sampling step of the sequences"),
-            ("pulse_prob", ["--pulse-prob"], float, None, "probability that a pulse starts on a quiet channel at a sample"),
+            (
+                "pulse_prob",
+                ["--pulse-prob"],
+                float,
+                None,
+                "probability that a pulse starts on a quiet channel at a sample",
+            ),
             ("pulse_width", ["--pulse-width"], float, None, "pulse duration (rounded to whole samples)"),
             ("amplitude", ["--amplitude"], str, AMPLITUDES, "pulse amplitudes: uniform in [-1, 1] (continuous) or +-1"),
             ("min_amplitude", ["--min-amplitude"], float, None, "smallest |amplitude| of uniform pulses"),
@@ -83,19 +90,37 @@ def _train_options():
             ("dtype", ["--dtype"], str, tuple(DTYPES), "floating-point type of model and data"),
         ],
         "solver": [
-            ("alg", ["--solver"], str, None, ("ODE method by name, e.g. Tsit5, RK4, DP5 or a call such as Tsit5() "
-                                               "(gnode info lists them)")),
-            ("sensealg", ["--sensealg"], str, None, ("gradient method, e.g. BackpropAdjoint, "
-                                                     "BacksolveAdjoint, 'InterpolatingAdjoint(checkpointing=True)'")),
+            (
+                "alg",
+                ["--solver"],
+                str,
+                None,
+                ("ODE method by name, e.g. Tsit5, RK4, DP5 or a call such as Tsit5() (gnode info lists them)"),
+            ),
+            (
+                "sensealg",
+                ["--sensealg"],
+                str,
+                None,
+                ("gradient method, e.g. BackpropAdjoint, BacksolveAdjoint, 'InterpolatingAdjoint(checkpointing=True)'"),
+            ),
             ("engine", ["--engine"], str, None, "ODE engine (gnode info lists them)"),
             ("reltol", ["--reltol"], float, None, "relative tolerance (adaptive methods)"),
             ("abstol", ["--abstol"], float, None, "absolute tolerance (adaptive methods)"),
             ("dt", ["--solver-dt"], float, None, "step of fixed-step methods (default: half the sampling step --dt)"),
             ("interpolation", ["--interpolation"], str, ("zoh", "linear", "cubic"), "how input samples become x(t)"),
             ("maxiters", ["--maxiters"], int, None, "step budget per trajectory"),
-            ("compile", ["--compile"], bool, None, ("trace each solver step into one compiled graph (explicit and "
-                                                    "Rosenbrock methods; the first epoch pays about a minute of "
-                                                    "compiling, later steps run 2-3x faster)")),
+            (
+                "compile",
+                ["--compile"],
+                bool,
+                None,
+                (
+                    "trace each solver step into one compiled graph (explicit and "
+                    "Rosenbrock methods; the first epoch pays about a minute of "
+                    "compiling, later steps run 2-3x faster)"
+                ),
+            ),
         ],
         "train": [
             ("epochs", ["--epochs"], int, None, "passes over the training sequences"),
@@ -106,20 +131,42 @@ def _train_options():
             ("weight_decay", ["--weight-decay"], float, None, "Adam weight decay"),
             ("grad_clip", ["--grad-clip"], float, None, "clip the gradient norm to this (0: no clipping)"),
             ("val_every", ["--val-every"], int, None, "validate every this many epochs"),
-            ("patience", ["--patience"], int, None, ("stop after this many validations without "
-                                                     "improvement (0: never)")),
-            ("checkpoint_every", ["--checkpoint-every"], int, None, ("checkpoint every this many "
-                                                                    "epochs (0: only at the end and on Ctrl-C)")),
+            (
+                "patience",
+                ["--patience"],
+                int,
+                None,
+                ("stop after this many validations without improvement (0: never)"),
+            ),
+            (
+                "checkpoint_every",
+                ["--checkpoint-every"],
+                int,
+                None,
+                ("checkpoint every this many epochs (0: only at the end and on Ctrl-C)"),
+            ),
             ("seed", ["--seed"], int, None, "seed of the initial weights and the mini-batch order"),
-            ("divergence_factor", ["--divergence-factor"], float, None, ("stop (exit status 1) when a batch's loss "
-                                                                         "exceeds this many times the first one's "
-                                                                         "(0: only on NaN/inf)")),
+            (
+                "divergence_factor",
+                ["--divergence-factor"],
+                float,
+                None,
+                (
+                    "stop (exit status 1) when a batch's loss "
+                    "exceeds this many times the first one's "
+                    "(0: only on NaN/inf)"
+                ),
+            ),
         ],
     }
 
 
-_SECTION_TITLES = {"task": "task (continuous flip-flop)", "model": "model", "solver": "ODE solver (ODE models)",
-                   "train": "training"}
+_SECTION_TITLES = {
+    "task": "task (continuous flip-flop)",
+    "model": "model",
+    "solver": "ODE solver (ODE models)",
+    "train": "training",
+}
 
 
 def _section_defaults():
@@ -135,16 +182,21 @@ def _section_defaults():
 
 def _add_train_flipflop(sub):
     p = sub.add_parser(
-        "flipflop", help="the continuous n-bit flip-flop memory task",
+        "flipflop",
+        help="the continuous n-bit flip-flop memory task",
         description=textwrap.fill(
             "Train a model on the continuous n-bit flip-flop: each channel receives sparse pulses with a "
             "random amplitude and the output must hold the last amplitude per channel. Writes config.json, "
             "checkpoint.pt, history.json/csv, summary.json and figures into the run folder. With no options it "
-            "trains a small gnODE (N = 3) on 3 channels in a few minutes on a laptop CPU.", 88),
+            "trains a small gnODE (N = 3) on 3 channels in a few minutes on a laptop CPU.",
+            88,
+        ),
         epilog="examples:\n  gnode train flipflop\n  gnode train flipflop --model gru -N 16 --epochs 20\n"
-               "  gnode train flipflop --solver Tsit5 --reltol 1e-4 --out runs/tsit5\n"
-               "  gnode train flipflop --out runs/tsit5 --resume",
-        formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+        "  gnode train flipflop --solver Tsit5 --reltol 1e-4 --out runs/tsit5\n"
+        "  gnode train flipflop --out runs/tsit5 --resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
     _, defaults = _section_defaults()
     for section, opts in _train_options().items():
         g = p.add_argument_group(_SECTION_TITLES[section])
@@ -152,21 +204,44 @@ def _add_train_flipflop(sub):
             default = defaults[section][field_name]
             shown = 0 if field_name in _ZERO_IS_NONE and default is None else default  # 0 means "never" there
             if typ is bool:  # --flag / --no-flag
-                g.add_argument(*flags, dest=f"{section}.{field_name}", action=argparse.BooleanOptionalAction,
-                               help=f"{text} (default: {'on' if default else 'off'})")
+                g.add_argument(
+                    *flags,
+                    dest=f"{section}.{field_name}",
+                    action=argparse.BooleanOptionalAction,
+                    help=f"{text} (default: {'on' if default else 'off'})",
+                )
                 continue
-            g.add_argument(*flags, dest=f"{section}.{field_name}", type=typ, choices=choices,
-                           metavar=None if choices else typ.__name__.upper(),
-                           help=text if "default" in text else f"{text} (default: {shown})")
+            g.add_argument(
+                *flags,
+                dest=f"{section}.{field_name}",
+                type=typ,
+                choices=choices,
+                metavar=None if choices else typ.__name__.upper(),
+                help=text if "default" in text else f"{text} (default: {shown})",
+            )
     g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, help="run folder (default: runs/flipflop-<model>-<date>-<time>; must not "
-                                            "hold a run unless --resume or --overwrite)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped (from "
-                                                         "its beginning if it stopped before its first checkpoint)")
-    g.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run, removing "
-                                                            "that run's checkpoint, config, metrics and figures")
-    g.add_argument("--threads", type=int, help="torch CPU threads (default: 1; these models are small, so more "
-                                               "threads mostly add synchronisation)")
+    g.add_argument(
+        "--out",
+        type=Path,
+        help="run folder (default: runs/flipflop-<model>-<date>-<time>; must not "
+        "hold a run unless --resume or --overwrite)",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out exactly where it stopped (from "
+        "its beginning if it stopped before its first checkpoint)",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out that holds a run, removing that run's checkpoint, config, metrics and figures",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: 1; these models are small, so more threads mostly add synchronisation)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     _add_launch_options(g)
@@ -256,33 +331,52 @@ def _cmd_train_flipflop(args) -> int:
         config = _build_config(given, saved, progress)
         if config.results_affecting() != saved.results_affecting():
             diff = config_differences(saved.results_affecting(), config.results_affecting())
-            raise UsageError(f"options differ from the saved run ({diff}); resume with the same options (or none), "
-                             f"or start it over with `gnode train flipflop --out {out} --overwrite` and the new ones")
+            raise UsageError(
+                f"options differ from the saved run ({diff}); resume with the same options (or none), "
+                f"or start it over with `gnode train flipflop --out {out} --overwrite` and the new ones"
+            )
     else:
         config = _build_config(given, None, progress)
         if out is None:
             out = _flipflop_out(args)
         elif not resume and not overwrite and ((out / CONFIG).exists() or (out / CHECKPOINT).exists()):
-            raise UsageError(f"{out} already holds a run; continue it with `gnode train flipflop --out {out} --resume`, "
-                             f"or start it over with `gnode train flipflop --out {out} --overwrite` (removes its "
-                             "checkpoint, config, metrics and figures)")
+            raise UsageError(
+                f"{out} already holds a run; continue it with `gnode train flipflop --out {out} --resume`, "
+                f"or start it over with `gnode train flipflop --out {out} --overwrite` (removes its "
+                "checkpoint, config, metrics and figures)"
+            )
     try:
-        result = run_flipflop(config, out, resume=resume, overwrite=overwrite,
-                              figures=not getattr(args, "no_figures", False), log=_note,
-                              world=getattr(args, "world", None))
+        result = run_flipflop(
+            config,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            figures=not getattr(args, "no_figures", False),
+            log=_note,
+            world=getattr(args, "world", None),
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved in {out}; continue with\n  gnode train flipflop --out {out} --resume"
-              f"{_nproc_hint(args)}", file=sys.stderr)
+        print(
+            f"\ninterrupted: checkpoint saved in {out}; continue with\n  gnode train flipflop --out {out} --resume"
+            f"{_nproc_hint(args)}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except RunSetupError as e:  # options that only turn out wrong when the run is set up
         raise UsageError(str(e)) from None
     except TrainingDiverged as e:
-        print(f"gnode train flipflop: error: {e}.\nStart over with other options, e.g.\n"
-              f"  gnode train flipflop --out {out} --overwrite --lr {config.train.lr / 10:g}", file=sys.stderr)
+        print(
+            f"gnode train flipflop: error: {e}.\nStart over with other options, e.g.\n"
+            f"  gnode train flipflop --out {out} --overwrite --lr {config.train.lr / 10:g}",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     except CheckpointError as e:  # a damaged checkpoint is never replaced unasked: say how to get out
-        print(f"gnode train flipflop: error: {e}; once it is deleted, `gnode train flipflop --out {out} --resume` "
-              "starts the run over from its config.json", file=sys.stderr)
+        print(
+            f"gnode train flipflop: error: {e}; once it is deleted, `gnode train flipflop --out {out} --resume` "
+            "starts the run over from its config.json",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     s = result.summary
     print(f"run folder: {out}")
@@ -300,11 +394,15 @@ def _note(message: str) -> None:
 def _print_summary(s: dict) -> None:
     if not s:
         return
-    rows = [("status", s.get("status")), ("epochs", f"{s.get('epochs_run')} (best {s.get('best_epoch')})"),
-            ("test MSE", f"{s['test_mse']:.4g}"), ("target variance", f"{s['target_variance_test']:.4g}"),
-            ("test MSE / variance", f"{s['normalized_test_mse']:.3g}" if s.get("normalized_test_mse") is not None else "-"),
-            ("parameters", s.get("n_params")),
-            ("train time", f"{s.get('train_time_s', 0):.1f} s wall clock, {s.get('train_cpu_s', 0):.1f} s CPU")]
+    rows = [
+        ("status", s.get("status")),
+        ("epochs", f"{s.get('epochs_run')} (best {s.get('best_epoch')})"),
+        ("test MSE", f"{s['test_mse']:.4g}"),
+        ("target variance", f"{s['target_variance_test']:.4g}"),
+        ("test MSE / variance", f"{s['normalized_test_mse']:.3g}" if s.get("normalized_test_mse") is not None else "-"),
+        ("parameters", s.get("n_params")),
+        ("train time", f"{s.get('train_time_s', 0):.1f} s wall clock, {s.get('train_cpu_s', 0):.1f} s CPU"),
+    ]
     if "test_nf" in s:
         rows.append(("mean nf per trajectory (test)", f"{s['test_nf']:.0f}"))
     w = max(len(k) for k, _ in rows)
@@ -315,13 +413,18 @@ def _print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # gnode train TASK --nproc N: data-parallel training on torch.distributed (gnode.training.distributed)
 
+
 def _add_launch_options(group) -> None:
     """`--nproc N` for a `gnode train TASK` parser (wrap its handler in `_data_parallel`)."""
-    group.add_argument("--nproc", type=int, metavar="N",
-                       help="train data-parallel in N processes on this machine (torch.distributed, gloo on CPU): "
-                            "each solves its share of every batch, the trained parameters are those of one process "
-                            "to round-off; across machines run `torchrun ... -m gnode.cli train TASK` instead (see "
-                            "the README). Default: 1")
+    group.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train data-parallel in N processes on this machine (torch.distributed, gloo on CPU): "
+        "each solves its share of every batch, the trained parameters are those of one process "
+        "to round-off; across machines run `torchrun ... -m gnode.cli train TASK` instead (see "
+        "the README). Default: 1",
+    )
 
 
 def _data_parallel(command, default_out):
@@ -401,8 +504,11 @@ def _launch_workers(args, nproc: int, default_out) -> int:
             return EXIT_INTERRUPTED
         if e.reported:  # the worker that failed said why
             return max(f.exitcode for f in e.causes)
-        print(f"{prog}: error: {e}; the run stopped at its last checkpoint in {out}; continue it with\n"
-              f"  {' '.join(_argv_to_resume(argv, out))} --nproc {nproc}", file=sys.stderr)
+        print(
+            f"{prog}: error: {e}; the run stopped at its last checkpoint in {out}; continue it with\n"
+            f"  {' '.join(_argv_to_resume(argv, out))} --nproc {nproc}",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return 0
 
@@ -424,13 +530,14 @@ def _flipflop_out(args) -> Path:
 
 
 def _nproc_hint(args) -> str:
-    """" --nproc N" when running data-parallel (for the hints that say how to continue), else ""."""
+    """ " --nproc N" when running data-parallel (for the hints that say how to continue), else ""."""
     world = getattr(args, "world", None)
     return f" --nproc {world.size}" if world is not None and world.size > 1 else ""
 
 
 # ----------------------------------------------------------------------------------------------------------
 # gnode evaluate / plot
+
 
 def _solver_override(args, saved):
     from dataclasses import replace
@@ -469,8 +576,12 @@ def _cmd_evaluate(args) -> int:
         run = load_run(args.run, solver=solver, dtype=args.dtype, gradients=False)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out = {"run": str(args.run), "weights": run.weights, "dtype": run.config.model.dtype,
-           "solver": asdict(run.config.solver) if run.config.model.kind in ODE_KINDS else None}
+    out = {
+        "run": str(args.run),
+        "weights": run.weights,
+        "dtype": run.config.model.dtype,
+        "solver": asdict(run.config.solver) if run.config.model.kind in ODE_KINDS else None,
+    }
     for split in args.split:
         s = run.data.split(split)
         t0 = time.perf_counter()
@@ -479,23 +590,35 @@ def _cmd_evaluate(args) -> int:
         except ValueError as e:  # e.g. a tolerance the dtype cannot resolve
             raise UsageError(str(e)) from None
         var = s.target_variance()
-        out[split] = {"mse": ev["loss"], "target_variance": var, "normalized_mse": ev["loss"] / var if var else None,
-                      "mse_per_channel": ev["per_channel"], "seconds": time.perf_counter() - t0,
-                      **{k: ev[k] for k in ("nf", "naccept", "nreject") if k in ev}}
+        out[split] = {
+            "mse": ev["loss"],
+            "target_variance": var,
+            "normalized_mse": ev["loss"] / var if var else None,
+            "mse_per_channel": ev["per_channel"],
+            "seconds": time.perf_counter() - t0,
+            **{k: ev[k] for k in ("nf", "naccept", "nreject") if k in ev},
+        }
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"run {args.run} ({run.config.model.kind}, N = {run.config.model.latent}, {run.weights} weights, "
-          f"{run.config.model.dtype})")
+    print(
+        f"run {args.run} ({run.config.model.kind}, N = {run.config.model.latent}, {run.weights} weights, "
+        f"{run.config.model.dtype})"
+    )
     if out["solver"]:
         sv = out["solver"]
         fixed = not run.config.solver.algorithm().adaptive
-        print(f"solver {sv['alg']} on {sv['engine']}, "
-              + (f"dt {run.model.solve_kwargs['dt']:g}" if fixed else f"reltol {sv['reltol']:g}, abstol {sv['abstol']:g}"))
+        print(
+            f"solver {sv['alg']} on {sv['engine']}, "
+            + (f"dt {run.model.solve_kwargs['dt']:g}" if fixed else f"reltol {sv['reltol']:g}, abstol {sv['abstol']:g}")
+        )
     for split in args.split:
         r = out[split]
         extra = f", mean nf {r['nf']:.0f}" if "nf" in r else ""
-        print(f"  {split:<5} MSE {r['mse']:.4g}  (variance {r['target_variance']:.4g}, ratio {r['normalized_mse']:.3g}{extra})")
+        print(
+            f"  {split:<5} MSE {r['mse']:.4g}  (variance {r['target_variance']:.4g}, "
+            f"ratio {r['normalized_mse']:.3g}{extra})"
+        )
     return 0
 
 
@@ -527,6 +650,7 @@ def _cmd_plot(args) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # gnode info / julia setup
 
+
 def _cmd_info(args) -> int:
     import platform
 
@@ -556,8 +680,10 @@ def _cmd_info(args) -> int:
             ok, why = False, f"{type(e).__name__}: {e}"
         print(f"  {name:<8} {'available' if ok else 'NOT available: ' + (why or 'no reason given')}")
     # after every engine is loaded, so that engine-specific methods (the scipy engine's ScipyRadau, ...) are known
-    for title, base, attr in (("solvers (--solver)", AbstractAlgorithm, "algorithms"),
-                              ("sensealgs (--sensealg)", AbstractSensitivityAlgorithm, "sensealgs")):
+    for title, base, attr in (
+        ("solvers (--solver)", AbstractAlgorithm, "algorithms"),
+        ("sensealgs (--sensealg)", AbstractSensitivityAlgorithm, "sensealgs"),
+    ):
         print(f"{title}, by the engines that have them:")
         groups: dict[str, list[str]] = {}
         for cls_name, cls in known(base).items():
@@ -576,14 +702,20 @@ def _cmd_julia_setup(args) -> int:
         return EXIT_FAILURE
     setup = getattr(gnode_bridge, "setup", None)
     if setup is None or not callable(setup):
-        print("gnode julia setup: gnode_bridge provides no setup() function in this version, so there is nothing "
-              "to run; see bridge/gnode_bridge for how the Julia environment is prepared", file=sys.stderr)
+        print(
+            "gnode julia setup: gnode_bridge provides no setup() function in this version, so there is nothing "
+            "to run; see bridge/gnode_bridge for how the Julia environment is prepared",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     try:
         result = setup()
     except Exception as e:  # noqa: BLE001 - Julia missing, no network, ...: report, no traceback
-        print(f"gnode julia setup: failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
-              file=sys.stderr)
+        print(
+            f"gnode julia setup: failed: {type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     if result not in (None, True):
         print(result)
@@ -593,17 +725,24 @@ def _cmd_julia_setup(args) -> int:
 
 # ----------------------------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     import gnode
 
-    p = _Parser(prog="gnode", description="Gated neural ODEs (Kim, Can & Krishnamurthy, ICML 2023): train, "
-                                          "evaluate and plot models; check the solver engines.")
+    p = _Parser(
+        prog="gnode",
+        description="Gated neural ODEs (Kim, Can & Krishnamurthy, ICML 2023): train, "
+        "evaluate and plot models; check the solver engines.",
+    )
     p.add_argument("--version", action="version", version=f"gnode {gnode.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    train = sub.add_parser("train", help="train a model on a task", description="Train a model on a task; "
-                           "each task has its own options (gnode train TASK --help).")
+    train = sub.add_parser(
+        "train",
+        help="train a model on a task",
+        description="Train a model on a task; each task has its own options (gnode train TASK --help).",
+    )
     tasks = train.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser)
     tasks.required = True
     _add_train_flipflop(tasks)
@@ -611,26 +750,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parsers(tasks, _train_options())
 
-    ev = sub.add_parser("evaluate", help="test MSE of a trained run",
-                        description="Evaluate a run's best weights on its test split (and others with --split). "
-                                    "--solver/--reltol/--abstol/--solver-dt/--engine re-solve the trained ODE model "
-                                    "with other settings, e.g. to check that it does not depend on the training "
-                                    "discretisation.")
+    ev = sub.add_parser(
+        "evaluate",
+        help="test MSE of a trained run",
+        description="Evaluate a run's best weights on its test split (and others with --split). "
+        "--solver/--reltol/--abstol/--solver-dt/--engine re-solve the trained ODE model "
+        "with other settings, e.g. to check that it does not depend on the training "
+        "discretisation.",
+    )
     ev.add_argument("run", type=Path, metavar="RUN", help="run folder")
-    ev.add_argument("--split", nargs="+", choices=("train", "val", "test"), default=["test"], help="splits (default: test)")
+    ev.add_argument(
+        "--split", nargs="+", choices=("train", "val", "test"), default=["test"], help="splits (default: test)"
+    )
     ev.add_argument("--solver", dest="alg", help="ODE method, e.g. Tsit5")
     ev.add_argument("--reltol", type=float, help="relative tolerance")
     ev.add_argument("--abstol", type=float, help="absolute tolerance")
     ev.add_argument("--solver-dt", type=float, help="step of a fixed-step method")
     ev.add_argument("--engine", help="ODE engine")
-    ev.add_argument("--dtype", choices=("float32", "float64"), help="evaluate in this floating-point type "
-                    "(default: the run's)")
+    ev.add_argument(
+        "--dtype", choices=("float32", "float64"), help="evaluate in this floating-point type (default: the run's)"
+    )
     ev.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_cmd_evaluate)
 
-    pl = sub.add_parser("plot", help="draw a run's figures", description="Draw loss.png, sequences.png and "
-                        "latents.png into the run folder from its checkpoint and history.")
+    pl = sub.add_parser(
+        "plot",
+        help="draw a run's figures",
+        description="Draw loss.png, sequences.png and latents.png into the run folder from its checkpoint and history.",
+    )
     pl.add_argument("run", type=Path, metavar="RUN", help="run folder")
     pl.add_argument("--sequences", type=int, default=3, help="test sequences to show (default 3)")
     pl.set_defaults(func=_cmd_plot)
@@ -646,17 +794,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_expressivity(sub)
     add_data_parser(sub)  # `gnode data walker2d`
 
-    info = sub.add_parser("info", help="versions, device and available engines",
-                          description="Print the gnode, Python and torch versions, the device, and every ODE engine "
-                                      "with whether it is available here (and if not, why).")
+    info = sub.add_parser(
+        "info",
+        help="versions, device and available engines",
+        description="Print the gnode, Python and torch versions, the device, and every ODE engine "
+        "with whether it is available here (and if not, why).",
+    )
     info.set_defaults(func=_cmd_info)
 
     jl = sub.add_parser("julia", help="the Julia engine", description="Manage the Julia side of the 'julia' engine.")
     jl_sub = jl.add_subparsers(dest="julia_command", metavar="COMMAND", parser_class=_Parser)
     jl_sub.required = True
-    jl_setup = jl_sub.add_parser("setup", help="install and precompile the Julia packages",
-                                 description="Install and precompile the Julia environment of the julia engine "
-                                             "(calls gnode_bridge.setup()).")
+    jl_setup = jl_sub.add_parser(
+        "setup",
+        help="install and precompile the Julia packages",
+        description="Install and precompile the Julia environment of the julia engine (calls gnode_bridge.setup()).",
+    )
     jl_setup.set_defaults(func=_cmd_julia_setup)
     return p
 

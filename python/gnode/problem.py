@@ -31,13 +31,17 @@ class Control:
             raise ValueError(f"Control: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
         values = as_tensor("Control values", values)
         if values.ndim != 3:
-            raise ValueError(f"Control values must be (batch, time, dim), got shape {tuple(values.shape)}; "
-                             "for a single sequence use values[None]")
+            raise ValueError(
+                f"Control values must be (batch, time, dim), got shape {tuple(values.shape)}; "
+                "for a single sequence use values[None]"
+            )
         times = as_tensor("Control times", times, like=values.detach())
         check_increasing("Control times", times)
         if times.numel() != values.shape[1]:
-            raise ValueError(f"Control: {times.numel()} times but values has {values.shape[1]} time points "
-                             f"(shape {tuple(values.shape)}); they must match")
+            raise ValueError(
+                f"Control: {times.numel()} times but values has {values.shape[1]} time points "
+                f"(shape {tuple(values.shape)}); they must match"
+            )
         if times.numel() >= 2 and times[-1] < times[0]:
             raise ValueError("Control times must increase")
         check_finite("Control values", values.detach())
@@ -81,8 +85,9 @@ class Control:
             return a.expand(P, -1, -1)
         return a if rows is None else a[rows]
 
-    def evaluate(self, t: torch.Tensor, segment: torch.Tensor | None = None,
-                 rows: torch.Tensor | None = None) -> torch.Tensor:
+    def evaluate(
+        self, t: torch.Tensor, segment: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x at times `t` (P,) for batch rows `rows` (P,) (default: all rows, P = batch) → (P, dim)."""
         seg = self.segment(t) if segment is None else segment
         v = self._rows(self.values, rows, t.shape[0])
@@ -98,8 +103,7 @@ class Control:
         m = self._rows(self._slopes, rows, t.shape[0])
         m0, m1 = m[ar, seg] * h[:, None], m[ar, seg + 1] * h[:, None]
         s2, s3 = s * s, s * s * s
-        return ((2 * s3 - 3 * s2 + 1) * x0 + (s3 - 2 * s2 + s) * m0
-                + (-2 * s3 + 3 * s2) * x1 + (s3 - s2) * m1)
+        return (2 * s3 - 3 * s2 + 1) * x0 + (s3 - 2 * s2 + s) * m0 + (-2 * s3 + 3 * s2) * x1 + (s3 - s2) * m1
 
 
 def _hermite_slopes(times: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -139,14 +143,20 @@ class ODEProblem:
         if not isinstance(u0, torch.Tensor):
             u0 = as_tensor("u0", u0)
         if not u0.is_floating_point():
-            raise TypeError(f"ODEProblem: u0 must be a floating-point tensor, got {u0.dtype}; use u0.double() or u0.float()")
+            raise TypeError(
+                f"ODEProblem: u0 must be a floating-point tensor, got {u0.dtype}; use u0.double() or u0.float()"
+            )
         if u0.ndim != 2:
-            raise ValueError(f"ODEProblem: u0 must be batched (batch, n), got shape {tuple(u0.shape)}"
-                             + ("; for one trajectory use u0[None]" if u0.ndim == 1 else ""))
+            raise ValueError(
+                f"ODEProblem: u0 must be batched (batch, n), got shape {tuple(u0.shape)}"
+                + ("; for one trajectory use u0[None]" if u0.ndim == 1 else "")
+            )
         if u0.numel() == 0:
-            raise ValueError(f"ODEProblem: u0 has shape {tuple(u0.shape)}, with no "
-                             f"{'trajectories' if u0.shape[0] == 0 else 'state components'}; it needs batch >= 1 "
-                             "and n >= 1")
+            raise ValueError(
+                f"ODEProblem: u0 has shape {tuple(u0.shape)}, with no "
+                f"{'trajectories' if u0.shape[0] == 0 else 'state components'}; it needs batch >= 1 "
+                "and n >= 1"
+            )
         check_finite("u0", u0.detach())
         t0, t1 = _tspan(self.tspan)
         if t0 == t1:
@@ -156,11 +166,15 @@ class ODEProblem:
                 raise TypeError(f"ODEProblem: inputs must be a gnode.Control, got {type(self.inputs).__name__}")
             check_same("inputs.values", self.inputs.values, u0)
             if self.inputs.batch not in (1, u0.shape[0]):
-                raise ValueError(f"ODEProblem: inputs have batch {self.inputs.batch} but u0 has batch "
-                                 f"{u0.shape[0]}; they must match (or inputs batch 1 to share one input)")
+                raise ValueError(
+                    f"ODEProblem: inputs have batch {self.inputs.batch} but u0 has batch "
+                    f"{u0.shape[0]}; they must match (or inputs batch 1 to share one input)"
+                )
         params = self.params
         if params is None:
-            params = tuple(p for p in self.f.parameters() if p.requires_grad) if isinstance(self.f, torch.nn.Module) else ()
+            params = (
+                tuple(p for p in self.f.parameters() if p.requires_grad) if isinstance(self.f, torch.nn.Module) else ()
+            )
         else:
             params = tuple(params)
         object.__setattr__(self, "u0", u0)
@@ -192,8 +206,11 @@ class ODEProblem:
                 v = cell.cell_contents
             except ValueError:
                 continue
-            tensors = [v] if isinstance(v, torch.Tensor) else (
-                [p for p in v.parameters()] if isinstance(v, torch.nn.Module) else [])
+            tensors = (
+                [v]
+                if isinstance(v, torch.Tensor)
+                else ([p for p in v.parameters()] if isinstance(v, torch.nn.Module) else [])
+            )
             if any(t.requires_grad and id(t) not in known for t in tensors):
                 names.append(name)
         return names

@@ -36,9 +36,11 @@ class ReturnCode(enum.IntEnum):
 
 
 # the stiff methods each engine has, for the hints (the scipy engine has SciPy's solvers, not Rodas5P)
-STIFF_SUGGESTIONS = {"torch": "Rodas5P(), KenCarp4() or AutoTsit5(Rodas5P())",
-                     "julia": "Rodas5P(), KenCarp4() or AutoTsit5(Rodas5P())",
-                     "scipy": "ScipyRadau(), ScipyBDF() or ScipyLSODA()"}
+STIFF_SUGGESTIONS = {
+    "torch": "Rodas5P(), KenCarp4() or AutoTsit5(Rodas5P())",
+    "julia": "Rodas5P(), KenCarp4() or AutoTsit5(Rodas5P())",
+    "scipy": "ScipyRadau(), ScipyBDF() or ScipyLSODA()",
+}
 
 
 _HINTS = {
@@ -57,8 +59,7 @@ _HINTS = {
         "adaptive method, tighten `reltol`/`abstol` or check the vector field for overflow"
     ),
     ReturnCode.ConvergenceFailure: (
-        "the Newton iterations of an implicit method kept failing; tighten the tolerances, "
-        "or provide an exact Jacobian"
+        "the Newton iterations of an implicit method kept failing; tighten the tolerances, or provide an exact Jacobian"
     ),
     ReturnCode.Failure: "the solve failed",
 }
@@ -73,5 +74,8 @@ class SolveError(RuntimeError):
         msg = f"{engine} engine, {alg}: {retcode.name} in {where}"
         if detail:
             msg += f" ({detail})"
-        msg += f". What to try: {retcode.hint_for(engine)}. Pass throw=False to get the partial solution and per-trajectory `retcodes` instead."
+        msg += (
+            f". What to try: {retcode.hint_for(engine)}. Pass throw=False to get the partial solution and "
+            "per-trajectory `retcodes` instead."
+        )
         super().__init__(msg)

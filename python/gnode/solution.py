@@ -9,8 +9,7 @@ import torch
 
 from gnode.retcode import ReturnCode
 
-STAT_NAMES = ("nf", "naccept", "nreject", "njacs", "nw", "nsolve", "nnonliniter", "nnonlinconvfail",
-              "nstiffswitch")
+STAT_NAMES = ("nf", "naccept", "nreject", "njacs", "nw", "nsolve", "nnonliniter", "nnonlinconvfail", "nstiffswitch")
 
 
 @dataclass
@@ -74,7 +73,9 @@ class ODESolution:
     def __call__(self, t) -> torch.Tensor:
         """Dense output at times `t` (a number or (time,) tensor) → (batch, time, n) (or (batch, n) for a number)."""
         if self.interp is None:
-            raise NotImplementedError(f"the {self.engine} engine keeps no dense output for this solve; pass saveat instead")
+            raise NotImplementedError(
+                f"the {self.engine} engine keeps no dense output for this solve; pass saveat instead"
+            )
         scalar = not isinstance(t, torch.Tensor) and not hasattr(t, "__len__")
         tt = torch.as_tensor(t, dtype=self.u.dtype, device=self.u.device).reshape(-1)
         out = self.interp(tt)
@@ -82,5 +83,7 @@ class ODESolution:
 
     def __repr__(self) -> str:
         s = self.stats.summary()
-        return (f"ODESolution({self.engine}, {self.alg!r}, retcode={self.retcode.name}, t: {tuple(self.t.shape)}, "
-                f"u: {tuple(self.u.shape)}, mean nf={s['nf']:.1f}, naccept={s['naccept']:.1f}, nreject={s['nreject']:.1f})")
+        return (
+            f"ODESolution({self.engine}, {self.alg!r}, retcode={self.retcode.name}, t: {tuple(self.t.shape)}, "
+            f"u: {tuple(self.u.shape)}, mean nf={s['nf']:.1f}, naccept={s['naccept']:.1f}, nreject={s['nreject']:.1f})"
+        )

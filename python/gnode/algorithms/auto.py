@@ -41,8 +41,10 @@ class AbstractAutoSwitch(AbstractAlgorithm):
 
     def __post_init__(self):
         if not isinstance(self.stiffalg, (AbstractRosenbrock, AbstractESDIRK)):
-            raise TypeError(f"{self.name}: stiffalg must be a stiff method instance such as Rodas5P() or "
-                            f"KenCarp4(), got {self.stiffalg!r}")
+            raise TypeError(
+                f"{self.name}: stiffalg must be a stiff method instance such as Rodas5P() or "
+                f"KenCarp4(), got {self.stiffalg!r}"
+            )
         for name in ("maxstiffstep", "maxnonstiffstep"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 0):
@@ -74,9 +76,11 @@ class AbstractAutoSwitch(AbstractAlgorithm):
         return True
 
     def __repr__(self) -> str:
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("maxstiffstep", "maxnonstiffstep", "nonstifftol",
-                                                                "stifftol", "stiffalgfirst")
-                        if getattr(self, k) != type(self).__dataclass_fields__[k].default)
+        extra = "".join(
+            f", {k}={getattr(self, k)!r}"
+            for k in ("maxstiffstep", "maxnonstiffstep", "nonstifftol", "stifftol", "stiffalgfirst")
+            if getattr(self, k) != type(self).__dataclass_fields__[k].default
+        )
         return f"{self.name}({self.stiffalg!r}{extra})"
 
 

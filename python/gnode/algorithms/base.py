@@ -55,8 +55,10 @@ def _plain(value, where: str):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_spec(value)
-    raise TypeError(f"{where} = {value!r} has no plain-data form: options must be numbers, strings, booleans, None "
-                    "or dataclass objects")
+    raise TypeError(
+        f"{where} = {value!r} has no plain-data form: options must be numbers, strings, booleans, None "
+        "or dataclass objects"
+    )
 
 
 def from_spec(base: type, spec, where: str = "spec"):
@@ -67,8 +69,10 @@ def from_spec(base: type, spec, where: str = "spec"):
     name, options = spec["name"], spec["options"]
     cls = concrete_classes(base).get(name)
     if cls is None:
-        raise ValueError(f"{where}: no {base.__name__.removeprefix('Abstract')} is called {name!r}; known: "
-                         f"{', '.join(concrete_classes(base))}")
+        raise ValueError(
+            f"{where}: no {base.__name__.removeprefix('Abstract')} is called {name!r}; known: "
+            f"{', '.join(concrete_classes(base))}"
+        )
     fields = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(options) - set(fields))
     if unknown:
@@ -77,8 +81,9 @@ def from_spec(base: type, spec, where: str = "spec"):
         hints = typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - an annotation that does not resolve here; nested specs default below
         hints = {}
-    kwargs = {k: from_spec(_option_base(hints.get(k)), v, f"{where}.{k}") if _is_spec(v) else v
-              for k, v in options.items()}
+    kwargs = {
+        k: from_spec(_option_base(hints.get(k)), v, f"{where}.{k}") if _is_spec(v) else v for k, v in options.items()
+    }
     return cls(**kwargs)
 
 

@@ -75,12 +75,16 @@ class PIController(AbstractController):
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and 0 <= v < 1):
-                raise ValueError(f"PIController: {name} must be a number in [0, 1) (or None for the method's "
-                                 f"default), got {v!r}")
+                raise ValueError(
+                    f"PIController: {name} must be a number in [0, 1) (or None for the method's default), got {v!r}"
+                )
         if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
             raise ValueError(f"PIController: gamma must lie in (0, 1], got {self.gamma!r}")
-        if not (isinstance(self.qmin, (int, float)) and isinstance(self.qmax, (int, float))
-                and 0 < self.qmin < 1 < self.qmax):
+        if not (
+            isinstance(self.qmin, (int, float))
+            and isinstance(self.qmax, (int, float))
+            and 0 < self.qmin < 1 < self.qmax
+        ):
             raise ValueError(f"PIController: need 0 < qmin < 1 < qmax, got qmin={self.qmin!r}, qmax={self.qmax!r}")
         if not (isinstance(self.qoldinit, (int, float)) and self.qoldinit > 0):
             raise ValueError(f"PIController: qoldinit must be positive, got {self.qoldinit!r}")
@@ -89,8 +93,11 @@ class PIController(AbstractController):
 
     def resolve(self, error_order: int, max_iter: int | None = None) -> PIController:
         k = error_order + 1
-        return replace(self, beta1=0.7 / k if self.beta1 is None else self.beta1,
-                       beta2=0.4 / k if self.beta2 is None else self.beta2)
+        return replace(
+            self,
+            beta1=0.7 / k if self.beta1 is None else self.beta1,
+            beta2=0.4 / k if self.beta2 is None else self.beta2,
+        )
 
     def init(self, like):
         return torch.full_like(like, self.qoldinit)
@@ -146,28 +153,42 @@ class PredictiveController(AbstractController):
     def __post_init__(self):
         if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
             raise ValueError(f"PredictiveController: gamma must lie in (0, 1], got {self.gamma!r}")
-        if not (isinstance(self.qmin, (int, float)) and isinstance(self.qmax, (int, float))
-                and 0 < self.qmin < 1 < self.qmax):
-            raise ValueError(f"PredictiveController: need 0 < qmin < 1 < qmax, got qmin={self.qmin!r}, "
-                             f"qmax={self.qmax!r}")
-        if not (isinstance(self.qsteady_min, (int, float)) and isinstance(self.qsteady_max, (int, float))
-                and self.qsteady_min <= 1 <= self.qsteady_max):
-            raise ValueError(f"PredictiveController: need qsteady_min <= 1 <= qsteady_max, got "
-                             f"qsteady_min={self.qsteady_min!r}, qsteady_max={self.qsteady_max!r}")
+        if not (
+            isinstance(self.qmin, (int, float))
+            and isinstance(self.qmax, (int, float))
+            and 0 < self.qmin < 1 < self.qmax
+        ):
+            raise ValueError(
+                f"PredictiveController: need 0 < qmin < 1 < qmax, got qmin={self.qmin!r}, qmax={self.qmax!r}"
+            )
+        if not (
+            isinstance(self.qsteady_min, (int, float))
+            and isinstance(self.qsteady_max, (int, float))
+            and self.qsteady_min <= 1 <= self.qsteady_max
+        ):
+            raise ValueError(
+                f"PredictiveController: need qsteady_min <= 1 <= qsteady_max, got "
+                f"qsteady_min={self.qsteady_min!r}, qsteady_max={self.qsteady_max!r}"
+            )
         if not (isinstance(self.failfactor, (int, float)) and self.failfactor > 1):
             raise ValueError(f"PredictiveController: failfactor must be > 1, got {self.failfactor!r}")
         if self.max_iter is not None and not (isinstance(self.max_iter, int) and self.max_iter >= 1):
-            raise ValueError(f"PredictiveController: max_iter must be a positive integer or None, got "
-                             f"{self.max_iter!r}")
+            raise ValueError(
+                f"PredictiveController: max_iter must be a positive integer or None, got {self.max_iter!r}"
+            )
         if self.expo is not None and not (isinstance(self.expo, (int, float)) and 0 < self.expo <= 1):
-            raise ValueError(f"PredictiveController: expo must lie in (0, 1] (or None for the method's), got "
-                             f"{self.expo!r}")
+            raise ValueError(
+                f"PredictiveController: expo must lie in (0, 1] (or None for the method's), got {self.expo!r}"
+            )
         if self.norm not in NORMS:
             raise ValueError(f"PredictiveController: norm must be one of {NORMS}, got {self.norm!r}")
 
     def resolve(self, error_order: int, max_iter: int | None = None) -> PredictiveController:
-        return replace(self, expo=1 / (error_order + 1) if self.expo is None else self.expo,
-                       max_iter=max_iter if self.max_iter is None else self.max_iter)
+        return replace(
+            self,
+            expo=1 / (error_order + 1) if self.expo is None else self.expo,
+            max_iter=max_iter if self.max_iter is None else self.max_iter,
+        )
 
     def init(self, like):
         false = torch.zeros_like(like, dtype=torch.bool)
@@ -191,9 +212,12 @@ class PredictiveController(AbstractController):
         dt_rej = torch.where(state.started, h / q, 0.1 * h)
         dt_rej = torch.where(torch.isinf(eest), h / self.failfactor, dt_rej)
         dt_next = torch.where(accept, dt_acc, dt_rej)
-        new = PredictiveState(torch.where(accept, h, state.dtacc),
-                              torch.where(accept, eest.clamp(min=1e-2), state.erracc),
-                              state.started | accept, ~accept)
+        new = PredictiveState(
+            torch.where(accept, h, state.dtacc),
+            torch.where(accept, eest.clamp(min=1e-2), state.erracc),
+            state.started | accept,
+            ~accept,
+        )
         return dt_next, new
 
 

@@ -50,7 +50,6 @@ class AbstractESDIRK(AbstractTableauAlgorithm):
             raise ValueError(f"{self.name}: fast_rate must lie in (0, 1), got {self.fast_rate!r}")
 
 
-
 @dataclass(frozen=True, repr=False)
 class TRBDF2(AbstractESDIRK):
     """TR-BDF2 (Bank et al. 1985) with Hosea & Shampine's error estimate (Appl. Numer. Math. 1996), which is the

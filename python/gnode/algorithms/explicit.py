@@ -38,7 +38,8 @@ class BS3(AbstractExplicitRK):
 
 @dataclass(frozen=True, repr=False)
 class DP5(AbstractExplicitRK):
-    """Dormand–Prince 5(4) (J. Comp. Appl. Math. 1980). Adaptive, order 5, 7 stages (FSAL), Shampine's order-4 interpolant."""
+    """Dormand–Prince 5(4) (J. Comp. Appl. Math. 1980). Adaptive, order 5, 7 stages (FSAL), Shampine's order-4
+    interpolant."""
 
     tableau = property(lambda self: tableaus.DP5)
 

@@ -29,8 +29,10 @@ from gnode.algorithms.base import AbstractAlgorithm
 from gnode.algorithms.sensealg import AbstractSensitivityAlgorithm
 
 _WHAT = {AbstractAlgorithm: "solver", AbstractSensitivityAlgorithm: "sensealg"}
-_EXAMPLES = {AbstractAlgorithm: ("Tsit5", "AutoTsit5(stiffalg=KenCarp4(kappa=0.02))"),
-             AbstractSensitivityAlgorithm: ("BacksolveAdjoint", "InterpolatingAdjoint(checkpointing=True)")}
+_EXAMPLES = {
+    AbstractAlgorithm: ("Tsit5", "AutoTsit5(stiffalg=KenCarp4(kappa=0.02))"),
+    AbstractSensitivityAlgorithm: ("BacksolveAdjoint", "InterpolatingAdjoint(checkpointing=True)"),
+}
 _JULIA = {"true": True, "false": False, "nothing": None}
 
 
@@ -73,8 +75,10 @@ def _parse(text, base):
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError:
-        raise AlgorithmTextError(f"{what}: cannot parse {text!r}; write a name such as {_EXAMPLES[base][0]} or a "
-                                 f"call such as {_EXAMPLES[base][1]}") from None
+        raise AlgorithmTextError(
+            f"{what}: cannot parse {text!r}; write a name such as {_EXAMPLES[base][0]} or a "
+            f"call such as {_EXAMPLES[base][1]}"
+        ) from None
     return _build(node, base, text)
 
 
@@ -85,13 +89,17 @@ def _build(node, base, text):
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         cls, args, keywords = _lookup(node.func.id, base, text), node.args, node.keywords
     else:
-        raise AlgorithmTextError(f"{what}: cannot understand {text!r}; write a name such as {_EXAMPLES[base][0]} "
-                                 f"or a call such as {_EXAMPLES[base][1]}")
+        raise AlgorithmTextError(
+            f"{what}: cannot understand {text!r}; write a name such as {_EXAMPLES[base][0]} "
+            f"or a call such as {_EXAMPLES[base][1]}"
+        )
     options = [f for f in dataclasses.fields(cls) if f.init]
     hints = _hints(cls)
     if len(args) > len(options):
-        raise AlgorithmTextError(f"{what} {text!r}: {cls.__name__} takes {len(options)} positional argument(s) "
-                                 f"at most ({_takes(options, hints)}), got {len(args)}")
+        raise AlgorithmTextError(
+            f"{what} {text!r}: {cls.__name__} takes {len(options)} positional argument(s) "
+            f"at most ({_takes(options, hints)}), got {len(args)}"
+        )
     kwargs = {}
     for f, arg in zip(options, args):
         kwargs[f.name] = _value(arg, cls, f.name, hints.get(f.name), text)
@@ -101,8 +109,9 @@ def _build(node, base, text):
             raise AlgorithmTextError(f"{what} {text!r}: ** arguments are not accepted")
         if kw.arg not in by_name:
             hint = _close(kw.arg, by_name)
-            raise AlgorithmTextError(f"{what} {text!r}: {cls.__name__} has no option {kw.arg!r}{hint}; it takes "
-                                     f"{_takes(options, hints)}")
+            raise AlgorithmTextError(
+                f"{what} {text!r}: {cls.__name__} has no option {kw.arg!r}{hint}; it takes {_takes(options, hints)}"
+            )
         if kw.arg in kwargs:
             raise AlgorithmTextError(f"{what} {text!r}: {kw.arg} is given twice")
         kwargs[kw.arg] = _value(kw.value, cls, kw.arg, hints.get(kw.arg), text)
@@ -118,8 +127,12 @@ def _value(node, cls, name, hint, text):
     written = ast.get_source_segment(text.strip(), node) or ast.dump(node)
     if isinstance(node, ast.Name) and node.id in _JULIA:
         node = ast.Constant(_JULIA[node.id])
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
-            and isinstance(node.operand, ast.Constant) and _is_number(node.operand.value):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, (ast.USub, ast.UAdd))
+        and isinstance(node.operand, ast.Constant)
+        and _is_number(node.operand.value)
+    ):
         node = ast.Constant(-node.operand.value if isinstance(node.op, ast.USub) else node.operand.value)
     if isinstance(node, ast.Constant):
         v = node.value
@@ -133,8 +146,10 @@ def _value(node, cls, name, hint, text):
         algo_bases = [k for k in allowed if isinstance(k, type) and issubclass(k, tuple(_WHAT))]
         if algo_bases or not allowed:
             return _build(node, _root(algo_bases[0]) if algo_bases else AbstractAlgorithm, text)
-    raise AlgorithmTextError(f"{_WHAT[_root(cls)]} {text!r}: {name}={written} is not a valid value; "
-                             f"{cls.__name__}({name}=...) takes {_describe(allowed)}")
+    raise AlgorithmTextError(
+        f"{_WHAT[_root(cls)]} {text!r}: {name}={written} is not a valid value; "
+        f"{cls.__name__}({name}=...) takes {_describe(allowed)}"
+    )
 
 
 def _lookup(name, base, text):
@@ -171,8 +186,7 @@ def _allowed(hint) -> list:
 
 
 def _describe(allowed) -> str:
-    names = {bool: "True or False", int: "an integer", float: "a number", str: "a string in quotes",
-             type(None): "None"}
+    names = {bool: "True or False", int: "an integer", float: "a number", str: "a string in quotes", type(None): "None"}
     parts = [names.get(k) or f"a {_WHAT[_root(k)]} such as {_EXAMPLES[_root(k)][0]}()" for k in allowed]
     return " or ".join(dict.fromkeys(parts)) or "a literal or an algorithm"
 

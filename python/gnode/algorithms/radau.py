@@ -57,14 +57,19 @@ class AbstractRadauIIA(AbstractTableauAlgorithm):
 
     def __post_init__(self):
         if self.kappa is not None and not (isinstance(self.kappa, (int, float)) and 0 < self.kappa < 1):
-            raise ValueError(f"{self.name}: kappa must lie in (0, 1) (or None for RADAU5's default), "
-                             f"got {self.kappa!r}")
+            raise ValueError(
+                f"{self.name}: kappa must lie in (0, 1) (or None for RADAU5's default), got {self.kappa!r}"
+            )
         if not (isinstance(self.max_iter, int) and not isinstance(self.max_iter, bool) and self.max_iter >= 2):
-            raise ValueError(f"{self.name}: max_iter must be an integer >= 2 (the iteration needs two to measure "
-                             f"its contraction), got {self.max_iter!r}")
+            raise ValueError(
+                f"{self.name}: max_iter must be an integer >= 2 (the iteration needs two to measure "
+                f"its contraction), got {self.max_iter!r}"
+            )
         if not (isinstance(self.fast_convergence_cutoff, (int, float)) and self.fast_convergence_cutoff >= 0):
-            raise ValueError(f"{self.name}: fast_convergence_cutoff must be a number >= 0 (0: a new Jacobian "
-                             f"every step), got {self.fast_convergence_cutoff!r}")
+            raise ValueError(
+                f"{self.name}: fast_convergence_cutoff must be a number >= 0 (0: a new Jacobian "
+                f"every step), got {self.fast_convergence_cutoff!r}"
+            )
 
 
 @dataclass(frozen=True, repr=False)

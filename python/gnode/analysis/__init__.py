@@ -1,19 +1,19 @@
 """Interpretability and stiffness telemetry of trained vector fields.
 
-    vector_field.py  FrozenField: h -> f(h, x*) with the input held, its Jacobian and JVPs
-    fixed_points.py  find_fixed_points (Sussillo & Barak + Newton polish, dedup, classes), sample_states
-    spectra.py       eigenvalues, spectral radius (exact, or Krylov power iterates via JVPs), classify,
-                     stiffness_ratio
-    stability.py     stability polynomial of an explicit RK tableau, its real-axis bound, |R(z)|
-    telemetry.py     stiffness_telemetry along a solution (per trajectory and step), telemetry_summary
-    plots.py         attractor views, flow slices with nullclines, spectra, telemetry figures
-    report.py        analyze_model: figures + JSON for a trained model (a run folder: `gnode analyze RUN`,
-                     gnode.training.analyze, since analysis never imports training)
+vector_field.py  FrozenField: h -> f(h, x*) with the input held, its Jacobian and JVPs
+fixed_points.py  find_fixed_points (Sussillo & Barak + Newton polish, dedup, classes), sample_states
+spectra.py       eigenvalues, spectral radius (exact, or Krylov power iterates via JVPs), classify,
+                 stiffness_ratio
+stability.py     stability polynomial of an explicit RK tableau, its real-axis bound, |R(z)|
+telemetry.py     stiffness_telemetry along a solution (per trajectory and step), telemetry_summary
+plots.py         attractor views, flow slices with nullclines, spectra, telemetry figures
+report.py        analyze_model: figures + JSON for a trained model (a run folder: `gnode analyze RUN`,
+                 gnode.training.analyze, since analysis never imports training)
 
-    >>> from gnode.analysis import find_fixed_points, sample_states
-    >>> out = model(x, times)                                   # a SequenceModel
-    >>> fps = find_fixed_points(model, sample_states(out.h, 1000, noise=0.05), x=None)
-    >>> fps.counts(), fps.points[fps.mask("marginally_stable")]
+>>> from gnode.analysis import find_fixed_points, sample_states
+>>> out = model(x, times)                                   # a SequenceModel
+>>> fps = find_fixed_points(model, sample_states(out.h, 1000, noise=0.05), x=None)
+>>> fps.counts(), fps.points[fps.mask("marginally_stable")]
 """
 
 from gnode.analysis.fixed_points import (

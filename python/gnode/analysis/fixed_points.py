@@ -75,16 +75,27 @@ class FixedPointConfig:
 
         for name in ("opt_steps", "newton_steps"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be an integer >= 0, got {v!r}")
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be an integer >= 0, got {v!r}"
+            )
         for name in ("lr", "lr_final", "max_step", "fixed_tol", "dedup_tol"):
             v = getattr(self, name)
-            need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"{name} must be a positive number, got {v!r}")
-        need(isinstance(self.marginal_tol, (int, float)) and self.marginal_tol >= 0,
-             f"marginal_tol must be a number >= 0, got {self.marginal_tol!r}")
-        need(self.slow_tol is None or (isinstance(self.slow_tol, (int, float)) and self.slow_tol >= self.fixed_tol),
-             f"slow_tol must be None or a number >= fixed_tol = {self.fixed_tol}, got {self.slow_tol!r}")
-        need(self.outlier_scale is None or (isinstance(self.outlier_scale, (int, float)) and self.outlier_scale > 0),
-             f"outlier_scale must be None or a positive number, got {self.outlier_scale!r}")
+            need(
+                isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
+                f"{name} must be a positive number, got {v!r}",
+            )
+        need(
+            isinstance(self.marginal_tol, (int, float)) and self.marginal_tol >= 0,
+            f"marginal_tol must be a number >= 0, got {self.marginal_tol!r}",
+        )
+        need(
+            self.slow_tol is None or (isinstance(self.slow_tol, (int, float)) and self.slow_tol >= self.fixed_tol),
+            f"slow_tol must be None or a number >= fixed_tol = {self.fixed_tol}, got {self.slow_tol!r}",
+        )
+        need(
+            self.outlier_scale is None or (isinstance(self.outlier_scale, (int, float)) and self.outlier_scale > 0),
+            f"outlier_scale must be None or a positive number, got {self.outlier_scale!r}",
+        )
         need(self.opt_steps + self.newton_steps > 0, "opt_steps and newton_steps cannot both be 0")
 
 
@@ -140,11 +151,16 @@ class FixedPoints:
         """Plain data for a JSON report: counts and tolerances."""
         cfg = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in asdict(self.config).items()}
         return {
-            "n_points": len(self), "n_fixed": int(self.fixed.sum()), "n_slow": int((~self.fixed).sum()),
+            "n_points": len(self),
+            "n_fixed": int(self.fixed.sum()),
+            "n_slow": int((~self.fixed).sum()),
             "n_marginally_stable_fixed": int(self.mask(MARGINAL, fixed_only=True).sum()),
-            "counts": self.counts(), "n_candidates": self.n_candidates, "n_dropped": self.n_dropped,
+            "counts": self.counts(),
+            "n_candidates": self.n_candidates,
+            "n_dropped": self.n_dropped,
             "n_outliers": self.n_outliers,
-            "input": None if self.x is None else self.x.tolist(), "config": cfg,
+            "input": None if self.x is None else self.x.tolist(),
+            "config": cfg,
         }
 
     def records(self) -> list[dict]:
@@ -152,17 +168,25 @@ class FixedPoints:
         out = []
         for i in range(len(self)):
             lam = self.eigenvalues[i]
-            out.append({
-                "point": self.points[i].tolist(), "q": float(self.q[i]), "speed": float(self.speed[i]),
-                "fixed": bool(self.fixed[i]), "class": self.classes[i], "n_marginal": int(self.n_marginal[i]),
-                "n_unstable": int(self.n_unstable[i]), "count": int(self.count[i]),
-                "eigenvalues": [[float(v.real), float(v.imag)] for v in lam],
-            })
+            out.append(
+                {
+                    "point": self.points[i].tolist(),
+                    "q": float(self.q[i]),
+                    "speed": float(self.speed[i]),
+                    "fixed": bool(self.fixed[i]),
+                    "class": self.classes[i],
+                    "n_marginal": int(self.n_marginal[i]),
+                    "n_unstable": int(self.n_unstable[i]),
+                    "count": int(self.count[i]),
+                    "eigenvalues": [[float(v.real), float(v.imag)] for v in lam],
+                }
+            )
         return out
 
 
-def sample_states(trajectories: torch.Tensor, count: int, *, noise: float = 0.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_states(
+    trajectories: torch.Tensor, count: int, *, noise: float = 0.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """`count` initial states drawn uniformly from the states visited along `trajectories` ((B, T, n) or
     (P, n)), plus Gaussian noise of standard deviation noise * (the states' RMS spread about their mean).
 
@@ -170,8 +194,10 @@ def sample_states(trajectories: torch.Tensor, count: int, *, noise: float = 0.0,
     the computation lie near its trajectories. Non-finite states (a failed solve) are left out.
     """
     if not isinstance(trajectories, torch.Tensor) or trajectories.ndim not in (2, 3):
-        raise ValueError("trajectories must be a tensor (batch, time, n) or (points, n), got "
-                         f"{getattr(trajectories, 'shape', type(trajectories).__name__)}")
+        raise ValueError(
+            "trajectories must be a tensor (batch, time, n) or (points, n), got "
+            f"{getattr(trajectories, 'shape', type(trajectories).__name__)}"
+        )
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}")
     if not (isinstance(noise, (int, float)) and noise >= 0):
@@ -213,7 +239,7 @@ def minimise_q(field: FrozenField, h0: torch.Tensor, config: FixedPointConfig) -
         g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        step = lr * (m / (1 - b1 ** k)) / ((v / (1 - b2 ** k)).sqrt() + eps)
+        step = lr * (m / (1 - b1**k)) / ((v / (1 - b2**k)).sqrt() + eps)
         h = h - step
         lr *= decay
     return h
@@ -264,8 +290,10 @@ def deduplicate(points: torch.Tensor, q: torch.Tensor, tol: float) -> tuple[torc
         covered |= near
         kept.append(int(order[i]))
         counts.append(int(near.sum()))
-    return (torch.tensor(kept, dtype=torch.long, device=points.device),
-            torch.tensor(counts, dtype=torch.long, device=points.device))
+    return (
+        torch.tensor(kept, dtype=torch.long, device=points.device),
+        torch.tensor(counts, dtype=torch.long, device=points.device),
+    )
 
 
 def analyse_points(field: FrozenField, points: torch.Tensor, marginal_tol: float):
@@ -283,8 +311,9 @@ def analyse_points(field: FrozenField, points: torch.Tensor, marginal_tol: float
     return lam, vec, classify(lam, marginal_tol), marg, up
 
 
-def find_fixed_points(model, initial_states: torch.Tensor, x=None, *,
-                      config: FixedPointConfig | None = None) -> FixedPoints:
+def find_fixed_points(
+    model, initial_states: torch.Tensor, x=None, *, config: FixedPointConfig | None = None
+) -> FixedPoints:
     """Fixed and slow points of dh/dt = f(h, x*) found from `initial_states` (P, n) (module docstring).
 
     model:          a gnODE-family vector field, a `SequenceModel`, or a row-wise callable f(t, h[, x]).
@@ -322,10 +351,25 @@ def find_fixed_points(model, initial_states: torch.Tensor, x=None, *,
         lam = torch.zeros(0, n, dtype=torch.complex128 if h.dtype == torch.float64 else torch.complex64)
         vec = torch.zeros(0, n, n, dtype=lam.dtype)
         classes, marg, up = [], torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    return FixedPoints(points=pts, q=qs, speed=(2 * qs).sqrt(), fixed=qs <= config.fixed_tol, eigenvalues=lam,
-                       eigenvectors=vec, classes=classes, n_marginal=marg, n_unstable=up, count=count,
-                       x=field_.x, config=config, n_candidates=h0.shape[0], n_dropped=n_dropped, n_outliers=n_outliers,
-                       candidates=h, candidate_q=q)
+    return FixedPoints(
+        points=pts,
+        q=qs,
+        speed=(2 * qs).sqrt(),
+        fixed=qs <= config.fixed_tol,
+        eigenvalues=lam,
+        eigenvectors=vec,
+        classes=classes,
+        n_marginal=marg,
+        n_unstable=up,
+        count=count,
+        x=field_.x,
+        config=config,
+        n_candidates=h0.shape[0],
+        n_dropped=n_dropped,
+        n_outliers=n_outliers,
+        candidates=h,
+        candidate_q=q,
+    )
 
 
 __all__ = [

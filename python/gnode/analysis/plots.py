@@ -40,7 +40,11 @@ def attractor_basis(fps, trajectories: torch.Tensor | None, dims: int = 3):
     else the leading principal components of the trajectories (or of the points when none are given)."""
     n = fps.points.shape[-1] if fps is not None and len(fps) else trajectories.shape[-1]
     if n <= dims:
-        return torch.zeros(n, dtype=torch.float64), torch.eye(n, dtype=torch.float64), [f"$h_{i + 1}$" for i in range(n)]
+        return (
+            torch.zeros(n, dtype=torch.float64),
+            torch.eye(n, dtype=torch.float64),
+            [f"$h_{i + 1}$" for i in range(n)],
+        )
     data = trajectories if trajectories is not None else fps.points
     mean, comps, ratio = principal_components(data, dims)
     labels = [f"PC{i + 1} ({100 * float(r):.0f}%)" for i, r in enumerate(ratio)]
@@ -51,8 +55,16 @@ def _project(X: torch.Tensor, origin: torch.Tensor, basis: torch.Tensor):
     return ((X.detach().double() - origin) @ basis.T).numpy()
 
 
-def plot_attractor(fps, trajectories: torch.Tensor | None = None, *, ax=None, max_trajectories: int = 12,
-                   title: str | None = None, show_slow: bool = True, segment: float | None = None):
+def plot_attractor(
+    fps,
+    trajectories: torch.Tensor | None = None,
+    *,
+    ax=None,
+    max_trajectories: int = 12,
+    title: str | None = None,
+    show_slow: bool = True,
+    segment: float | None = None,
+):
     """Fixed points coloured by class, over trajectories (B, T, n): in 3-D for n = 3 (2-D for n = 2), in the
     leading 3 principal components of the trajectories for n > 3. Up to `max_trajectories` are drawn as
     lines, and every visited state as a faint dot. Filled markers are fixed points, hollow
@@ -105,8 +117,15 @@ def _draw_trajectories(ax, trajectories, origin, basis, dims, max_trajectories) 
         return 1.0
     # every visited state, faintly: where the trajectories dwell (between inputs) shows as dense
     step = max(1, pts.shape[0] // 6000)
-    ax.scatter(*pts[::step].T, color="0.6", s=0.5, alpha=0.25, zorder=0, label="_states",
-               **({"depthshade": False} if dims == 3 else {}))
+    ax.scatter(
+        *pts[::step].T,
+        color="0.6",
+        s=0.5,
+        alpha=0.25,
+        zorder=0,
+        label="_states",
+        **({"depthshade": False} if dims == 3 else {}),
+    )
     return float(pts.max(0).max() - pts.min(0).min()) or 1.0
 
 
@@ -138,8 +157,9 @@ def _draw_marginal_directions(ax, fps, origin, basis, seg) -> None:
             ax.plot(*p.T, color=CLASS_STYLE[MARGINAL][0], lw=1.2, alpha=0.8, zorder=2)
 
 
-def plot_state_speed(model, trajectories: torch.Tensor, *, x=None, fps=None, ax=None, max_states: int = 6000,
-                     title: str | None = None):
+def plot_state_speed(
+    model, trajectories: torch.Tensor, *, x=None, fps=None, ax=None, max_states: int = 6000, title: str | None = None
+):
     """Every visited state (trajectories (B, T, n)) coloured by log10 |f(h, x*)|, the speed of the flow with
     the input held at x*, in the same coordinates as `plot_attractor`. An approximate continuous attractor
     shows as a region of slow states where the trajectories dwell; fixed points (black) sit inside it."""
@@ -181,10 +201,21 @@ def plot_state_speed(model, trajectories: torch.Tensor, *, x=None, fps=None, ax=
     return fig
 
 
-def plot_flow_slice(model, *, x=None, center: torch.Tensor, basis: torch.Tensor, extent: tuple[float, float, float, float],
-                    grid: int = 41, fps=None, trajectories: torch.Tensor | None = None, ax=None,
-                    labels: tuple[str, str] = ("$e_1$", "$e_2$"), title: str | None = None,
-                    near: float | None = None):
+def plot_flow_slice(
+    model,
+    *,
+    x=None,
+    center: torch.Tensor,
+    basis: torch.Tensor,
+    extent: tuple[float, float, float, float],
+    grid: int = 41,
+    fps=None,
+    trajectories: torch.Tensor | None = None,
+    ax=None,
+    labels: tuple[str, str] = ("$e_1$", "$e_2$"),
+    title: str | None = None,
+    near: float | None = None,
+):
     """The flow on the 2-D slice h = center + a e1 + b e2 (basis (2, n), orthonormal rows), a, b in `extent`
     = (a_min, a_max, b_min, b_max).
 
@@ -221,8 +252,16 @@ def plot_flow_slice(model, *, x=None, center: torch.Tensor, basis: torch.Tensor,
     tiny = np.finfo(np.float64).tiny
     mesh = ax.pcolormesh(A.numpy(), Bm.numpy(), np.log10(np.maximum(speed, tiny)), shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax, label=r"$\log_{10}|f(h, x^*)|$")
-    ax.streamplot(a.numpy(), b.numpy(), U, V, color="white", density=1.1 * min(1.0, max(grid / 41, 0.25)),
-                  linewidth=0.6, arrowsize=0.7)
+    ax.streamplot(
+        a.numpy(),
+        b.numpy(),
+        U,
+        V,
+        color="white",
+        density=1.1 * min(1.0, max(grid / 41, 0.25)),
+        linewidth=0.6,
+        arrowsize=0.7,
+    )
     for comp, style, name in ((U, "solid", "e1-nullcline"), (V, "dashed", "e2-nullcline")):
         if comp.min() < 0 < comp.max():
             ax.contour(A.numpy(), Bm.numpy(), comp, levels=[0.0], colors="k", linestyles=style, linewidths=1.0)
@@ -245,8 +284,17 @@ def plot_flow_slice(model, *, x=None, center: torch.Tensor, basis: torch.Tensor,
             if bool(m.any()):
                 colour, marker, label = CLASS_STYLE[cls]
                 p = inplane[m].numpy()
-                ax.scatter(p[:, 0], p[:, 1], color=colour, marker=marker, s=30, edgecolors="k", linewidths=0.4,
-                           label=f"{label} (fixed or slow, near the slice): {int(m.sum())}", zorder=4)
+                ax.scatter(
+                    p[:, 0],
+                    p[:, 1],
+                    color=colour,
+                    marker=marker,
+                    s=30,
+                    edgecolors="k",
+                    linewidths=0.4,
+                    label=f"{label} (fixed or slow, near the slice): {int(m.sum())}",
+                    zorder=4,
+                )
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_xlabel(labels[0])
@@ -272,8 +320,7 @@ def plot_spectra(fps, *, ax=None, title: str | None = None):
         if bool(m.any()):
             colour, marker, label = CLASS_STYLE[cls]
             lam = fps.eigenvalues[m].reshape(-1)
-            ax.scatter(lam.real.numpy(), lam.imag.numpy(), color=colour, marker=marker, s=14, alpha=0.7,
-                       label=label)
+            ax.scatter(lam.real.numpy(), lam.imag.numpy(), color=colour, marker=marker, s=14, alpha=0.7, label=label)
     ax.set_xlabel(r"Re $\lambda$")
     ax.set_ylabel(r"Im $\lambda$")
     ax.set_title(title or "Jacobian eigenvalues at the fixed and slow points")
@@ -318,8 +365,9 @@ def plot_telemetry(tel, *, max_trajectories: int = 20, title: str | None = None)
         ax.set_ylabel(r"$\tau / G_i$: min (solid), max (dashed)")
         ax.set_title("gate timescales", fontsize=9)
     else:
-        ax.text(0.5, 0.5, "ungated model: every unit has timescale tau", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "ungated model: every unit has timescale tau", ha="center", va="center", transform=ax.transAxes
+        )
     ax.set_xlabel("t")
     ax = axes[1, 1]
     if tel.stiffness_ratio is not None:
@@ -328,8 +376,7 @@ def plot_telemetry(tel, *, max_trajectories: int = 20, title: str | None = None)
         ax.set_ylabel(r"max|Re $\lambda$| / min|Re $\lambda$|  (Re $\lambda$ < 0)")
         ax.set_title("classical stiffness ratio (huge near marginal directions: not a cost)", fontsize=9)
     else:
-        ax.text(0.5, 0.5, "stiffness ratio needs exact eigenvalues", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "stiffness ratio needs exact eigenvalues", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("t")
     if title:
         fig.suptitle(title)

@@ -38,8 +38,12 @@ from gnode.analysis.plots import (
 from gnode.analysis.telemetry import stiffness_telemetry
 from gnode.analysis.vector_field import FrozenField, unwrap_vector_field
 
-FIGURES = {"attractor": "attractor.png", "flow_slices": "flow_slices.png", "spectra": "spectra.png",
-           "telemetry": "telemetry.png"}
+FIGURES = {
+    "attractor": "attractor.png",
+    "flow_slices": "flow_slices.png",
+    "spectra": "spectra.png",
+    "telemetry": "telemetry.png",
+}
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,10 @@ class AnalysisConfig:
             need(isinstance(v, int) and v >= 1, f"{name} must be a positive integer, got {v!r}")
         need(self.grid >= 5, f"grid must be at least 5, got {self.grid}")
         need(isinstance(self.noise, (int, float)) and self.noise >= 0, f"noise must be >= 0, got {self.noise!r}")
-        need(self.marginal_tol is None or (isinstance(self.marginal_tol, (int, float)) and self.marginal_tol >= 0),
-             f"marginal_tol must be None or a number >= 0, got {self.marginal_tol!r}")
+        need(
+            self.marginal_tol is None or (isinstance(self.marginal_tol, (int, float)) and self.marginal_tol >= 0),
+            f"marginal_tol must be None or a number >= 0, got {self.marginal_tol!r}",
+        )
 
 
 def _pyplot():
@@ -96,9 +102,16 @@ def _pyplot():
     return plt
 
 
-def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_dir: str | Path, *,
-                  config: AnalysisConfig | None = None, duration: float | None = None,
-                  progress: bool = False) -> dict:
+def analyze_model(
+    model,
+    inputs: torch.Tensor | None,
+    times: torch.Tensor,
+    out_dir: str | Path,
+    *,
+    config: AnalysisConfig | None = None,
+    duration: float | None = None,
+    progress: bool = False,
+) -> dict:
     """Analyse a `SequenceModel` driven by `inputs` (B, T, d_in) at `times` (T,); write figures and JSON into
     `out_dir`; return the summary (what summary.json holds). `progress` shows a bar on stderr that names the
     phase under way (trajectories, fixed points, telemetry, then each figure)."""
@@ -109,8 +122,10 @@ def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_d
     out_dir = Path(out_dir)
     vf = unwrap_vector_field(model)
     if vf is model or not hasattr(vf, "n"):
-        raise ValueError(f"the analysis needs a continuous-time model with a vector field (a SequenceModel); "
-                         f"got {type(model).__name__}")
+        raise ValueError(
+            f"the analysis needs a continuous-time model with a vector field (a SequenceModel); "
+            f"got {type(model).__name__}"
+        )
     n, d_in = vf.n, vf.d_in
     x_star = torch.tensor(config.input if config.input is not None else [0.0] * d_in, dtype=torch.float64)
     if d_in and x_star.numel() != d_in:
@@ -118,8 +133,13 @@ def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     x_fixed = x_star if d_in else None
     timings = {}
-    bar = tqdm(total=3 + len(FIGURES), disable=not progress, dynamic_ncols=True, file=sys.stderr,
-               bar_format="{desc} [{n_fmt}/{total_fmt} phases, {elapsed}]")
+    bar = tqdm(
+        total=3 + len(FIGURES),
+        disable=not progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        bar_format="{desc} [{n_fmt}/{total_fmt} phases, {elapsed}]",
+    )
 
     def begin(what: str) -> float:
         bar.set_description_str(f"analyze: {what}", refresh=True)
@@ -160,23 +180,30 @@ def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_d
         fig = plt.figure(figsize=(15, 6.5))
         left = fig.add_subplot(121, projection="3d" if dims == 3 else None)
         right = fig.add_subplot(122, projection="3d" if dims == 3 else None)
-        plot_attractor(fps, traj, ax=left, title=f"fixed and slow points at x* = {_fmt(x_star)}; marginal: "
-                                                 f"|Re lambda| <= {tol:.3g}")
+        plot_attractor(
+            fps,
+            traj,
+            ax=left,
+            title=f"fixed and slow points at x* = {_fmt(x_star)}; marginal: |Re lambda| <= {tol:.3g}",
+        )
         plot_state_speed(vf, traj, x=x_fixed, fps=fps, ax=right)
         fig.tight_layout()
         paths["attractor"] = _save(plt, fig, out_dir / FIGURES["attractor"])
         bar.update(1)
         begin(f"drawing {FIGURES['flow_slices']}")
-        paths["flow_slices"] = _save(plt, _flow_slices(plt, vf, x_fixed, fps, traj, config.grid),
-                                     out_dir / FIGURES["flow_slices"])
+        paths["flow_slices"] = _save(
+            plt, _flow_slices(plt, vf, x_fixed, fps, traj, config.grid), out_dir / FIGURES["flow_slices"]
+        )
         bar.update(1)
         begin(f"drawing {FIGURES['spectra']}")
         paths["spectra"] = _save(plt, plot_spectra(fps), out_dir / FIGURES["spectra"])
         bar.update(1)
         begin(f"drawing {FIGURES['telemetry']}")
-        paths["telemetry"] = _save(plt, plot_telemetry(tel, title=f"stiffness telemetry along {tel.t.shape[0]} "
-                                                                   f"{config.split} trajectories"),
-                                   out_dir / FIGURES["telemetry"])
+        paths["telemetry"] = _save(
+            plt,
+            plot_telemetry(tel, title=f"stiffness telemetry along {tel.t.shape[0]} {config.split} trajectories"),
+            out_dir / FIGURES["telemetry"],
+        )
         bar.update(1)
         timings["figures_s"] = time.perf_counter() - t0
         bar.set_description_str("analyze: done", refresh=True)
@@ -189,11 +216,13 @@ def analyze_model(model, inputs: torch.Tensor | None, times: torch.Tensor, out_d
         "telemetry": _finite(tel.summary()),
         "figures": {k: Path(v).name for k, v in paths.items()},  # beside this file: the folder can move
         "timings": timings,
-        "config": {k: (str(v) if not isinstance(v, (int, float, str, type(None), tuple, list, dict)) else v)
-                   for k, v in asdict(config).items() if k != "finder"},
+        "config": {
+            k: (str(v) if not isinstance(v, (int, float, str, type(None), tuple, list, dict)) else v)
+            for k, v in asdict(config).items()
+            if k != "finder"
+        },
     }
-    write_json(out_dir / "fixed_points.json", {"input": x_star.tolist(), "marginal_tol": tol,
-                                                "points": fps.records()})
+    write_json(out_dir / "fixed_points.json", {"input": x_star.tolist(), "marginal_tol": tol, "points": fps.records()})
     write_json(out_dir / "summary.json", summary)
     summary["fixed_points_object"] = fps
     summary["telemetry_object"] = tel
@@ -224,10 +253,19 @@ def _flow_slices(plt, vf, x_star, fps, traj, grid):
         pad_i, pad_j = 0.15 * (hi_i - lo_i) + 1e-3, 0.15 * (hi_j - lo_j) + 1e-3
         extent = (lo_i - pad_i, hi_i + pad_i, lo_j - pad_j, hi_j + pad_j)
         basis = torch.stack([comps[i], comps[j]])
-        plot_flow_slice(field, center=mean, basis=basis, extent=extent, grid=grid, fps=fps, trajectories=traj,
-                        ax=ax, labels=(labels[i], labels[j]),
-                        title=f"slice through the mean: {labels[i].split()[0]}-{labels[j].split()[0]}",
-                        near=0.1 * max(extent[1] - extent[0], extent[3] - extent[2]))
+        plot_flow_slice(
+            field,
+            center=mean,
+            basis=basis,
+            extent=extent,
+            grid=grid,
+            fps=fps,
+            trajectories=traj,
+            ax=ax,
+            labels=(labels[i], labels[j]),
+            title=f"slice through the mean: {labels[i].split()[0]}-{labels[j].split()[0]}",
+            near=0.1 * max(extent[1] - extent[0], extent[3] - extent[2]),
+        )
     fig.tight_layout()
     return fig
 

@@ -48,8 +48,9 @@ def spectral_radius(J: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvals(J).abs().amax(dim=-1)
 
 
-def spectral_radius_krylov(jvp: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor,
-                           iters: int = 20) -> torch.Tensor:
+def spectral_radius_krylov(
+    jvp: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, iters: int = 20
+) -> torch.Tensor:
     """rho(J) (P,) from `iters` power iterates J^k v0, each one JVP `jvp(v) = J v` (P, n) -> (P, n).
 
     The iterates are orthonormalised as they come (Arnoldi, classical Gram-Schmidt applied twice) and rho is
@@ -83,8 +84,9 @@ def spectral_radius_krylov(jvp: Callable[[torch.Tensor], torch.Tensor], v0: torc
         eps = torch.finfo(v0.dtype).eps
         alive = alive & (hn > 64 * eps * scale.clamp(min=torch.finfo(v0.dtype).tiny))
         H[:, j + 1, j] = torch.where(alive, hn, torch.zeros_like(hn))
-        V.append(torch.where(alive[:, None], w / hn.clamp(min=torch.finfo(v0.dtype).tiny)[:, None],
-                             torch.zeros_like(w)))
+        V.append(
+            torch.where(alive[:, None], w / hn.clamp(min=torch.finfo(v0.dtype).tiny)[:, None], torch.zeros_like(w))
+        )
     ritz = torch.linalg.eigvals(H[:, :k, :k])
     return ritz.abs().amax(dim=-1)
 

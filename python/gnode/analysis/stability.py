@@ -38,8 +38,9 @@ def stability_polynomial(tableau) -> tuple[Fraction, ...]:
     A = [[Fraction(0)] * s for _ in range(s)]
     for i, row in enumerate(tableau.a):
         if len(row) > i:
-            raise ValueError(f"{tableau.name}: stage {i} has {len(row)} coefficients; an explicit method has "
-                             f"at most {i}")
+            raise ValueError(
+                f"{tableau.name}: stage {i} has {len(row)} coefficients; an explicit method has at most {i}"
+            )
         for j, a_ij in enumerate(row):
             A[i][j] = Fraction(a_ij)
     b = [Fraction(bi) for bi in tableau.b]
@@ -92,8 +93,10 @@ def real_axis_bound(coeffs) -> float:
             return x
     # a non-constant polynomial is unbounded as x -> inf, so a crossing exists; not finding one means the
     # root finder failed, which is reported rather than answered with a wrong number
-    raise ArithmeticError("could not locate where |R(-x)| first exceeds 1; R(-x) has the coefficients "
-                          f"{p.tolist()} (highest degree first)")
+    raise ArithmeticError(
+        "could not locate where |R(-x)| first exceeds 1; R(-x) has the coefficients "
+        f"{p.tolist()} (highest degree first)"
+    )
 
 
 def stability_bound(alg: AbstractAlgorithm) -> float:
@@ -105,8 +108,10 @@ def stability_bound(alg: AbstractAlgorithm) -> float:
         return _explicit_bound(alg.tableau)
     if isinstance(alg, (AbstractRosenbrock, AbstractESDIRK)):
         return math.inf
-    raise ValueError(f"no stability bound is known for {getattr(alg, 'name', type(alg).__name__)}; give one "
-                     "explicitly (stability_bound=...)")
+    raise ValueError(
+        f"no stability bound is known for {getattr(alg, 'name', type(alg).__name__)}; give one "
+        "explicitly (stability_bound=...)"
+    )
 
 
 @functools.lru_cache(maxsize=32)

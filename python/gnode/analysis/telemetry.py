@@ -73,11 +73,13 @@ class StiffnessTelemetry:
     def per_trajectory(self) -> dict[str, torch.Tensor]:
         """(B,) per trajectory: the largest rho, dt*rho/bound, gate spread, the smallest and largest
         timescale, and the fraction of steps with dt*rho above 0.9 of the bound (stability-limited)."""
-        out = {"rho_max": _masked(self.rho, self.valid, "max"),
-               "ratio_max": _masked(self.ratio, self.valid, "max"),
-               "ratio_median": _masked(self.ratio, self.valid, "median"),
-               "stability_limited_fraction": _masked(self._limited(), self.valid, "mean"),
-               "steps": self.valid.sum(-1)}
+        out = {
+            "rho_max": _masked(self.rho, self.valid, "max"),
+            "ratio_max": _masked(self.ratio, self.valid, "max"),
+            "ratio_median": _masked(self.ratio, self.valid, "median"),
+            "stability_limited_fraction": _masked(self._limited(), self.valid, "mean"),
+            "steps": self.valid.sum(-1),
+        }
         if self.tau_min is not None:
             out["tau_min"] = _masked(self.tau_min, self.valid, "min")
             out["tau_max"] = _masked(self.tau_max, self.valid, "max")
@@ -87,12 +89,19 @@ class StiffnessTelemetry:
     def summary(self) -> dict:
         """Plain floats over every valid step of every trajectory (for a log line or a JSON report)."""
         v = self.valid
-        s = {"alg": self.alg, "bound": self.bound, "method": self.method, "from_steps": self.from_steps,
-             "points": int(v.sum()),
-             "rho_max": _flat(self.rho, v, "max"), "rho_median": _flat(self.rho, v, "median"),
-             "dt_rho_max": _flat(self.dt_rho, v, "max"), "ratio_max": _flat(self.ratio, v, "max"),
-             "ratio_median": _flat(self.ratio, v, "median"),
-             "stability_limited_fraction": _flat(self._limited(), v, "mean")}
+        s = {
+            "alg": self.alg,
+            "bound": self.bound,
+            "method": self.method,
+            "from_steps": self.from_steps,
+            "points": int(v.sum()),
+            "rho_max": _flat(self.rho, v, "max"),
+            "rho_median": _flat(self.rho, v, "median"),
+            "dt_rho_max": _flat(self.dt_rho, v, "max"),
+            "ratio_max": _flat(self.ratio, v, "max"),
+            "ratio_median": _flat(self.ratio, v, "median"),
+            "stability_limited_fraction": _flat(self._limited(), v, "mean"),
+        }
         if self.amplification is not None:
             s["amplification_max"] = _flat(self.amplification, v, "max")
         if self.max_real is not None:
@@ -128,9 +137,18 @@ def _reduce(vals: torch.Tensor, how: str) -> torch.Tensor:
 
 # ---- pointwise -----------------------------------------------------------------------------------------
 
-def pointwise_telemetry(f, t: torch.Tensor, h: torch.Tensor, x: torch.Tensor | None = None, *,
-                        method: str = "auto", krylov_iters: int = 30, chunk: int = 4096,
-                        generator: torch.Generator | None = None) -> dict[str, torch.Tensor | None]:
+
+def pointwise_telemetry(
+    f,
+    t: torch.Tensor,
+    h: torch.Tensor,
+    x: torch.Tensor | None = None,
+    *,
+    method: str = "auto",
+    krylov_iters: int = 30,
+    chunk: int = 4096,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor | None]:
     """Spectral quantities of f at P points: t (P,), h (P, n), x (P, d_in) or None.
 
     Returns a dict of (P,) tensors: rho, max_real, stiffness_ratio (None with method "krylov"), tau_min,
@@ -144,13 +162,14 @@ def pointwise_telemetry(f, t: torch.Tensor, h: torch.Tensor, x: torch.Tensor | N
     n = h.shape[-1]
     exact = method == "exact" or (method == "auto" and n <= EXACT_MAX_N)
     gated = callable(getattr(f, "timescales", None))
-    parts: dict[str, list] = {k: [] for k in ("rho", "max_real", "stiffness_ratio", "tau_min", "tau_max",
-                                               "tau_spread", "eigenvalues")}
+    parts: dict[str, list] = {
+        k: [] for k in ("rho", "max_real", "stiffness_ratio", "tau_min", "tau_max", "tau_spread", "eigenvalues")
+    }
     gen = generator or torch.Generator(device=h.device).manual_seed(0)
     with torch.no_grad():
         for s in range(0, h.shape[0], chunk):
-            tt, hh = t[s:s + chunk], h[s:s + chunk]
-            xx = None if x is None else x[s:s + chunk]
+            tt, hh = t[s : s + chunk], h[s : s + chunk]
+            xx = None if x is None else x[s : s + chunk]
             args = (tt, hh) if x is None and not isinstance(f, torch.nn.Module) else (tt, hh, xx)
             if exact:
                 lam = torch.linalg.eigvals(_jacobian(f, args))
@@ -178,8 +197,9 @@ def _jacobian(f, args) -> torch.Tensor:
     with torch.enable_grad():
         hh = h.detach().requires_grad_(True)
         out = f(args[0], hh, *args[2:])
-        rows = [torch.autograd.grad(out[:, i].sum(), hh, retain_graph=i + 1 < out.shape[1])[0]
-                for i in range(out.shape[1])]
+        rows = [
+            torch.autograd.grad(out[:, i].sum(), hh, retain_graph=i + 1 < out.shape[1])[0] for i in range(out.shape[1])
+        ]
     return torch.stack(rows, dim=1)
 
 
@@ -189,6 +209,7 @@ def _jvp(f, args, v) -> torch.Tensor:
 
 
 # ---- along a solution ----------------------------------------------------------------------------------
+
 
 def _step_points(sol, inputs):
     """(t (B, M), dt (B, M), valid (B, M), h (B, M, n), x (B, M, d) or None, from_steps) from the solution's
@@ -221,9 +242,17 @@ def _step_points(sol, inputs):
     return t0, dt, valid, h.detach(), x, from_steps
 
 
-def stiffness_telemetry(model, sol, *, inputs=None, alg=None, method: str = "auto", krylov_iters: int = 30,
-                        max_points: int | None = None, stability_bound_override: float | None = None
-                        ) -> StiffnessTelemetry:
+def stiffness_telemetry(
+    model,
+    sol,
+    *,
+    inputs=None,
+    alg=None,
+    method: str = "auto",
+    krylov_iters: int = 30,
+    max_points: int | None = None,
+    stability_bound_override: float | None = None,
+) -> StiffnessTelemetry:
     """Telemetry (module docstring) of `model`'s vector field along the solution `sol` of its ODE.
 
     model:   the vector field that was solved (a gnODE-family field, a `SequenceModel`, or a row-wise f).
@@ -241,8 +270,10 @@ def stiffness_telemetry(model, sol, *, inputs=None, alg=None, method: str = "aut
         raise ValueError(f"the stability bound must be a positive number (or inf), got {bound!r}")
     t0, dt, valid, h, x, from_steps = _step_points(sol, inputs)
     if x is None and (getattr(f, "d_in", 0) or 0) > 0:
-        raise ValueError(f"the model takes d_in={f.d_in} inputs but the solution keeps no record of them "
-                         f"({getattr(sol, 'engine', '?')} engine); pass inputs= the problem's gnode.Control")
+        raise ValueError(
+            f"the model takes d_in={f.d_in} inputs but the solution keeps no record of them "
+            f"({getattr(sol, 'engine', '?')} engine); pass inputs= the problem's gnode.Control"
+        )
     B, M = t0.shape
     if max_points is not None:
         if not (isinstance(max_points, int) and max_points >= 1):
@@ -269,8 +300,9 @@ def stiffness_telemetry(model, sol, *, inputs=None, alg=None, method: str = "aut
     rho = scatter(pts["rho"])
     dtv = dt.to(rho.dtype).abs()
     dt_rho = dtv * rho
-    ratio = dt_rho / bound if math.isfinite(bound) else torch.where(torch.isnan(dt_rho), dt_rho,
-                                                                      torch.zeros_like(dt_rho))
+    ratio = (
+        dt_rho / bound if math.isfinite(bound) else torch.where(torch.isnan(dt_rho), dt_rho, torch.zeros_like(dt_rho))
+    )
     amp = None
     if pts["eigenvalues"] is not None:
         z = dtv.reshape(-1)[idx][:, None].to(pts["eigenvalues"].dtype) * pts["eigenvalues"]
@@ -278,12 +310,23 @@ def stiffness_telemetry(model, sol, *, inputs=None, alg=None, method: str = "aut
         amp = None if a is None else scatter(a.amax(-1))
     valid_out = valid & ~torch.isnan(rho)
     return StiffnessTelemetry(
-        t=torch.where(valid_out, t0, torch.full_like(t0, float("nan"))), dt=dt, valid=valid_out, rho=rho,
-        dt_rho=dt_rho, ratio=ratio, amplification=amp, max_real=scatter(pts["max_real"]),
-        stiffness_ratio=scatter(pts["stiffness_ratio"]), tau_min=scatter(pts["tau_min"]),
-        tau_max=scatter(pts["tau_max"]), tau_spread=scatter(pts["tau_spread"]), bound=float(bound),
-        alg=getattr(alg, "name", str(alg)), method="exact" if pts["eigenvalues"] is not None else "krylov",
-        from_steps=from_steps)
+        t=torch.where(valid_out, t0, torch.full_like(t0, float("nan"))),
+        dt=dt,
+        valid=valid_out,
+        rho=rho,
+        dt_rho=dt_rho,
+        ratio=ratio,
+        amplification=amp,
+        max_real=scatter(pts["max_real"]),
+        stiffness_ratio=scatter(pts["stiffness_ratio"]),
+        tau_min=scatter(pts["tau_min"]),
+        tau_max=scatter(pts["tau_max"]),
+        tau_spread=scatter(pts["tau_spread"]),
+        bound=float(bound),
+        alg=getattr(alg, "name", str(alg)),
+        method="exact" if pts["eigenvalues"] is not None else "krylov",
+        from_steps=from_steps,
+    )
 
 
 def telemetry_summary(model, sol, *, max_points: int = 2048) -> dict[str, float]:
@@ -294,6 +337,13 @@ def telemetry_summary(model, sol, *, max_points: int = 2048) -> dict[str, float]
     if sol is None:
         return {}
     s = stiffness_telemetry(model, sol, max_points=max_points).summary()
-    keys = ("rho_max", "ratio_max", "stability_limited_fraction", "tau_min", "tau_max", "tau_spread_max",
-            "stiffness_ratio_median")
+    keys = (
+        "rho_max",
+        "ratio_max",
+        "stability_limited_fraction",
+        "tau_min",
+        "tau_max",
+        "tau_spread_max",
+        "stiffness_ratio_median",
+    )
     return {f"stiff_{k}": s[k] for k in keys if k in s}

@@ -32,8 +32,11 @@ def _takes_input(f) -> bool:
     if isinstance(f, nn.Module):
         return True  # gnODE-family fields take x (None means zero input)
     try:
-        params = [p for p in inspect.signature(f).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(f).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         return False
     return len(params) >= 3
@@ -67,8 +70,9 @@ class FrozenField:
     def __init__(self, f, x=None, *, t: float = 0.0, dtype: torch.dtype | None = None):
         f = unwrap_vector_field(f)
         if not callable(f):
-            raise TypeError(f"FrozenField: f must be a vector field module or a callable f(t, h[, x]), "
-                            f"got {type(f).__name__}")
+            raise TypeError(
+                f"FrozenField: f must be a vector field module or a callable f(t, h[, x]), got {type(f).__name__}"
+            )
         self.module = isinstance(f, nn.Module)
         if self.module:
             like = next(f.parameters(), None)
@@ -88,8 +92,10 @@ class FrozenField:
         if x is not None:
             x = torch.as_tensor(x, dtype=self.dtype, device=self.device).reshape(-1)
             if d_in is not None and x.numel() != d_in:
-                raise ValueError(f"FrozenField: the input x* has {x.numel()} entries but the model takes "
-                                 f"d_in={d_in}; pass a ({d_in},) tensor (or None for zero input)")
+                raise ValueError(
+                    f"FrozenField: the input x* has {x.numel()} entries but the model takes "
+                    f"d_in={d_in}; pass a ({d_in},) tensor (or None for zero input)"
+                )
             if not torch.isfinite(x).all():
                 raise ValueError(f"FrozenField: the input x* must be finite, got {x.tolist()}")
             if not self.takes_input:
@@ -115,8 +121,7 @@ class FrozenField:
         if h.ndim != 2:
             raise ValueError(f"{what} must be (points, n), got shape {tuple(h.shape)}")
         if self.n is not None and h.shape[1] != self.n:
-            raise ValueError(f"{what} have {h.shape[1]} features (shape {tuple(h.shape)}) but the model has "
-                             f"n={self.n}")
+            raise ValueError(f"{what} have {h.shape[1]} features (shape {tuple(h.shape)}) but the model has n={self.n}")
         return h.to(dtype=self.dtype, device=self.device)
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:

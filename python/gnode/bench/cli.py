@@ -10,19 +10,28 @@ import argparse
 import textwrap
 from pathlib import Path
 
-DEFAULT_PROBLEMS = ("gnode_stable", "gnode_critical", "gnode_chaotic", "gnode_stiff", "robertson", "vanderpol",
-                    "hires")
+DEFAULT_PROBLEMS = ("gnode_stable", "gnode_critical", "gnode_chaotic", "gnode_stiff", "robertson", "vanderpol", "hires")
 # --quick: one random gnODE, the stiff gnODE batch and Robertson, each by a few native methods and the closest
 # method of each peer, at 3 tolerances, once, without the memory probe (the torch profiler costs seconds a
 # point). diffrax compiles each method on each problem first (20-30 s here), so it gets one method a problem;
 # explicit methods, which crawl on the stiff problems (up to minutes a point), are left to the full set.
 # The stiff gnODE batch has 4 trajectories: its float64 reference alone took a minute of CPU for 8. KenCarp4 is
 # left to the full set too (3-5x Rodas5P's time at 1e-7 on both stiff problems).
-QUICK = {"problems": ("gnode_critical", "gnode_stiff", "robertson"), "reltols": (1e-3, 1e-5, 1e-7), "repeats": 1,
-         "batch": 8, "stiff_batch": 4, "n": 8, "hidden": 16, "t1": 5.0, "memory": "none"}
+QUICK = {
+    "problems": ("gnode_critical", "gnode_stiff", "robertson"),
+    "reltols": (1e-3, 1e-5, 1e-7),
+    "repeats": 1,
+    "batch": 8,
+    "stiff_batch": 4,
+    "n": 8,
+    "hidden": 16,
+    "t1": 5.0,
+    "memory": "none",
+}
 QUICK_METHODS = {  # by the problem's stiffness, then by package
     False: {"gnode": {"DP5", "Tsit5", "Vern7"}, "torchdiffeq": {"dopri5"}, "torchode": {"Tsit5"}, "diffrax": {"Tsit5"}},
-    True: {"gnode": {"Rodas5P", "AutoTsit5", "ScipyRadau"}, "diffrax": {"Kvaerno5"}}}
+    True: {"gnode": {"Rodas5P", "AutoTsit5", "ScipyRadau"}, "diffrax": {"Kvaerno5"}},
+}
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
@@ -31,7 +40,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
     names = "\n".join(f"  {k:15s} {d}" for k, (_, d) in PROBLEMS.items())
     p = subparsers.add_parser(
-        "bench", help="work-precision benchmarks of solvers, engines and peers",
+        "bench",
+        help="work-precision benchmarks of solvers, engines and peers",
         description=textwrap.fill(
             "Measure work-precision sets: each problem solved by many methods, engines (gnode's native torch "
             "engine, julia when available, scipy) and peer libraries (torchdiffeq, torchode, diffrax, when "
@@ -39,35 +49,68 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
             "the relative gradient error with --gradients), wall time (min of repeats after a warm-up, torch on "
             "one thread), f evaluations, steps, Jacobians and peak memory. Errors are against SciPy float64 "
             "references at rtol 1e-13, cached in the user cache folder. Writes results.json, results.csv, "
-            "comparisons.txt and figures/*.png into --out and prints the matched-error comparison.", 88),
+            "comparisons.txt and figures/*.png into --out and prints the matched-error comparison.",
+            88,
+        ),
         epilog="problems:\n" + names + "\n\nexamples:\n"
-               "  gnode bench --quick\n"
-               "  gnode bench --problems gnode_critical robertson --gradients --out bench-out\n"
-               "  gnode bench --problems gnode_critical --solvers Tsit5 dopri5 --reltols 1e-4 1e-6 1e-8\n"
-               "  gnode bench --problems flipflop --run runs/ff3\n"
-               "  gnode bench --list",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  gnode bench --quick\n"
+        "  gnode bench --problems gnode_critical robertson --gradients --out bench-out\n"
+        "  gnode bench --problems gnode_critical --solvers Tsit5 dopri5 --reltols 1e-4 1e-6 1e-8\n"
+        "  gnode bench --problems flipflop --run runs/ff3\n"
+        "  gnode bench --list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     what = p.add_argument_group("what to measure")
-    what.add_argument("--problems", nargs="+", metavar="NAME", choices=list(PROBLEMS),
-                      help=f"problems (default: {' '.join(DEFAULT_PROBLEMS)})")
+    what.add_argument(
+        "--problems",
+        nargs="+",
+        metavar="NAME",
+        choices=list(PROBLEMS),
+        help=f"problems (default: {' '.join(DEFAULT_PROBLEMS)})",
+    )
     what.add_argument("--gradients", action="store_true", help="also measure gradients (problems with parameters)")
     what.add_argument("--no-forward", action="store_true", help="measure gradients only")
-    what.add_argument("--engines", nargs="+", default=["torch", "julia"], metavar="ENGINE",
-                      help="gnode engines (default: torch julia; julia is skipped with its reason when not "
-                           "available; add scipy for SciPy's solvers on every problem)")
-    what.add_argument("--peers", nargs="*", default=["torchdiffeq", "torchode", "diffrax"], metavar="PEER",
-                      help="peer libraries (default: torchdiffeq torchode diffrax; none: --peers)")
-    what.add_argument("--solvers", nargs="+", metavar="TEXT",
-                      help="keep only solvers whose label contains one of these (e.g. Tsit5 dopri5 Rodas5P)")
-    what.add_argument("--reltols", nargs="+", type=float, metavar="RTOL",
-                      help="tolerances (default: 1e-3..1e-10 non-stiff, 1e-3..1e-9 stiff, 1e-3..1e-8 gradients); "
-                           "abstol = reltol * the problem's atol ratio")
-    what.add_argument("--quick", action="store_true",
-                      help="a small set in a few minutes: gnode_critical, gnode_stiff and robertson, a few methods "
-                           "each, 3 tolerances, 1 repeat, no memory probe, batch 8 (4 for gnode_stiff), n 8, "
-                           "hidden 16, t1 5")
-    what.add_argument("--list", action="store_true", help="list the problems, their default solvers and which "
-                      "engines and peers are available here, then exit")
+    what.add_argument(
+        "--engines",
+        nargs="+",
+        default=["torch", "julia"],
+        metavar="ENGINE",
+        help="gnode engines (default: torch julia; julia is skipped with its reason when not "
+        "available; add scipy for SciPy's solvers on every problem)",
+    )
+    what.add_argument(
+        "--peers",
+        nargs="*",
+        default=["torchdiffeq", "torchode", "diffrax"],
+        metavar="PEER",
+        help="peer libraries (default: torchdiffeq torchode diffrax; none: --peers)",
+    )
+    what.add_argument(
+        "--solvers",
+        nargs="+",
+        metavar="TEXT",
+        help="keep only solvers whose label contains one of these (e.g. Tsit5 dopri5 Rodas5P)",
+    )
+    what.add_argument(
+        "--reltols",
+        nargs="+",
+        type=float,
+        metavar="RTOL",
+        help="tolerances (default: 1e-3..1e-10 non-stiff, 1e-3..1e-9 stiff, 1e-3..1e-8 gradients); "
+        "abstol = reltol * the problem's atol ratio",
+    )
+    what.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small set in a few minutes: gnode_critical, gnode_stiff and robertson, a few methods "
+        "each, 3 tolerances, 1 repeat, no memory probe, batch 8 (4 for gnode_stiff), n 8, "
+        "hidden 16, t1 5",
+    )
+    what.add_argument(
+        "--list",
+        action="store_true",
+        help="list the problems, their default solvers and which engines and peers are available here, then exit",
+    )
     size = p.add_argument_group("problem sizes")
     size.add_argument("--batch", type=int, help="trajectories per problem (random/stiff gnODEs, flipflop)")
     size.add_argument("--n", type=int, help="latent size of the random gnODEs (default 32)")
@@ -78,20 +121,40 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     how.add_argument("--repeats", type=int, help="timed runs per point after a warm-up (default 3)")
     how.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     how.add_argument("--maxiters", type=int, default=100_000, help="step budget per trajectory (default 100000)")
-    how.add_argument("--memory", choices=("all", "gradient", "none"),
-                     help="which points get a peak-memory run (default: all; none with --quick)")
-    how.add_argument("--point-budget", type=float, default=30.0,
-                     help="seconds; a slower point ends its solver's tolerance sweep (default 30)")
-    how.add_argument("--metric", choices=("l2", "final", "L2", "linf", "Linf"), default="l2",
-                     help="solution error of the diagrams and comparisons (default l2)")
+    how.add_argument(
+        "--memory",
+        choices=("all", "gradient", "none"),
+        help="which points get a peak-memory run (default: all; none with --quick)",
+    )
+    how.add_argument(
+        "--point-budget",
+        type=float,
+        default=30.0,
+        help="seconds; a slower point ends its solver's tolerance sweep (default 30)",
+    )
+    how.add_argument(
+        "--metric",
+        choices=("l2", "final", "L2", "linf", "Linf"),
+        default="l2",
+        help="solution error of the diagrams and comparisons (default l2)",
+    )
     how.add_argument("--cache-dir", help="reference cache folder (default: $GNODE_CACHE_DIR or the user cache)")
     how.add_argument("--no-cache", action="store_true", help="recompute every reference")
     how.add_argument("--no-extended", action="store_true", help="skip the mpmath reference of small problems")
-    how.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                     help="run trials as Ray tasks (local Ray, or the cluster at ADDRESS); default: locally")
+    how.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run trials as Ray tasks (local Ray, or the cluster at ADDRESS); default: locally",
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--out", default="bench-results",
-                     help="output folder (default: bench-results); an interrupted run started again resumes there")
+    out.add_argument(
+        "--out",
+        default="bench-results",
+        help="output folder (default: bench-results); an interrupted run started again resumes there",
+    )
     out.add_argument("--no-figures", action="store_true", help="write no figures")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_command)
@@ -147,24 +210,43 @@ def run_command(args) -> int:
         return 2
     quick = QUICK if args.quick else {}
     repeats = args.repeats or quick.get("repeats", 3)
-    config = BenchConfig(repeats=repeats, threads=args.threads, maxiters=args.maxiters,
-                         memory=args.memory or quick.get("memory", "all"), point_budget=args.point_budget,
-                         metric=args.metric, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                         extended_reference=not args.no_extended)
+    config = BenchConfig(
+        repeats=repeats,
+        threads=args.threads,
+        maxiters=args.maxiters,
+        memory=args.memory or quick.get("memory", "all"),
+        point_budget=args.point_budget,
+        metric=args.metric,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        extended_reference=not args.no_extended,
+    )
     points = sum(len(t.reltols) for t in trials)
-    print(f"gnode bench: {len(trials)} trials, {points} points, {len({t.problem for t in trials})} problems; "
-          f"torch threads {args.threads}, {repeats} repeats" + (", on Ray" if args.ray is not None else ""))
-    print(f"  expect about {_minutes(estimate_seconds(trials, config))} on one core of a 2-core laptop CPU (a rough "
-          "estimate; a first run also computes the references, which are cached for later runs)")
+    print(
+        f"gnode bench: {len(trials)} trials, {points} points, {len({t.problem for t in trials})} problems; "
+        f"torch threads {args.threads}, {repeats} repeats" + (", on Ray" if args.ray is not None else "")
+    )
+    print(
+        f"  expect about {_minutes(estimate_seconds(trials, config))} on one core of a 2-core laptop CPU (a rough "
+        "estimate; a first run also computes the references, which are cached for later runs)"
+    )
     journal = Path(args.out) / "journal.jsonl"  # an interrupted run resumes from it; gone once results are written
     try:
-        results = run_set(trials, config, use_ray=args.ray is not None, ray_address=args.ray or None,
-                          progress=not args.quiet, journal=journal)
+        results = run_set(
+            trials,
+            config,
+            use_ray=args.ray is not None,
+            ray_address=args.ray or None,
+            progress=not args.quiet,
+            journal=journal,
+        )
     except JournalError as e:
         return _usage(str(e))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the trials measured so far are kept in {journal}; resume with\n"
-              f"  {resume_command(args)}", file=sys.stderr)
+        print(
+            f"\ninterrupted: the trials measured so far are kept in {journal}; resume with\n  {resume_command(args)}",
+            file=sys.stderr,
+        )
         return 130
     files = results.write(args.out, figures=not args.no_figures)
     journal.unlink(missing_ok=True)
@@ -179,8 +261,14 @@ def run_command(args) -> int:
 
 def _bad_options(args) -> str | None:
     """What is wrong with the options, before anything runs (None: nothing)."""
-    for name, v in (("--batch", args.batch), ("--n", args.n), ("--hidden", args.hidden), ("--repeats", args.repeats),
-                    ("--threads", args.threads), ("--maxiters", args.maxiters)):
+    for name, v in (
+        ("--batch", args.batch),
+        ("--n", args.n),
+        ("--hidden", args.hidden),
+        ("--repeats", args.repeats),
+        ("--threads", args.threads),
+        ("--maxiters", args.maxiters),
+    ):
         if v is not None and v < 1:
             return f"{name} must be >= 1, got {v}"
     if args.reltols is not None and not all(0 < r < 1 for r in args.reltols):
@@ -195,6 +283,7 @@ def _bad_options(args) -> str | None:
         import importlib.util
 
         from gnode.jobs import ray_missing_message
+
         if importlib.util.find_spec("ray") is None:
             return ray_missing_message("--ray") + " (or leave out --ray: trials run locally)"
     return None
@@ -223,12 +312,19 @@ def _trials(specs, args) -> list:
     from gnode.bench.specs import plan
 
     reltols = args.reltols or (QUICK["reltols"] if args.quick else None)
-    trials = plan(specs, gradients=args.gradients or args.no_forward, forward=not args.no_forward, reltols=reltols,
-                  engines=tuple(args.engines), peers=tuple(args.peers))
+    trials = plan(
+        specs,
+        gradients=args.gradients or args.no_forward,
+        forward=not args.no_forward,
+        reltols=reltols,
+        engines=tuple(args.engines),
+        peers=tuple(args.peers),
+    )
     if args.quick and not args.solvers:
         stiff = {spec: spec.build().stiff for spec in specs}
-        trials = [t for t in trials if _method_name(t.solver) in QUICK_METHODS[stiff[t.problem]].get(t.solver.package,
-                                                                                                     ())]
+        trials = [
+            t for t in trials if _method_name(t.solver) in QUICK_METHODS[stiff[t.problem]].get(t.solver.package, ())
+        ]
     if args.solvers:
         trials = [t for t in trials if any(k.lower() in t.solver.label.lower() for k in args.solvers)]
     return trials
@@ -245,8 +341,10 @@ def _method_name(solver_spec) -> str:
 # measured for Tsit5 and Rodas5P), as sqrt(batch * n / 64) with the problem's size, with the repeats, 3x for
 # gradients. Plus diffrax's JIT compilation once a trial, and each problem's SciPy reference at rtol 1e-13
 # (cached: a second run skips it), which takes about 7 s a trajectory on a stiff problem.
-POINT_SECONDS = {False: {"gnode": 0.3, "torchdiffeq": 0.3, "torchode": 0.5, "diffrax": 0.1},
-                 True: {"gnode": 1.5, "torchdiffeq": 3.0, "torchode": 3.0, "diffrax": 0.3}}
+POINT_SECONDS = {
+    False: {"gnode": 0.3, "torchdiffeq": 0.3, "torchode": 0.5, "diffrax": 0.1},
+    True: {"gnode": 1.5, "torchdiffeq": 3.0, "torchode": 3.0, "diffrax": 0.3},
+}
 COMPILE_SECONDS = {"diffrax": 15.0}
 REFERENCE_SECONDS = (3.0, 7.0)  # a problem, and a trajectory of a stiff one
 PROBE_SECONDS = 3.0  # a peak-memory run under the torch profiler
@@ -276,6 +374,7 @@ def _minutes(seconds: float) -> str:
 
 def _usage(message: str) -> int:
     import sys
+
     print(f"gnode bench: error: {message}", file=sys.stderr)
     return 2
 
@@ -285,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gnode")
     add_subparser(parser.add_subparsers(dest="command", required=True))
     import sys
+
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     args.command_line = ["gnode", "bench", *(sys.argv[1:] if argv is None else argv)]
     return args.func(args)
@@ -309,8 +409,10 @@ def _print_summary(results) -> None:
     print(skipped_lines(rows), end="")
     for r in rows:
         if r.get("status") in ("failed", "error"):
-            print(f"  {r['status']}: {r['problem']} {r['solver']} reltol {r['reltol']:.0e}: {r.get('retcode')} "
-                  f"{r.get('message', '')}".rstrip())
+            print(
+                f"  {r['status']}: {r['problem']} {r['solver']} reltol {r['reltol']:.0e}: {r.get('retcode')} "
+                f"{r.get('message', '')}".rstrip()
+            )
 
 
 def skipped_lines(rows) -> str:

@@ -39,8 +39,11 @@ TWINS = {
 FIFTH_ORDER = {"Tsit5()", "DP5()", "Tsit5", "Dopri5", "dopri5"}  # gradients: compare any 5(4) pair with any
 # native sensealg → peer sensealgs of the same kind (discretise-then-differentiate vs continuous adjoint)
 GRADIENT_TWINS = {
-    "BackpropAdjoint()": {"torchdiffeq": "backprop", "torchode": "AutoDiffAdjoint",
-                          "diffrax": "RecursiveCheckpointAdjoint"},
+    "BackpropAdjoint()": {
+        "torchdiffeq": "backprop",
+        "torchode": "AutoDiffAdjoint",
+        "diffrax": "RecursiveCheckpointAdjoint",
+    },
     "InterpolatingAdjoint()": {"torchdiffeq": "adjoint", "diffrax": "BacksolveAdjoint"},
     "BacksolveAdjoint()": {"torchdiffeq": "adjoint", "diffrax": "BacksolveAdjoint"},
 }
@@ -60,15 +63,21 @@ def curves(rows, metric: str) -> dict:
         if err is None or not (err > 0 and math.isfinite(err)):
             continue
         c = out[(r["problem"], r["mode"])].setdefault(
-            r["solver"], {"family": r["family"], "package": r["package"], "method": r["method"],
-                          "sensealg": r.get("sensealg"), "points": []})
+            r["solver"],
+            {
+                "family": r["family"],
+                "package": r["package"],
+                "method": r["method"],
+                "sensealg": r.get("sensealg"),
+                "points": [],
+            },
+        )
         c["points"].append((err, r.get("time"), r.get("nf"), r.get("f_calls")))
     return out
 
 
 def _interp(points, cost_index: int, log_err: float) -> float:
-    pts = sorted((math.log10(p[0]), p[cost_index]) for p in points
-                 if p[cost_index] is not None and p[cost_index] > 0)
+    pts = sorted((math.log10(p[0]), p[cost_index]) for p in points if p[cost_index] is not None and p[cost_index] > 0)
     if not pts:
         return float("nan")
     xs = np.array([p[0] for p in pts])
@@ -98,7 +107,7 @@ def compare_pair(a: dict, b: dict, targets: int = 5) -> dict | None:
     ts = _targets(max(lo_a, lo_b), min(hi_a, hi_b), targets)
     if not ts:
         return None
-    out = {"errors": [10 ** t for t in ts]}
+    out = {"errors": [10**t for t in ts]}
     for i, cost in enumerate(COSTS, start=1):
         ratios = [_interp(b["points"], i, t) / _interp(a["points"], i, t) for t in ts]
         out[f"{cost}_ratios"] = ratios
@@ -122,13 +131,14 @@ def compare_all(rows, metric: str = "l2", targets: int = 5) -> dict:
         entry = {"pairs": [], "envelope": []}
         for label, c in native.items():
             method = c["method"].split(" ")[0]  # "Tsit5() compiled PIController(...)": the same method
-            twins = (GRADIENT_TWINS.get(c["sensealg"], {}) if mode == "gradient" else TWINS.get(method, {}))
+            twins = GRADIENT_TWINS.get(c["sensealg"], {}) if mode == "gradient" else TWINS.get(method, {})
             for other_label, o in cs.items():
                 if o["family"] == NATIVE:
                     continue
                 if mode == "gradient":
-                    same_method = (TWINS.get(method, {}).get(o["package"]) == o["method"]
-                                   or (method in FIFTH_ORDER and o["method"] in FIFTH_ORDER))
+                    same_method = TWINS.get(method, {}).get(o["package"]) == o["method"] or (
+                        method in FIFTH_ORDER and o["method"] in FIFTH_ORDER
+                    )
                     if not (same_method and twins.get(o["package"]) == o["sensealg"]):
                         continue
                 elif twins.get(o["package"]) != o["method"]:
@@ -150,7 +160,7 @@ def compare_all(rows, metric: str = "l2", targets: int = 5) -> dict:
             ts = _targets(lo, hi, targets)
             if not ts:
                 continue
-            e = {"other": fam, "errors": [10 ** t for t in ts]}
+            e = {"other": fam, "errors": [10**t for t in ts]}
             for i, cost in enumerate(COSTS, start=1):
                 ratios = [_envelope(fcs, i, t) / _envelope(nat, i, t) for t in ts]
                 e[f"{cost}_ratios"] = ratios
@@ -162,8 +172,12 @@ def compare_all(rows, metric: str = "l2", targets: int = 5) -> dict:
 
 def format_comparisons(comp: dict) -> str:
     """The comparisons as a text table (what `gnode bench` prints)."""
-    lines = [(f"At matched error (forward: {comp['metric']}; gradient: relative gradient error), ratio = other / "
-              "native (> 1: the native engine is cheaper); geometric mean over the common error range:")]
+    lines = [
+        (
+            f"At matched error (forward: {comp['metric']}; gradient: relative gradient error), ratio = other / "
+            "native (> 1: the native engine is cheaper); geometric mean over the common error range:"
+        )
+    ]
     head = f"  {'problem':16s} {'mode':8s} {'native':38s} {'other':40s} {'time':>7s} {'nf':>7s} {'f_calls':>7s}  errors"
     for problem, modes in comp["problems"].items():
         for mode, entry in modes.items():
@@ -174,8 +188,10 @@ def format_comparisons(comp: dict) -> str:
             lines.append(head)
             for nat, other, p in rows:
                 errs = p["errors"]
-                lines.append(f"  {problem:16s} {mode:8s} {nat[:38]:38s} {other[:40]:40s} {_fmt(p['time_ratio'])} "
-                             f"{_fmt(p['nf_ratio'])} {_fmt(p['f_calls_ratio'])}  {errs[0]:.0e}..{errs[-1]:.0e}")
+                lines.append(
+                    f"  {problem:16s} {mode:8s} {nat[:38]:38s} {other[:40]:40s} {_fmt(p['time_ratio'])} "
+                    f"{_fmt(p['nf_ratio'])} {_fmt(p['f_calls_ratio'])}  {errs[0]:.0e}..{errs[-1]:.0e}"
+                )
     return "\n".join(lines)
 
 

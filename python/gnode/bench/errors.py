@@ -34,8 +34,10 @@ def dense_times(t0: float, t1: float, points: int = DENSE_POINTS) -> np.ndarray:
 def _diff(u, ref, what: str) -> np.ndarray:
     u, ref = np.asarray(u, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     if u.shape != ref.shape:
-        raise ValueError(f"{what}: the solution has shape {u.shape} but the reference has {ref.shape}; "
-                         "they must be (batch, time, n) at the same times")
+        raise ValueError(
+            f"{what}: the solution has shape {u.shape} but the reference has {ref.shape}; "
+            "they must be (batch, time, n) at the same times"
+        )
     e = u - ref
     e[~np.isfinite(e)] = np.inf  # NaN (a failed trajectory) counts as an infinite error
     return e
@@ -61,8 +63,10 @@ def gradient_error(g, g_ref) -> float:
     """‖g - g_ref‖₂ / ‖g_ref‖₂ (inf when g is not finite; the absolute error when g_ref = 0)."""
     g, g_ref = np.asarray(g, dtype=np.float64).ravel(), np.asarray(g_ref, dtype=np.float64).ravel()
     if g.shape != g_ref.shape:
-        raise ValueError(f"gradient has {g.size} entries but the reference gradient has {g_ref.size}; "
-                         "they must be over the same parameters in the same order")
+        raise ValueError(
+            f"gradient has {g.size} entries but the reference gradient has {g_ref.size}; "
+            "they must be over the same parameters in the same order"
+        )
     if not np.isfinite(g).all():
         return float("inf")
     scale = np.linalg.norm(g_ref)

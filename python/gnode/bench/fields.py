@@ -57,8 +57,10 @@ class GnodeWeights:
     def from_model(cls, model) -> GnodeWeights:
         spec = getattr(model, "spec", None)
         if not callable(spec):
-            raise TypeError(f"{type(model).__name__} is not a gnODE-family model (no spec()); only "
-                            "gnode.models.GatedNODE and its reductions can be rebuilt outside torch")
+            raise TypeError(
+                f"{type(model).__name__} is not a gnODE-family model (no spec()); only "
+                "gnode.models.GatedNODE and its reductions can be rebuilt outside torch"
+            )
         s = spec()
         if s.get("format") != "gnode.vector_field":
             raise TypeError(f"{type(model).__name__}.spec() is not a vector-field spec (format {s.get('format')!r})")
@@ -71,12 +73,22 @@ class GnodeWeights:
             layers = []
             for i, layer in enumerate(arch["layers"]):
                 w, u, b = f"{name}.layers.{i}.weight", f"{name}.layers.{i}.input_weight", f"{name}.layers.{i}.bias"
-                layers.append(LayerWeights(params[w], params.get(u), params[b], layer["activation"],
-                                           (w, u if u in params else None, b)))
+                layers.append(
+                    LayerWeights(
+                        params[w], params.get(u), params[b], layer["activation"], (w, u if u in params else None, b)
+                    )
+                )
             return NetworkWeights(arch["pre_activation"], tuple(layers))
 
-        return cls(int(s["n"]), int(s["d_in"]), float(s["tau"]), bool(s["leak"]), net("F"), net("G"),
-                   "log_tau" if s.get("learn_tau") else None)
+        return cls(
+            int(s["n"]),
+            int(s["d_in"]),
+            float(s["tau"]),
+            bool(s["leak"]),
+            net("F"),
+            net("G"),
+            "log_tau" if s.get("learn_tau") else None,
+        )
 
     @property
     def smooth(self) -> bool:
@@ -142,13 +154,16 @@ def numpy_jacobian(w: GnodeWeights):
 
 # -------------------------------------------------------------------------------------------------- mpmath
 
+
 def mp_rhs(w: GnodeWeights):
     """f(t, h, x) on lists of mpmath numbers, in the working precision of `mpmath.mp` (smooth fields only)."""
     import mpmath as mp
 
     if not w.smooth:
-        raise ValueError("an mpmath (Taylor series) reference needs an analytic vector field; this one has ReLU "
-                         "activations, whose kinks break the series")
+        raise ValueError(
+            "an mpmath (Taylor series) reference needs an analytic vector field; this one has ReLU "
+            "activations, whose kinks break the series"
+        )
     acts = {"identity": lambda a: a, "tanh": mp.tanh, "sigmoid": lambda a: 1 / (1 + mp.exp(-a))}
 
     def net(nw: NetworkWeights, h, x):
@@ -178,6 +193,7 @@ def mp_rhs(w: GnodeWeights):
 
 
 # ----------------------------------------------------------------------------------------------------- JAX
+
 
 def jax_gnode(w: GnodeWeights):
     """(fn, params): fn(h (n,), params, x (d_in,) or None) → dh/dt (n,) in JAX; params: {torch name: array}."""
@@ -220,11 +236,19 @@ def jax_gnode(w: GnodeWeights):
 def _jax_field(terms):
     def f(y):
         import jax.numpy as jnp
+
         return jnp.stack(terms(y))
+
     return f
 
 
-CLASSIC_JAX = {name: _jax_field(terms) for name, terms in (
-    ("robertson", problems.robertson_terms), ("vanderpol", problems.vanderpol_terms),
-    ("hires", problems.hires_terms), ("oregonator", problems.oregonator_terms))}
+CLASSIC_JAX = {
+    name: _jax_field(terms)
+    for name, terms in (
+        ("robertson", problems.robertson_terms),
+        ("vanderpol", problems.vanderpol_terms),
+        ("hires", problems.hires_terms),
+        ("oregonator", problems.oregonator_terms),
+    )
+}
 """name → f(y (n,)) of the autonomous classic problems: the formulas of `gnode.bench.problems`, stacked by JAX."""

@@ -65,8 +65,10 @@ class BenchProblem:
 
     def __post_init__(self):
         if self.u0.ndim != 2 or self.u0.dtype != F64:
-            raise ValueError(f"BenchProblem {self.name}: u0 must be a float64 (batch, n) tensor, got "
-                             f"{self.u0.dtype} {tuple(self.u0.shape)}")
+            raise ValueError(
+                f"BenchProblem {self.name}: u0 must be a float64 (batch, n) tensor, got "
+                f"{self.u0.dtype} {tuple(self.u0.shape)}"
+            )
         t1 = self.tspan[1]
         s = self.saveat
         if s.ndim != 1 or s.numel() < 2 or abs(float(s[-1]) - t1) > 1e-12 * max(1.0, abs(t1)):
@@ -149,8 +151,21 @@ class BenchProblem:
 
 # ------------------------------------------------------------------------------------------------ builders
 
-def gnode_problem(name: str, model, u0: torch.Tensor, tspan, saveat, *, inputs=None, stiff=False,
-                   description="", atol_ratio=1e-2, meta=None, extended: bool = False) -> BenchProblem:
+
+def gnode_problem(
+    name: str,
+    model,
+    u0: torch.Tensor,
+    tspan,
+    saveat,
+    *,
+    inputs=None,
+    stiff=False,
+    description="",
+    atol_ratio=1e-2,
+    meta=None,
+    extended: bool = False,
+) -> BenchProblem:
     """A BenchProblem around any float64 gnODE-family model (`gnode.models.GatedNODE` or a reduction), with the
     NumPy and JAX twins of its vector field that the references and diffrax need. `extended=True` adds the
     mpmath twin for an extended-precision reference: only for small, smooth, non-stiff problems (a Taylor
@@ -163,15 +178,36 @@ def gnode_problem(name: str, model, u0: torch.Tensor, tspan, saveat, *, inputs=N
     if extended:
         mp_field = mp_rhs(w)
         mp_f = lambda t, y, b, x=None: mp_field(t, y, x)
-    return BenchProblem(name, model, u0, tspan, saveat, inputs=inputs, atol_ratio=atol_ratio, stiff=stiff,
-                        description=description,
-                        numpy_f=lambda t, y, b, x=None: f_np(t, y, x),
-                        numpy_jac=lambda t, y, b, x=None: jac_np(t, y, x),
-                        mp_f=mp_f, jax_kind=("gnode", w), meta=dict(meta or {}))
+    return BenchProblem(
+        name,
+        model,
+        u0,
+        tspan,
+        saveat,
+        inputs=inputs,
+        atol_ratio=atol_ratio,
+        stiff=stiff,
+        description=description,
+        numpy_f=lambda t, y, b, x=None: f_np(t, y, x),
+        numpy_jac=lambda t, y, b, x=None: jac_np(t, y, x),
+        mp_f=mp_f,
+        jax_kind=("gnode", w),
+        meta=dict(meta or {}),
+    )
 
 
-def random_gnode(regime: str = "critical", *, n: int = 32, hidden: int = 64, depth: int = 2, batch: int = 64,
-                 t1: float = 20.0, saves: int = 21, seed: int = 0, gain: float | None = None) -> BenchProblem:
+def random_gnode(
+    regime: str = "critical",
+    *,
+    n: int = 32,
+    hidden: int = 64,
+    depth: int = 2,
+    batch: int = 64,
+    t1: float = 20.0,
+    saves: int = 21,
+    seed: int = 0,
+    gain: float | None = None,
+) -> BenchProblem:
     """A random gnODE tau dh/dt = G ⊙ (-h + F), F and G of `depth` layers (ReLU hidden layers of width
     `hidden`, tanh/sigmoid outputs), initialised in `regime` ("stable", "critical", "chaotic"), tau = 1,
     float64; u0 ~ N(0, 1) per component; saved at `saves` equally spaced times on [0, t1]."""
@@ -179,15 +215,29 @@ def random_gnode(regime: str = "critical", *, n: int = 32, hidden: int = 64, dep
 
     gen = torch.Generator().manual_seed(seed)
     widths = [hidden] * (depth - 1) if depth > 1 else None
-    model = GatedNODE(n, depth_F=depth, depth_G=depth, width_F=widths, width_G=widths, init=regime, gain=gain,
-                      generator=gen, dtype=F64)
+    model = GatedNODE(
+        n,
+        depth_F=depth,
+        depth_G=depth,
+        width_F=widths,
+        width_G=widths,
+        init=regime,
+        gain=gain,
+        generator=gen,
+        dtype=F64,
+    )
     u0 = torch.randn(batch, n, generator=gen, dtype=F64)
     saveat = torch.linspace(0.0, t1, saves, dtype=F64)
-    return gnode_problem(f"gnode_{regime}", model, u0, (0.0, t1), saveat,
-                          description=f"random gnODE, {regime} init, n={n}, depth {depth}, hidden {hidden}, "
-                                      f"batch {batch}, t in [0, {t1:g}]",
-                          meta={"regime": regime, "n": n, "hidden": hidden, "depth": depth, "batch": batch,
-                                "seed": seed})
+    return gnode_problem(
+        f"gnode_{regime}",
+        model,
+        u0,
+        (0.0, t1),
+        saveat,
+        description=f"random gnODE, {regime} init, n={n}, depth {depth}, hidden {hidden}, "
+        f"batch {batch}, t in [0, {t1:g}]",
+        meta={"regime": regime, "n": n, "hidden": hidden, "depth": depth, "batch": batch, "seed": seed},
+    )
 
 
 def small_gnode(*, n: int = 3, batch: int = 2, t1: float = 4.0, seed: int = 3, gain: float = 1.5) -> BenchProblem:
@@ -201,14 +251,29 @@ def small_gnode(*, n: int = 3, batch: int = 2, t1: float = 4.0, seed: int = 3, g
         for layer in (model.F.layers[0], model.G.layers[0]):
             layer.bias.copy_(0.1 * torch.randn(n, generator=gen, dtype=F64))
     u0 = torch.randn(batch, n, generator=gen, dtype=F64)
-    return gnode_problem("gnode_small", model, u0, (0.0, t1), torch.linspace(0.0, t1, 9, dtype=F64),
-                         description=f"smooth gnODE (tanh F, sigmoid G, depth 1), n={n}, batch {batch}, "
-                                     f"t in [0, {t1:g}]; has an mpmath reference",
-                         meta={"n": n, "batch": batch, "seed": seed}, extended=True)
+    return gnode_problem(
+        "gnode_small",
+        model,
+        u0,
+        (0.0, t1),
+        torch.linspace(0.0, t1, 9, dtype=F64),
+        description=f"smooth gnODE (tanh F, sigmoid G, depth 1), n={n}, batch {batch}, "
+        f"t in [0, {t1:g}]; has an mpmath reference",
+        meta={"n": n, "batch": batch, "seed": seed},
+        extended=True,
+    )
 
 
-def stiff_gnode_problem(*, n: int = 8, batch: int = 8, g_min: float = 1e-4, tau: float = 1e-4, t1: float = 1.0,
-                        seed: int = 0, saves: int = 11) -> BenchProblem:
+def stiff_gnode_problem(
+    *,
+    n: int = 8,
+    batch: int = 8,
+    g_min: float = 1e-4,
+    tau: float = 1e-4,
+    t1: float = 1.0,
+    seed: int = 0,
+    saves: int = 11,
+) -> BenchProblem:
     """The wide-gate-timescale gnODE of `gnode.bench.problems.stiff_gnode` (timescales tau/G_i from ~tau to
     tau/g_min), with a float64 copy of its weights."""
     from gnode.bench.problems import stiff_gnode
@@ -219,9 +284,16 @@ def stiff_gnode_problem(*, n: int = 8, batch: int = 8, g_min: float = 1e-4, tau:
         p.requires_grad_(True)  # the gradient benchmarks differentiate the weights
     u0 = torch.as_tensor(sp.u0, dtype=F64)
     saveat = torch.linspace(0.0, t1, saves, dtype=F64)
-    return gnode_problem("gnode_stiff", model, u0, (0.0, t1), saveat, stiff=True,
-                          description=f"stiff gnODE: {sp.description}, batch {batch}",
-                          meta={"n": n, "batch": batch, "g_min": g_min, "tau": tau, "seed": seed})
+    return gnode_problem(
+        "gnode_stiff",
+        model,
+        u0,
+        (0.0, t1),
+        saveat,
+        stiff=True,
+        description=f"stiff gnODE: {sp.description}, batch {batch}",
+        meta={"n": n, "batch": batch, "g_min": g_min, "tau": tau, "seed": seed},
+    )
 
 
 def classic_problem(name: str, *, saves: int = 11) -> BenchProblem:
@@ -239,11 +311,19 @@ def classic_problem(name: str, *, saves: int = 11) -> BenchProblem:
     else:
         saveat = torch.linspace(t0, t1, saves, dtype=F64)
     u0 = torch.as_tensor(np.atleast_2d(sp.u0), dtype=F64)
-    return BenchProblem(name, sp.f, u0, sp.tspan, saveat, atol_ratio=sp.atol_scale, stiff=True,
-                        description=sp.description,
-                        numpy_f=lambda t, y, b, x=None: sp.f_np(t, y, b),
-                        numpy_jac=lambda t, y, b, x=None: sp.jac_np(t, y, b),
-                        jax_kind=("classic", name))
+    return BenchProblem(
+        name,
+        sp.f,
+        u0,
+        sp.tspan,
+        saveat,
+        atol_ratio=sp.atol_scale,
+        stiff=True,
+        description=sp.description,
+        numpy_f=lambda t, y, b, x=None: sp.f_np(t, y, b),
+        numpy_jac=lambda t, y, b, x=None: sp.jac_np(t, y, b),
+        jax_kind=("classic", name),
+    )
 
 
 def flipflop_problem(run: str | Path | None = None, *, batch: int = 16, weights: str = "best") -> BenchProblem:
@@ -253,8 +333,10 @@ def flipflop_problem(run: str | Path | None = None, *, batch: int = 16, weights:
     The run is loaded through `gnode.training.experiment.load_run`; raises `FileNotFoundError` (what to do)
     when no run is given or found, and `ImportError` when the training package is not there."""
     if run is None:
-        raise FileNotFoundError("the flipflop problem needs a trained run folder: train one with "
-                                "`gnode train flipflop --out RUN` and pass it (gnode bench --run RUN)")
+        raise FileNotFoundError(
+            "the flipflop problem needs a trained run folder: train one with "
+            "`gnode train flipflop --out RUN` and pass it (gnode bench --run RUN)"
+        )
     try:
         from gnode.training.experiment import load_run
     except ImportError as e:  # pragma: no cover - the training package is part of gnode
@@ -263,24 +345,31 @@ def flipflop_problem(run: str | Path | None = None, *, batch: int = 16, weights:
     seq = loaded.model
     vf = getattr(seq, "vector_field", None)
     if vf is None or not callable(getattr(vf, "spec", None)):
-        raise ValueError(f"the run in {run} holds a {loaded.config.model.kind!r} model, not an ODE model with a "
-                         "gnODE-family vector field")
+        raise ValueError(
+            f"the run in {run} holds a {loaded.config.model.kind!r} model, not an ODE model with a "
+            "gnODE-family vector field"
+        )
     vf = copy.deepcopy(vf).double()
     split = loaded.data.test.to(F64)
     k = min(batch, len(split))
     x = split.inputs[:k]
     times = split.times
     h0 = getattr(seq, "h0", None)
-    u0 = (h0.detach().double().expand(k, -1).clone() if h0 is not None
-          else torch.zeros(k, vf.n, dtype=F64))
+    u0 = h0.detach().double().expand(k, -1).clone() if h0 is not None else torch.zeros(k, vf.n, dtype=F64)
     control = Control(times, x, getattr(seq, "interpolation", "zoh"))
     t0, t1 = float(times[0]), float(times[-1])
     saveat = times if times.numel() <= 201 else torch.linspace(t0, t1, 101, dtype=F64)
-    return gnode_problem("flipflop", vf, u0, (t0, t1), saveat, inputs=control,
-                          description=f"trained flip-flop gnODE ({Path(run).name}, {loaded.weights} weights, "
-                                      f"N={vf.n}), {k} test sequences, t in [{t0:g}, {t1:g}]",
-                          meta={"run": str(run), "weights": loaded.weights, "batch": k,
-                                "test_mse": loaded.summary.get("test_mse")})
+    return gnode_problem(
+        "flipflop",
+        vf,
+        u0,
+        (t0, t1),
+        saveat,
+        inputs=control,
+        description=f"trained flip-flop gnODE ({Path(run).name}, {loaded.weights} weights, "
+        f"N={vf.n}), {k} test sequences, t in [{t0:g}, {t1:g}]",
+        meta={"run": str(run), "weights": loaded.weights, "batch": k, "test_mse": loaded.summary.get("test_mse")},
+    )
 
 
 def with_parameters(problem: BenchProblem, theta: torch.Tensor) -> BenchProblem:
@@ -296,9 +385,19 @@ def with_parameters(problem: BenchProblem, theta: torch.Tensor) -> BenchProblem:
     with torch.no_grad():
         for p, chunk in zip(params, torch.split(theta.to(F64), sizes)):
             p.copy_(chunk.reshape(p.shape))
-    new = gnode_problem(problem.name, model, problem.u0, problem.tspan, problem.saveat, inputs=problem.inputs,
-                        stiff=problem.stiff, description=problem.description, atol_ratio=problem.atol_ratio,
-                        meta=problem.meta, extended=problem.mp_f is not None)
+    new = gnode_problem(
+        problem.name,
+        model,
+        problem.u0,
+        problem.tspan,
+        problem.saveat,
+        inputs=problem.inputs,
+        stiff=problem.stiff,
+        description=problem.description,
+        atol_ratio=problem.atol_ratio,
+        meta=problem.meta,
+        extended=problem.mp_f is not None,
+    )
     return replace(new, loss_weights=problem.loss_weights)
 
 

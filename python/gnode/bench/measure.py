@@ -59,8 +59,9 @@ def time_once(fn: Callable[[], object]) -> float:
         return time.perf_counter() - start
 
 
-def min_time(fn: Callable[[], object], repeats: int = 3, warmup: bool = True,
-             budget: float | None = None) -> tuple[float, list[float]]:
+def min_time(
+    fn: Callable[[], object], repeats: int = 3, warmup: bool = True, budget: float | None = None
+) -> tuple[float, list[float]]:
     """(minimum, all times) of `repeats` calls of `fn` after one warm-up call. With `budget` (seconds), stop
     repeating once the calls so far have used it (at least one timed call is always made)."""
     gc.collect()  # once: the timed calls run with the collector off (time_once), so no pause lands in them
@@ -87,11 +88,9 @@ def torch_peak_memory(fn: Callable[[], object], device=None) -> tuple[int | None
         return int(torch.cuda.max_memory_allocated(device) - base), "torch.cuda.max_memory_allocated"
     from torch.profiler import ProfilerActivity, profile
 
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True,
-                                  record_shapes=False) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False) as prof:
         fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
     if not events:
         return 0, "torch profiler (no allocations)"
     peak = max(0, max(itertools.accumulate(nb for _, nb in events)))

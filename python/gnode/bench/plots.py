@@ -15,9 +15,28 @@ import math
 from gnode.bench.compare import error_key
 
 # matplotlib's tab10, then the lighter halves of tab20's pairs: 20 colours that stay apart
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
-           "#dbdb8d", "#9edae5")
+COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+)
 MARKERS = "osD^v<>pP*hX"  # 12 markers against 20 colours: (colour, marker) pairs repeat only after 60 solvers
 
 
@@ -32,13 +51,27 @@ def solver_styles(rows) -> dict[str, dict]:
     styles = {}
     for i, (label, fam) in enumerate(sorted(families.items())):
         native = fam == "gnode[torch]"
-        styles[label] = {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)], "ms": 5,
-                         "lw": 1.6 if native else 1.0, "ls": "-" if fam.startswith("gnode") else "--"}
+        styles[label] = {
+            "color": COLOURS[i % len(COLOURS)],
+            "marker": MARKERS[i % len(MARKERS)],
+            "ms": 5,
+            "lw": 1.6 if native else 1.0,
+            "ls": "-" if fam.startswith("gnode") else "--",
+        }
     return styles
 
 
-def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: float | None = None,
-         title: str | None = None, styles: dict[str, dict] | None = None) -> bool:
+def draw(
+    rows,
+    problem: str,
+    mode: str,
+    path,
+    *,
+    metric: str = "l2",
+    floor: float | None = None,
+    title: str | None = None,
+    styles: dict[str, dict] | None = None,
+) -> bool:
     """Draw the diagram of (problem, mode) into `path` (PNG); False when there is nothing to draw. `styles`
     (default: `solver_styles(rows)`) gives each solver's colour, marker and line style."""
     from matplotlib.figure import Figure  # no pyplot: no global figure state, any backend
@@ -52,8 +85,13 @@ def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: floa
             series.setdefault(r["solver"], []).append(r)
     if not series:
         return False
-    failed = sorted({f"{r['solver']} @ {r['reltol']:.0e}: {r.get('retcode', '?')}" for r in mine
-                     if r.get("status") in ("failed", "error")})
+    failed = sorted(
+        {
+            f"{r['solver']} @ {r['reltol']:.0e}: {r.get('retcode', '?')}"
+            for r in mine
+            if r.get("status") in ("failed", "error")
+        }
+    )
     styles = styles if styles is not None else solver_styles(rows)
     fig = Figure(figsize=(13, 5.2), constrained_layout=True)
     axes = fig.subplots(1, 2)
@@ -74,14 +112,16 @@ def draw(rows, problem: str, mode: str, path, *, metric: str = "l2", floor: floa
         ax.grid(True, which="both", alpha=0.25)
         if floor is not None and _pos(floor):
             ax.axhline(floor, color="k", ls=":", lw=1)
-            ax.annotate("reference floor", (1, floor), xycoords=("axes fraction", "data"), ha="right",
-                        va="bottom", fontsize=7)
+            ax.annotate(
+                "reference floor", (1, floor), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7
+            )
     handles = {}  # one legend for both panels: a solver without nf (diffrax gradients) is only on the left
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
-    axes[1].legend(handles.values(), handles.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
-                   frameon=False)
+    axes[1].legend(
+        handles.values(), handles.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False
+    )
     fig.suptitle(title or f"{problem} — {mode}")
     if failed:
         shown = failed[:8] + ([f"... and {len(failed) - 8} more"] if len(failed) > 8 else [])

@@ -62,8 +62,16 @@ class StiffProblem:
         u0 = np.atleast_2d(np.asarray(self.u0, dtype=np.float64))
         out = []
         for b, y0 in enumerate(u0):
-            sol = solve_ivp(lambda t, y, b=b: self.f_np(t, y, b), self.tspan, y0, method="Radau", t_eval=times,
-                            rtol=rtol, atol=atol, jac=lambda t, y, b=b: self.jac_np(t, y, b))
+            sol = solve_ivp(
+                lambda t, y, b=b: self.f_np(t, y, b),
+                self.tspan,
+                y0,
+                method="Radau",
+                t_eval=times,
+                rtol=rtol,
+                atol=atol,
+                jac=lambda t, y, b=b: self.jac_np(t, y, b),
+            )
             if sol.status != 0:
                 raise RuntimeError(f"{self.name}: SciPy Radau failed on trajectory {b}: {sol.message}")
             out.append(sol.y.T)
@@ -74,19 +82,23 @@ class StiffProblem:
 # y[i], so that the same formula serves torch (`_torch_field`), NumPy (`_numpy_field`) and JAX
 # (`gnode.bench.fields.CLASSIC_JAX`).
 
+
 def _torch_field(terms):
     def f(t, u):
         return torch.stack(terms(u.unbind(-1)), -1)
+
     return f
 
 
 def _numpy_field(terms):
     def f_np(t, y, b=0):
         return np.array(terms(y))
+
     return f_np
 
 
 # ----------------------------------------------------------------------------------------------- Robertson
+
 
 def robertson_terms(y):
     y1, y2, y3 = y[0], y[1], y[2]
@@ -95,14 +107,19 @@ def robertson_terms(y):
 
 def _robertson_jac(t, y, b=0):
     _, y2, y3 = y
-    return np.array([[-0.04, 1e4 * y3, 1e4 * y2],
-                     [0.04, -1e4 * y3 - 6e7 * y2, -1e4 * y2],
-                     [0.0, 6e7 * y2, 0.0]])
+    return np.array([[-0.04, 1e4 * y3, 1e4 * y2], [0.04, -1e4 * y3 - 6e7 * y2, -1e4 * y2], [0.0, 6e7 * y2, 0.0]])
 
 
-ROBERTSON = StiffProblem("robertson", _torch_field(robertson_terms), _numpy_field(robertson_terms), _robertson_jac, np.array([1.0, 0.0, 0.0]),
-                         (0.0, 1e5), atol_scale=1e-6,
-                         description="Robertson (1966) kinetics; y2 ~ 1e-5, eigenvalues down to ~-1e4")
+ROBERTSON = StiffProblem(
+    "robertson",
+    _torch_field(robertson_terms),
+    _numpy_field(robertson_terms),
+    _robertson_jac,
+    np.array([1.0, 0.0, 0.0]),
+    (0.0, 1e5),
+    atol_scale=1e-6,
+    description="Robertson (1966) kinetics; y2 ~ 1e-5, eigenvalues down to ~-1e4",
+)
 
 
 # --------------------------------------------------------------------------------------- Van der Pol mu=1e3
@@ -117,11 +134,19 @@ def _vdp_jac(t, y, b=0):
     return np.array([[0.0, 1.0], [-2 * VDP_MU * y[0] * y[1] - 1, VDP_MU * (1 - y[0] ** 2)]])
 
 
-VANDERPOL = StiffProblem("vanderpol", _torch_field(vanderpol_terms), _numpy_field(vanderpol_terms), _vdp_jac, np.array([2.0, 0.0]), (0.0, 3000.0),
-                         description="Van der Pol, mu = 1e3 (vdp1000): slow manifolds joined by fast jumps")
+VANDERPOL = StiffProblem(
+    "vanderpol",
+    _torch_field(vanderpol_terms),
+    _numpy_field(vanderpol_terms),
+    _vdp_jac,
+    np.array([2.0, 0.0]),
+    (0.0, 3000.0),
+    description="Van der Pol, mu = 1e3 (vdp1000): slow manifolds joined by fast jumps",
+)
 
 
 # --------------------------------------------------------------------------------------------------- HIRES
+
 
 def hires_terms(y):
     return [
@@ -149,12 +174,20 @@ def _hires_jac(t, y, b=0):
     return J
 
 
-HIRES = StiffProblem("hires", _torch_field(hires_terms), _numpy_field(hires_terms), _hires_jac,
-                     np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057]), (0.0, 321.8122), atol_scale=1e-3,
-                     description="HIRES (Schäfer 1975; Hairer & Wanner II, IV.10), 8 species")
+HIRES = StiffProblem(
+    "hires",
+    _torch_field(hires_terms),
+    _numpy_field(hires_terms),
+    _hires_jac,
+    np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057]),
+    (0.0, 321.8122),
+    atol_scale=1e-3,
+    description="HIRES (Schäfer 1975; Hairer & Wanner II, IV.10), 8 species",
+)
 
 
 # ---------------------------------------------------------------------------------------------- Oregonator
+
 
 def oregonator_terms(y):
     y1, y2, y3 = y[0], y[1], y[2]
@@ -163,19 +196,40 @@ def oregonator_terms(y):
 
 def _orego_jac(t, y, b=0):
     y1, y2, _ = y
-    return np.array([[77.27 * (1 - 2 * 8.375e-6 * y1 - y2), 77.27 * (1 - y1), 0.0],
-                     [-y2 / 77.27, -(1 + y1) / 77.27, 1 / 77.27],
-                     [0.161, 0.0, -0.161]])
+    return np.array(
+        [
+            [77.27 * (1 - 2 * 8.375e-6 * y1 - y2), 77.27 * (1 - y1), 0.0],
+            [-y2 / 77.27, -(1 + y1) / 77.27, 1 / 77.27],
+            [0.161, 0.0, -0.161],
+        ]
+    )
 
 
-OREGONATOR = StiffProblem("oregonator", _torch_field(oregonator_terms), _numpy_field(oregonator_terms), _orego_jac, np.array([1.0, 2.0, 3.0]), (0.0, 360.0),
-                          description="Field–Noyes Oregonator (OREGO, Hairer & Wanner II, IV.10); y1 up to ~1e5")
+OREGONATOR = StiffProblem(
+    "oregonator",
+    _torch_field(oregonator_terms),
+    _numpy_field(oregonator_terms),
+    _orego_jac,
+    np.array([1.0, 2.0, 3.0]),
+    (0.0, 360.0),
+    description="Field–Noyes Oregonator (OREGO, Hairer & Wanner II, IV.10); y1 up to ~1e5",
+)
 
 
 # ------------------------------------------------------------------------------------------- gnODE batch
 
-def stiff_gnode(n: int = 8, batch: int = 8, *, g_min: float = 1e-4, g_max: float = 0.9, tau: float = 1e-4,
-                t1: float = 1.0, seed: int = 0, gain: float = 1.5) -> StiffProblem:
+
+def stiff_gnode(
+    n: int = 8,
+    batch: int = 8,
+    *,
+    g_min: float = 1e-4,
+    g_max: float = 0.9,
+    tau: float = 1e-4,
+    t1: float = 1.0,
+    seed: int = 0,
+    gain: float = 1.5,
+) -> StiffProblem:
     """A gnODE tau dh/dt = G(h) * (-h + tanh(W h)) whose gates sit near g_i, log-spaced over [g_min, g_max]
     across the n units, so the unit timescales tau / G_i span tau/g_max .. tau/g_min (1.1e-4 .. 1 by
     default): stiff over t in [0, t1]. W has spectral radius ~ `gain` (> 1: the flow is not trivially
@@ -209,7 +263,7 @@ def stiff_gnode(n: int = 8, batch: int = 8, *, g_min: float = 1e-4, g_max: float
 
     def jac_np(t, y, b=0):
         F, G = parts(y)
-        dF = (1 - F ** 2)[:, None] * W - np.eye(n)
+        dF = (1 - F**2)[:, None] * W - np.eye(n)
         dG = (G * (1 - G))[:, None] * Wz
         return (G[:, None] * dF + (F - y)[:, None] * dG) / tau
 
@@ -217,14 +271,23 @@ def stiff_gnode(n: int = 8, batch: int = 8, *, g_min: float = 1e-4, g_max: float
         y = u0[0]
         torch_f = model(torch.zeros(1, dtype=torch.float64), torch.as_tensor(y)[None])[0].numpy()
         torch_J = model.jacobian(torch.zeros(1, dtype=torch.float64), torch.as_tensor(y)[None])[0].numpy()
-    if not (np.allclose(f_np(0, y), torch_f, rtol=1e-12, atol=0) and np.allclose(jac_np(0, y), torch_J, rtol=1e-10,
-                                                                                   atol=1e-10 / tau)):
+    if not (
+        np.allclose(f_np(0, y), torch_f, rtol=1e-12, atol=0)
+        and np.allclose(jac_np(0, y), torch_J, rtol=1e-10, atol=1e-10 / tau)
+    ):
         raise RuntimeError("stiff_gnode: the NumPy copy of the gnODE differs from GatedNODE; its layout changed?")
 
-    return StiffProblem(f"gnode_n{n}_b{batch}", model, f_np, jac_np, u0, (0.0, t1),
-                        description=f"gnODE, n={n}, gates {g_min:g}..{g_max:g}, tau={tau:g}: timescales "
-                                    f"{tau / g_max:.2g}..{tau / g_min:.2g}",
-                        extra={"model": model, "gates": gates})
+    return StiffProblem(
+        f"gnode_n{n}_b{batch}",
+        model,
+        f_np,
+        jac_np,
+        u0,
+        (0.0, t1),
+        description=f"gnODE, n={n}, gates {g_min:g}..{g_max:g}, tau={tau:g}: timescales "
+        f"{tau / g_max:.2g}..{tau / g_min:.2g}",
+        extra={"model": model, "gates": gates},
+    )
 
 
 CLASSIC = (ROBERTSON, VANDERPOL, HIRES, OREGONATOR)

@@ -67,18 +67,42 @@ class Reference:
     cached: bool = False
 
     def as_arrays(self) -> dict[str, np.ndarray]:
-        return {"t_save": self.t_save, "u_save": self.u_save, "t_dense": self.t_dense, "u_dense": self.u_dense,
-                "method": np.array(self.method), "rtol": np.array(self.rtol), "atol": np.array(self.atol),
-                "seconds": np.array(self.seconds), "nf": np.array(self.nf)}
+        return {
+            "t_save": self.t_save,
+            "u_save": self.u_save,
+            "t_dense": self.t_dense,
+            "u_dense": self.u_dense,
+            "method": np.array(self.method),
+            "rtol": np.array(self.rtol),
+            "atol": np.array(self.atol),
+            "seconds": np.array(self.seconds),
+            "nf": np.array(self.nf),
+        }
 
     @classmethod
     def from_arrays(cls, a: dict) -> Reference:
-        return cls(a["t_save"], a["u_save"], a["t_dense"], a["u_dense"], str(a["method"]), float(a["rtol"]),
-                   float(a["atol"]), float(a["seconds"]), float(a["nf"]), cached=True)
+        return cls(
+            a["t_save"],
+            a["u_save"],
+            a["t_dense"],
+            a["u_dense"],
+            str(a["method"]),
+            float(a["rtol"]),
+            float(a["atol"]),
+            float(a["seconds"]),
+            float(a["nf"]),
+            cached=True,
+        )
 
     def summary(self) -> dict:
-        return {"method": self.method, "rtol": self.rtol, "atol": self.atol, "seconds": self.seconds,
-                "nf_mean": self.nf, "cached": self.cached}
+        return {
+            "method": self.method,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "seconds": self.seconds,
+            "nf_mean": self.nf,
+            "cached": self.cached,
+        }
 
 
 def default_method(problem: BenchProblem) -> str:
@@ -91,15 +115,27 @@ def _output_times(problem: BenchProblem) -> tuple[np.ndarray, np.ndarray, np.nda
     return t_save, t_dense, np.union1d(t_save, t_dense)
 
 
-def reference_solution(problem: BenchProblem, *, method: str | None = None, rtol: float = REFERENCE_RTOL,
-                       atol: float | None = None, cache: ReferenceCache | None = None) -> Reference:
+def reference_solution(
+    problem: BenchProblem,
+    *,
+    method: str | None = None,
+    rtol: float = REFERENCE_RTOL,
+    atol: float | None = None,
+    cache: ReferenceCache | None = None,
+) -> Reference:
     """The float64 SciPy reference of `problem` at its saved and dense times (module docstring), cached."""
     if problem.numpy_f is None:
         raise ValueError(f"problem {problem.name} has no NumPy vector field, so it has no SciPy reference")
     method = method or default_method(problem)
     atol = rtol * problem.atol_ratio if atol is None else atol
-    key = (Digest("reference").add("problem", problem.fingerprint()).add("method", method)
-           .add("rtol", float(rtol)).add("atol", float(atol)).hexdigest())
+    key = (
+        Digest("reference")
+        .add("problem", problem.fingerprint())
+        .add("method", method)
+        .add("rtol", float(rtol))
+        .add("atol", float(atol))
+        .hexdigest()
+    )
     if cache is not None and (hit := cache.get(key)) is not None:
         return Reference.from_arrays(hit)
     t_save, t_dense, t_all = _output_times(problem)
@@ -110,9 +146,17 @@ def reference_solution(problem: BenchProblem, *, method: str | None = None, rtol
         values.append(u)
         nfs.append(nf)
     u_all = np.stack(values)
-    ref = Reference(t_save, u_all[:, np.searchsorted(t_all, t_save)], t_dense,
-                    u_all[:, np.searchsorted(t_all, t_dense)], method, rtol, atol,
-                    time.perf_counter() - start, float(np.mean(nfs)))
+    ref = Reference(
+        t_save,
+        u_all[:, np.searchsorted(t_all, t_save)],
+        t_dense,
+        u_all[:, np.searchsorted(t_all, t_dense)],
+        method,
+        rtol,
+        atol,
+        time.perf_counter() - start,
+        float(np.mean(nfs)),
+    )
     if cache is not None:
         cache.put(key, ref.as_arrays())
     return ref
@@ -143,8 +187,10 @@ def _scipy_trajectory(problem: BenchProblem, b: int, t_out: np.ndarray, method: 
             kw["first_step"] = min(first_step, e - a)
         sol = solve_ivp(fun, (a, e), y, method=method, **kw)
         if sol.status != 0:
-            raise RuntimeError(f"reference for {problem.name}: SciPy {method} failed on trajectory {b} in "
-                               f"[{a:g}, {e:g}]: {sol.message}")
+            raise RuntimeError(
+                f"reference for {problem.name}: SciPy {method} failed on trajectory {b} in "
+                f"[{a:g}, {e:g}]: {sol.message}"
+            )
         nf += sol.nfev
         y = sol.y[:, -1]
         values[e] = y.copy()
@@ -154,6 +200,7 @@ def _scipy_trajectory(problem: BenchProblem, b: int, t_out: np.ndarray, method: 
 
 
 # ------------------------------------------------------------------------------------- extended precision
+
 
 def mp_reference(problem: BenchProblem, *, dps: int = 30, cache: ReferenceCache | None = None) -> Reference:
     """The extended-precision (mpmath Taylor series, `dps` digits) reference of a small analytic problem."""
@@ -175,18 +222,25 @@ def mp_reference(problem: BenchProblem, *, dps: int = 30, cache: ReferenceCache 
             y0 = [mpmath.mpf(float(v)) for v in problem.u0[b].tolist()]
             sol = mpmath.odefun(lambda t, y, b=b: problem.mp_f(t, y, b), mpmath.mpf(t0), y0)
             # odefun steps forward from t0; evaluating in increasing t reuses its series
-            out.append(np.array([[float(v) for v in (sol(mpmath.mpf(float(t))) if t != t0 else y0)]
-                                 for t in t_all]))
+            out.append(np.array([[float(v) for v in (sol(mpmath.mpf(float(t))) if t != t0 else y0)] for t in t_all]))
     u_all = np.stack(out)
-    ref = Reference(t_save, u_all[:, np.searchsorted(t_all, t_save)], t_dense,
-                    u_all[:, np.searchsorted(t_all, t_dense)], f"mpmath odefun ({dps} digits)", 10.0 ** -dps,
-                    0.0, time.perf_counter() - start)
+    ref = Reference(
+        t_save,
+        u_all[:, np.searchsorted(t_all, t_save)],
+        t_dense,
+        u_all[:, np.searchsorted(t_all, t_dense)],
+        f"mpmath odefun ({dps} digits)",
+        10.0**-dps,
+        0.0,
+        time.perf_counter() - start,
+    )
     if cache is not None:
         cache.put(key, ref.as_arrays())
     return ref
 
 
 # ------------------------------------------------------------------------------------------------- gradients
+
 
 @dataclass
 class GradientReference:
@@ -203,9 +257,14 @@ class GradientReference:
         best = {}
         for c in self.fd_checks:  # per direction, the best-agreeing step
             best[c["direction"]] = min(best.get(c["direction"], float("inf")), c["rel_diff"])
-        return {"method": self.method, "spread_vs_rtol_1e-10": self.spread, "fd_checks": self.fd_checks,
-                "seconds": self.seconds, "cached": self.cached,
-                "fd_rel_diff": max(best.values()) if best else None}
+        return {
+            "method": self.method,
+            "spread_vs_rtol_1e-10": self.spread,
+            "fd_checks": self.fd_checks,
+            "seconds": self.seconds,
+            "cached": self.cached,
+            "fd_rel_diff": max(best.values()) if best else None,
+        }
 
 
 def _tight_gradient(problem: BenchProblem, rtol: float, chunk: int = 16) -> np.ndarray:
@@ -215,28 +274,53 @@ def _tight_gradient(problem: BenchProblem, rtol: float, chunk: int = 16) -> np.n
     total = 0.0
     for start in range(0, problem.batch, chunk):
         part = subproblem(problem, start + chunk, start)
-        sol = gnode.solve(part.ode_problem(), alg, saveat=part.saveat, reltol=rtol, abstol=rtol * part.atol_ratio,
-                          sensealg=gnode.BackpropAdjoint(), maxiters=10_000_000)
+        sol = gnode.solve(
+            part.ode_problem(),
+            alg,
+            saveat=part.saveat,
+            reltol=rtol,
+            abstol=rtol * part.atol_ratio,
+            sensealg=gnode.BackpropAdjoint(),
+            maxiters=10_000_000,
+        )
         g = torch.autograd.grad(part.loss(sol.u), part.params)
         total = total + torch.cat([x.reshape(-1) for x in g]).detach().double().numpy()
     return total
 
 
-def reference_gradient(problem: BenchProblem, *, cache: ReferenceCache | None = None, fd_batch: int = 2,
-                       fd_directions: int = 2, fd_steps=(1e-3, 1e-4, 1e-5), check: bool = True,
-                       rtol: float = GRADIENT_RTOL, chunk: int = 16) -> GradientReference:
+def reference_gradient(
+    problem: BenchProblem,
+    *,
+    cache: ReferenceCache | None = None,
+    fd_batch: int = 2,
+    fd_directions: int = 2,
+    fd_steps=(1e-3, 1e-4, 1e-5),
+    check: bool = True,
+    rtol: float = GRADIENT_RTOL,
+    chunk: int = 16,
+) -> GradientReference:
     """The reference gradient of `problem`'s loss at reltol `rtol`, differentiated `chunk` trajectories at a
     time, with its stated accuracy `spread` (module docstring); cached with its checks. The chunking is not part
     of the cache key: it changes the result only within `spread`."""
     if not problem.differentiable:
         raise ValueError(f"problem {problem.name} has no parameters to differentiate")
-    key = (Digest("gradient").add("problem", problem.fingerprint())
-           .add("fd", (fd_batch, fd_directions, tuple(map(float, fd_steps)), check)))
+    key = (
+        Digest("gradient")
+        .add("problem", problem.fingerprint())
+        .add("fd", (fd_batch, fd_directions, tuple(map(float, fd_steps)), check))
+    )
     key = (key.add("rtol", float(rtol)) if rtol != GRADIENT_RTOL else key).hexdigest()
     if cache is not None and (hit := cache.get(key)) is not None:
         import json
-        return GradientReference(hit["g"], str(hit["method"]), float(hit["spread"]),
-                                 json.loads(str(hit["fd_checks"])), float(hit["seconds"]), cached=True)
+
+        return GradientReference(
+            hit["g"],
+            str(hit["method"]),
+            float(hit["spread"]),
+            json.loads(str(hit["fd_checks"])),
+            float(hit["seconds"]),
+            cached=True,
+        )
     start = time.perf_counter()
     method = f"torch {'Rodas5P' if problem.stiff else 'Vern7'} BackpropAdjoint reltol {rtol:g}"
     with torch.enable_grad():
@@ -247,8 +331,17 @@ def reference_gradient(problem: BenchProblem, *, cache: ReferenceCache | None = 
     ref = GradientReference(g, method, spread, checks, time.perf_counter() - start)
     if cache is not None:
         import json
-        cache.put(key, {"g": g, "method": np.array(method), "spread": np.array(spread),
-                        "fd_checks": np.array(json.dumps(checks)), "seconds": np.array(ref.seconds)})
+
+        cache.put(
+            key,
+            {
+                "g": g,
+                "method": np.array(method),
+                "spread": np.array(spread),
+                "fd_checks": np.array(json.dumps(checks)),
+                "seconds": np.array(ref.seconds),
+            },
+        )
     return ref
 
 
@@ -276,8 +369,9 @@ def _fd_checks(problem: BenchProblem, batch: int, directions: int, steps, rtol: 
         ad = float(g @ v.numpy())
         for h in steps:
             fd = (loss_at(h * v) - loss_at(-h * v)) / (2 * h)
-            out.append({"direction": k, "step": h, "adjoint": ad, "fd": fd,
-                        "rel_diff": abs(ad - fd) / max(abs(fd), 1e-300)})
+            out.append(
+                {"direction": k, "step": h, "adjoint": ad, "fd": fd, "rel_diff": abs(ad - fd) / max(abs(fd), 1e-300)}
+            )
     return out
 
 
@@ -287,5 +381,10 @@ def subproblem(problem: BenchProblem, stop: int, start: int = 0) -> BenchProblem
     inputs = problem.inputs
     if inputs is not None and inputs.batch > 1:
         inputs = inputs.with_values(inputs.values[rows])
-    return replace(problem, u0=problem.u0[rows], inputs=inputs, loss_weights=problem.loss_weights[rows],
-                   name=f"{problem.name}[{rows.start}:{rows.stop}]")
+    return replace(
+        problem,
+        u0=problem.u0[rows],
+        inputs=inputs,
+        loss_weights=problem.loss_weights[rows],
+        name=f"{problem.name}[{rows.start}:{rows.stop}]",
+    )

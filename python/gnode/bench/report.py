@@ -10,11 +10,46 @@ import os
 import tempfile
 from pathlib import Path
 
-FIRST_COLUMNS = ("problem", "mode", "solver", "family", "package", "engine", "method", "sensealg", "reltol",
-                 "abstol", "status", "retcode", "n_failed", "final", "l2", "linf", "L2", "Linf", "l2_extended",
-                 "grad_error", "time", "overhead", "compile_seconds", "nf", "nf_max", "f_calls", "naccept", "nreject",
-                 "njacs", "nw", "nsolve", "nf_backward", "peak_memory_bytes", "memory_method", "batch", "n",
-                 "time_to_failure", "message")
+FIRST_COLUMNS = (
+    "problem",
+    "mode",
+    "solver",
+    "family",
+    "package",
+    "engine",
+    "method",
+    "sensealg",
+    "reltol",
+    "abstol",
+    "status",
+    "retcode",
+    "n_failed",
+    "final",
+    "l2",
+    "linf",
+    "L2",
+    "Linf",
+    "l2_extended",
+    "grad_error",
+    "time",
+    "overhead",
+    "compile_seconds",
+    "nf",
+    "nf_max",
+    "f_calls",
+    "naccept",
+    "nreject",
+    "njacs",
+    "nw",
+    "nsolve",
+    "nf_backward",
+    "peak_memory_bytes",
+    "memory_method",
+    "batch",
+    "n",
+    "time_to_failure",
+    "message",
+)
 
 
 def _clean(x):
@@ -65,11 +100,21 @@ def write_results(results, folder, *, figures: bool = True) -> dict[str, str]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     comparisons = results.comparisons()
-    doc = {"format": "gnode-bench", "version": 1, "meta": results.meta, "config": results.config,
-           "problems": results.problems, "references": results.references, "comparisons": comparisons,
-           "rows": results.rows}
-    out = {"json": str(folder / "results.json"), "csv": str(folder / "results.csv"),
-           "comparisons": str(folder / "comparisons.txt")}
+    doc = {
+        "format": "gnode-bench",
+        "version": 1,
+        "meta": results.meta,
+        "config": results.config,
+        "problems": results.problems,
+        "references": results.references,
+        "comparisons": comparisons,
+        "rows": results.rows,
+    }
+    out = {
+        "json": str(folder / "results.json"),
+        "csv": str(folder / "results.csv"),
+        "comparisons": str(folder / "comparisons.txt"),
+    }
     _atomic_text(folder / "results.json", json.dumps(_clean(doc), indent=1))
     extra = sorted({k for r in results.rows for k in r} - set(FIRST_COLUMNS) - {"times", "traceback"})
     columns = list(FIRST_COLUMNS) + extra
@@ -98,8 +143,16 @@ def draw_figures(rows, problems: dict, references: dict, config: dict, folder) -
         path = Path(folder) / "figures" / f"{problem}_{mode}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         desc = problems.get(problem, {}).get("description", problem)
-        if draw(rows, problem, mode, path, metric=metric, floor=floor_of(references.get(problem, {}), mode),
-                title=f"{desc} — {mode}", styles=styles):
+        if draw(
+            rows,
+            problem,
+            mode,
+            path,
+            metric=metric,
+            floor=floor_of(references.get(problem, {}), mode),
+            title=f"{desc} — {mode}",
+            styles=styles,
+        ):
             out[f"figure {problem} {mode}"] = str(path)
     return out
 

@@ -99,8 +99,9 @@ class AbstractSolver:
             return False, "gradient solver"
         return True, ""
 
-    def prepare(self, problem: BenchProblem, reltol: float, abstol: float, *, gradient: bool,
-                maxiters: int) -> Prepared:
+    def prepare(
+        self, problem: BenchProblem, reltol: float, abstol: float, *, gradient: bool, maxiters: int
+    ) -> Prepared:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -112,8 +113,11 @@ def save_and_dense_times(problem: BenchProblem) -> tuple[torch.Tensor, np.ndarra
     t_save = problem.saveat.detach().double().numpy()
     t_dense = dense_times(*problem.tspan)
     t_all = np.union1d(t_save, t_dense)
-    return (torch.as_tensor(t_all, dtype=torch.float64), np.searchsorted(t_all, t_save),
-            np.searchsorted(t_all, t_dense))
+    return (
+        torch.as_tensor(t_all, dtype=torch.float64),
+        np.searchsorted(t_all, t_save),
+        np.searchsorted(t_all, t_dense),
+    )
 
 
 class CallCounter:
@@ -154,6 +158,7 @@ def flat_grad(grads) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------- gnode's engines
 
+
 class EngineSolver(AbstractSolver):
     """A gnode algorithm on one of gnode's engines ("torch" is the native one; "julia", "scipy")."""
 
@@ -163,8 +168,11 @@ class EngineSolver(AbstractSolver):
         self.alg, self.engine, self.sens, self.compile = alg, engine, sensealg, compile
         self.controller = controller
         backend = "" if compile is True or not compile else f"[{compile}]"
-        self.method = (repr(alg) + (f" compiled{backend}" if compile else "")
-                       + (f" {controller!r}" if controller is not None else ""))
+        self.method = (
+            repr(alg)
+            + (f" compiled{backend}" if compile else "")
+            + (f" {controller!r}" if controller is not None else "")
+        )
         self.sensealg = None if sensealg is None else repr(sensealg)
 
     def available(self) -> tuple[bool, str]:
@@ -203,8 +211,7 @@ class _EngineRun(Prepared):
 
     def __init__(self, solver: EngineSolver, problem: BenchProblem, reltol, abstol, gradient, maxiters):
         self.s, self.p, self.gradient = solver, problem, gradient
-        self.kw = {"reltol": reltol, "abstol": abstol, "maxiters": maxiters, "throw": False,
-                   "engine": solver.engine}
+        self.kw = {"reltol": reltol, "abstol": abstol, "maxiters": maxiters, "throw": False, "engine": solver.engine}
         if gradient:
             self.kw["sensealg"] = solver.sens
         if solver.controller is not None:
@@ -232,8 +239,9 @@ class _EngineRun(Prepared):
     def detailed(self) -> Outcome:
         if self.s.compile:
             eager = EngineSolver(self.s.alg, self.s.engine, self.s.sens, controller=self.s.controller)
-            out = _EngineRun(eager, self.p, self.kw["reltol"], self.kw["abstol"], self.gradient,
-                             self.kw["maxiters"])._detailed(None)
+            out = _EngineRun(
+                eager, self.p, self.kw["reltol"], self.kw["abstol"], self.gradient, self.kw["maxiters"]
+            )._detailed(None)
             eager_calls = out.stats["f_calls"], out.stats["f_rows"]
             out = self._detailed(self.prob)
             out.stats["f_calls"], out.stats["f_rows"] = eager_calls

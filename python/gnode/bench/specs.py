@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from gnode.bench.gnode_problems import BenchProblem, make_problem
 
-NONSTIFF_RELTOLS = tuple(10.0 ** -k for k in range(3, 11))  # 1e-3 .. 1e-10
-STIFF_RELTOLS = tuple(10.0 ** -k for k in range(3, 10))  # 1e-3 .. 1e-9
-GRADIENT_RELTOLS = tuple(10.0 ** -k for k in range(3, 9))  # 1e-3 .. 1e-8
+NONSTIFF_RELTOLS = tuple(10.0**-k for k in range(3, 11))  # 1e-3 .. 1e-10
+STIFF_RELTOLS = tuple(10.0**-k for k in range(3, 10))  # 1e-3 .. 1e-9
+GRADIENT_RELTOLS = tuple(10.0**-k for k in range(3, 9))  # 1e-3 .. 1e-8
 LOW_ORDER_TIGHTEST = 1e-8  # methods of order <= 3 stop here: tighter tolerances cost 10^(k/3) more each decade
 PEERS = ("torchdiffeq", "torchode", "diffrax")
 
@@ -41,8 +41,9 @@ class ProblemSpec:
 @dataclass(frozen=True)
 class SolverSpec:
     """A solver: `package` "gnode" (with `engine` "torch", "julia" or "scipy" and `method` a gnode algorithm
-    object, `sensealg` a gnode sensitivity object, `compile` the native engine's compiled path) or a peer package with method/sensealg named as it names
-    them (e.g. ("torchdiffeq", "dopri5", "adjoint"), ("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"))."""
+    object, `sensealg` a gnode sensitivity object, `compile` the native engine's compiled path) or a peer package
+    with method/sensealg named as it names them (e.g. ("torchdiffeq", "dopri5", "adjoint"),
+    ("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"))."""
 
     package: str
     method: object
@@ -54,10 +55,15 @@ class SolverSpec:
     def build(self):
         if self.package == "gnode":
             from gnode.bench.solvers import EngineSolver
+
             return EngineSolver(self.method, self.engine, self.sensealg, self.compile, self.controller)
         from gnode.bench import peers
-        cls = {"torchdiffeq": peers.TorchdiffeqSolver, "torchode": peers.TorchodeSolver,
-               "diffrax": peers.DiffraxSolver}.get(self.package)
+
+        cls = {
+            "torchdiffeq": peers.TorchdiffeqSolver,
+            "torchode": peers.TorchodeSolver,
+            "diffrax": peers.DiffraxSolver,
+        }.get(self.package)
         if cls is None:
             raise ValueError(f"unknown solver package {self.package!r}; known: gnode, {', '.join(PEERS)}")
         return cls(self.method, self.sensealg)
@@ -102,16 +108,19 @@ def trial_key(trial: Trial) -> str:
     """What identifies a trial across runs (the solver by its label, which names the method, its options, the
     engine and the sensealg: method objects carry no stable identity of their own)."""
     reltols = ",".join(f"{r:.3g}" for r in sorted(trial.reltols))
-    return (f"{problem_key(trial.problem)}|{solver_label(trial.solver)}|"
-            f"{'gradient' if trial.gradient else 'forward'}|{reltols}")
+    return (
+        f"{problem_key(trial.problem)}|{solver_label(trial.solver)}|"
+        f"{'gradient' if trial.gradient else 'forward'}|{reltols}"
+    )
 
 
 def _gnode(alg, sensealg=None, engine="torch") -> SolverSpec:
     return SolverSpec("gnode", alg, sensealg, engine)
 
 
-def default_solvers(problem: BenchProblem, gradient: bool, *, engines=("torch", "julia"),
-                    peers=PEERS) -> list[SolverSpec]:
+def default_solvers(
+    problem: BenchProblem, gradient: bool, *, engines=("torch", "julia"), peers=PEERS
+) -> list[SolverSpec]:
     """The methods a problem is measured with by default: the native engine's methods that suit it, the same
     methods on the other gnode engines asked for, and the peers' closest counterparts."""
     import gnode
@@ -120,16 +129,27 @@ def default_solvers(problem: BenchProblem, gradient: bool, *, engines=("torch", 
     out: list[SolverSpec] = []
     if gradient:
         if problem.stiff:
-            native = [(gnode.Rodas5P(), gnode.BackpropAdjoint()), (gnode.Rodas5P(), gnode.InterpolatingAdjoint()),
-                      (gnode.KenCarp4(), gnode.BackpropAdjoint())]
+            native = [
+                (gnode.Rodas5P(), gnode.BackpropAdjoint()),
+                (gnode.Rodas5P(), gnode.InterpolatingAdjoint()),
+                (gnode.KenCarp4(), gnode.BackpropAdjoint()),
+            ]
             peer = [("diffrax", "Kvaerno5", "RecursiveCheckpointAdjoint")]
         else:
-            native = [(gnode.Tsit5(), gnode.BackpropAdjoint()), (gnode.DP5(), gnode.BackpropAdjoint()),
-                      (gnode.Tsit5(), gnode.InterpolatingAdjoint()), (gnode.Tsit5(), gnode.BacksolveAdjoint()),
-                      (gnode.Tsit5(), gnode.QuadratureAdjoint())]
-            peer = [("torchdiffeq", "dopri5", "backprop"), ("torchdiffeq", "dopri5", "adjoint"),
-                    ("torchode", "Tsit5", "AutoDiffAdjoint"), ("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"),
-                    ("diffrax", "Tsit5", "BacksolveAdjoint")]
+            native = [
+                (gnode.Tsit5(), gnode.BackpropAdjoint()),
+                (gnode.DP5(), gnode.BackpropAdjoint()),
+                (gnode.Tsit5(), gnode.InterpolatingAdjoint()),
+                (gnode.Tsit5(), gnode.BacksolveAdjoint()),
+                (gnode.Tsit5(), gnode.QuadratureAdjoint()),
+            ]
+            peer = [
+                ("torchdiffeq", "dopri5", "backprop"),
+                ("torchdiffeq", "dopri5", "adjoint"),
+                ("torchode", "Tsit5", "AutoDiffAdjoint"),
+                ("diffrax", "Tsit5", "RecursiveCheckpointAdjoint"),
+                ("diffrax", "Tsit5", "BacksolveAdjoint"),
+            ]
         for engine in engines:
             if engine == "scipy":
                 continue  # forward only
@@ -137,8 +157,17 @@ def default_solvers(problem: BenchProblem, gradient: bool, *, engines=("torch", 
         out += [SolverSpec(p, m, s) for p, m, s in peer if p in peers]
         return out
     if problem.stiff:
-        native = [gnode.Rosenbrock23(), gnode.Rodas4(), gnode.Rodas5P(), gnode.TRBDF2(), gnode.KenCarp4(),
-                  gnode.Kvaerno5(), gnode.RadauIIA5(), gnode.RadauIIA9(), gnode.AutoTsit5(stiffalg=gnode.Rodas5P())]
+        native = [
+            gnode.Rosenbrock23(),
+            gnode.Rodas4(),
+            gnode.Rodas5P(),
+            gnode.TRBDF2(),
+            gnode.KenCarp4(),
+            gnode.Kvaerno5(),
+            gnode.RadauIIA5(),
+            gnode.RadauIIA9(),
+            gnode.AutoTsit5(stiffalg=gnode.Rodas5P()),
+        ]
         peer = [("diffrax", "Kvaerno3"), ("diffrax", "Kvaerno5")]
         if problem.name.startswith("gnode"):  # moderately stiff: explicit methods still finish, slowly
             native = [gnode.Tsit5()] + native
@@ -150,9 +179,17 @@ def default_solvers(problem: BenchProblem, gradient: bool, *, engines=("torch", 
             out += [_gnode(a, None, "scipy") for a in (sp.ScipyRadau(), sp.ScipyBDF(), sp.ScipyLSODA())]
     else:
         native = [gnode.BS3(), gnode.DP5(), gnode.Tsit5(), gnode.Vern7()]
-        peer = [("torchdiffeq", "bosh3"), ("torchdiffeq", "dopri5"), ("torchdiffeq", "dopri8"),
-                ("torchode", "Dopri5"), ("torchode", "Tsit5"),
-                ("diffrax", "Bosh3"), ("diffrax", "Dopri5"), ("diffrax", "Tsit5"), ("diffrax", "Dopri8")]
+        peer = [
+            ("torchdiffeq", "bosh3"),
+            ("torchdiffeq", "dopri5"),
+            ("torchdiffeq", "dopri8"),
+            ("torchode", "Dopri5"),
+            ("torchode", "Tsit5"),
+            ("diffrax", "Bosh3"),
+            ("diffrax", "Dopri5"),
+            ("diffrax", "Tsit5"),
+            ("diffrax", "Dopri8"),
+        ]
         for engine in engines:
             if engine != "scipy":
                 out += [_gnode(a, None, engine) for a in native]
@@ -170,8 +207,16 @@ def default_reltols(problem: BenchProblem, solver: SolverSpec, gradient: bool) -
     return tols
 
 
-def plan(problems, *, gradients: bool = False, forward: bool = True, solvers=None, reltols=None,
-         engines=("torch", "julia"), peers=PEERS) -> list[Trial]:
+def plan(
+    problems,
+    *,
+    gradients: bool = False,
+    forward: bool = True,
+    solvers=None,
+    reltols=None,
+    engines=("torch", "julia"),
+    peers=PEERS,
+) -> list[Trial]:
     """The trials of a work-precision set: for each problem spec, each solver (default: `default_solvers`)
     in forward mode and, with `gradients`, in gradient mode (problems with parameters only)."""
     trials = []
@@ -180,8 +225,9 @@ def plan(problems, *, gradients: bool = False, forward: bool = True, solvers=Non
         problem = spec.build()
         modes = ([False] if forward else []) + ([True] if gradients and problem.differentiable else [])
         for gradient in modes:
-            chosen = solvers if solvers is not None else default_solvers(problem, gradient, engines=engines,
-                                                                          peers=peers)
+            chosen = (
+                solvers if solvers is not None else default_solvers(problem, gradient, engines=engines, peers=peers)
+            )
             for s in chosen:
                 if (s.sensealg is not None) != gradient:
                     continue

@@ -133,10 +133,18 @@ def bare_f_seconds(problem, threads: int | None = 1, calls: int = 50, repeats: i
 
 def problem_info(problem, config: BenchConfig) -> dict:
     """What the results file says about a problem (sizes, description, bare f cost)."""
-    return {"description": problem.description, "batch": problem.batch, "n": problem.n,
-            "tspan": list(problem.tspan), "saves": int(problem.saveat.numel()), "stiff": problem.stiff,
-            "atol_ratio": problem.atol_ratio, "n_params": int(sum(p.numel() for p in problem.params)),
-            "f_seconds": bare_f_seconds(problem, config.threads), **problem.meta}
+    return {
+        "description": problem.description,
+        "batch": problem.batch,
+        "n": problem.n,
+        "tspan": list(problem.tspan),
+        "saves": int(problem.saveat.numel()),
+        "stiff": problem.stiff,
+        "atol_ratio": problem.atol_ratio,
+        "n_params": int(sum(p.numel() for p in problem.params)),
+        "f_seconds": bare_f_seconds(problem, config.threads),
+        **problem.meta,
+    }
 
 
 def problem_references(problem, config: BenchConfig, *, gradient: bool) -> ProblemReferences:
@@ -150,18 +158,30 @@ def problem_references(problem, config: BenchConfig, *, gradient: bool) -> Probl
         refs.extended = mp_reference(problem, cache=cache)
     if gradient and problem.differentiable:
         with torch_threads(config.threads):
-            refs.gradient = reference_gradient(problem, cache=cache, fd_directions=config.fd_directions,
-                                               fd_steps=config.fd_steps)
+            refs.gradient = reference_gradient(
+                problem, cache=cache, fd_directions=config.fd_directions, fd_steps=config.fd_steps
+            )
     return refs
 
 
 # --------------------------------------------------------------------------------------------------- a trial
 
+
 def _base_row(problem, solver, trial: Trial, reltol: float, abstol: float) -> dict:
-    return {"problem": problem.name, "solver": solver.label, "family": solver.family, "package": solver.package,
-            "engine": solver.engine, "method": solver.method, "sensealg": solver.sensealg,
-            "mode": "gradient" if trial.gradient else "forward", "reltol": reltol, "abstol": abstol,
-            "batch": problem.batch, "n": problem.n}
+    return {
+        "problem": problem.name,
+        "solver": solver.label,
+        "family": solver.family,
+        "package": solver.package,
+        "engine": solver.engine,
+        "method": solver.method,
+        "sensealg": solver.sensealg,
+        "mode": "gradient" if trial.gradient else "forward",
+        "reltol": reltol,
+        "abstol": abstol,
+        "batch": problem.batch,
+        "n": problem.n,
+    }
 
 
 def _short(e: BaseException) -> str:
@@ -169,8 +189,9 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0][:300] if text else ''}"
 
 
-def run_trial(trial: Trial, config: BenchConfig, *, problem=None, references: ProblemReferences | None = None,
-              on_point=None) -> list[dict]:
+def run_trial(
+    trial: Trial, config: BenchConfig, *, problem=None, references: ProblemReferences | None = None, on_point=None
+) -> list[dict]:
     """Measure one trial at each of its tolerances (module docstring); returns one row (a plain dict) per
     tolerance. `problem`/`references` may be passed in when the caller already built them."""
     problem = problem if problem is not None else trial.problem.build()
@@ -207,15 +228,17 @@ def run_trial(trial: Trial, config: BenchConfig, *, problem=None, references: Pr
 def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
     """Fill `row`; return why the tighter tolerances should be skipped, or None."""
     try:
-        prepared = solver.prepare(problem, row["reltol"], row["abstol"], gradient=trial.gradient,
-                                  maxiters=config.maxiters)
+        prepared = solver.prepare(
+            problem, row["reltol"], row["abstol"], gradient=trial.gradient, maxiters=config.maxiters
+        )
         row["compile_seconds"] = prepared.compile_seconds
         start = time.perf_counter()
         outcome = prepared.detailed()
         detailed_seconds = time.perf_counter() - start
     except Exception as e:  # noqa: BLE001 - a solver that raises is a failed point, recorded, not a crash
-        row.update(status="error", retcode=ReturnCode.Failure.name, message=_short(e),
-                   traceback=traceback.format_exc(limit=3))
+        row.update(
+            status="error", retcode=ReturnCode.Failure.name, message=_short(e), traceback=traceback.format_exc(limit=3)
+        )
         return f"an exception at reltol {row['reltol']:.0e}"
     row.update(outcome.stats)
     row["retcode"] = outcome.retcode
@@ -223,8 +246,11 @@ def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
     if outcome.message:
         row["message"] = outcome.message
     ref = refs.solution
-    row.update(solution_errors(outcome.u_save, ref.u_save, outcome.u_dense,
-                               ref.u_dense if outcome.u_dense is not None else None))
+    row.update(
+        solution_errors(
+            outcome.u_save, ref.u_save, outcome.u_dense, ref.u_dense if outcome.u_dense is not None else None
+        )
+    )
     if refs.extended is not None:
         ext = solution_errors(outcome.u_save, refs.extended.u_save)
         row["l2_extended"], row["final_extended"] = ext["l2"], ext["final"]
@@ -232,19 +258,25 @@ def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
         row["grad_error"] = gradient_error(outcome.grad, refs.gradient.g)
     if not outcome.successful:
         row.update(status="failed", time_to_failure=detailed_seconds)
-        return (f"failed with {outcome.retcode} at reltol {row['reltol']:.0e}"
-                if outcome.retcode in STOPPING_CODES or row["n_failed"] == problem.batch else None)
+        return (
+            f"failed with {outcome.retcode} at reltol {row['reltol']:.0e}"
+            if outcome.retcode in STOPPING_CODES or row["n_failed"] == problem.batch
+            else None
+        )
     if detailed_seconds > config.point_budget:  # too slow to repeat: time it once, skip tighter tolerances
         row["time"] = time_once(prepared.run)
         row["times"] = [row["time"]]
     else:
-        row["time"], row["times"] = min_time(prepared.run, config.repeats,
-                                             budget=config.point_budget * config.repeats)
+        row["time"], row["times"] = min_time(prepared.run, config.repeats, budget=config.point_budget * config.repeats)
     if config.memory == "all" or (config.memory == "gradient" and trial.gradient):
         if row["time"] > MEMORY_PROBE_SECONDS:
-            row["peak_memory_bytes"], row["memory_method"] = None, (
-                f"not measured: a {row['time']:.1f} s run (> {MEMORY_PROBE_SECONDS:g} s) is too long for the torch "
-                "profiler, whose event log grows with every op (it ran a 24 GB machine out of memory)")
+            row["peak_memory_bytes"], row["memory_method"] = (
+                None,
+                (
+                    f"not measured: a {row['time']:.1f} s run (> {MEMORY_PROBE_SECONDS:g} s) is too long for the torch "
+                    "profiler, whose event log grows with every op (it ran a 24 GB machine out of memory)"
+                ),
+            )
         else:
             try:
                 row["peak_memory_bytes"], row["memory_method"] = prepared.peak_memory()
@@ -252,12 +284,15 @@ def _measure_point(row, problem, solver, trial, config, refs) -> str | None:
                 row["peak_memory_bytes"], row["memory_method"] = None, f"failed: {_short(e)}"
     row["status"] = "ok"
     if max(detailed_seconds, row["time"]) > config.point_budget:
-        return f"the point at reltol {row['reltol']:.0e} took {max(detailed_seconds, row['time']):.1f} s " \
-               f"(> point_budget {config.point_budget:g} s)"
+        return (
+            f"the point at reltol {row['reltol']:.0e} took {max(detailed_seconds, row['time']):.1f} s "
+            f"(> point_budget {config.point_budget:g} s)"
+        )
     return None
 
 
 # --------------------------------------------------------------------------------------------------- a set
+
 
 @dataclass
 class BenchResults:
@@ -271,10 +306,12 @@ class BenchResults:
 
     def comparisons(self) -> dict:
         from gnode.bench.compare import compare_all
+
         return compare_all(self.rows, self.config.get("metric", "l2"))
 
     def write(self, folder, *, figures: bool = True) -> dict[str, str]:
         from gnode.bench.report import write_results
+
         return write_results(self, folder, figures=figures)
 
 
@@ -284,10 +321,15 @@ def machine_notes() -> dict:
 
     import torch
 
-    notes = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-             "python": platform.python_version(), "cpu_count": os.cpu_count(),
-             "torch": torch.__version__, "torch_threads_default": torch.get_num_threads(),
-             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    notes = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads_default": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     try:
         notes["load_average"] = os.getloadavg()
     except OSError:
@@ -301,8 +343,20 @@ def machine_notes() -> dict:
     except OSError:
         pass
     import importlib.metadata as md
-    for pkg in ("gnode", "numpy", "scipy", "torchdiffeq", "torchode", "jax", "jaxlib", "diffrax", "equinox",
-                "mpmath", "ray"):
+
+    for pkg in (
+        "gnode",
+        "numpy",
+        "scipy",
+        "torchdiffeq",
+        "torchode",
+        "jax",
+        "jaxlib",
+        "diffrax",
+        "equinox",
+        "mpmath",
+        "ray",
+    ):
         try:
             notes[f"version_{pkg}"] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -310,9 +364,17 @@ def machine_notes() -> dict:
     return notes
 
 
-def run_set(trials: list[Trial], config: BenchConfig | None = None, *, executor: AbstractExecutor | None = None,
-            use_ray: bool = False, ray_address: str | None = None, progress: bool = True, journal=None,
-            log=print) -> BenchResults:
+def run_set(
+    trials: list[Trial],
+    config: BenchConfig | None = None,
+    *,
+    executor: AbstractExecutor | None = None,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    progress: bool = True,
+    journal=None,
+    log=print,
+) -> BenchResults:
     """Run every trial and collect the results.
 
     executor: where the trials run (`gnode.jobs`): `LocalExecutor()` (the default: one after the other in this
@@ -348,6 +410,7 @@ def run_set(trials: list[Trial], config: BenchConfig | None = None, *, executor:
             r["overhead"] = r["time"] / (r["f_calls"] * fs) - 1
     try:
         import os
+
         meta["load_average_end"] = os.getloadavg()
     except OSError:
         pass
@@ -383,8 +446,11 @@ class TrialRunner:
         refs = problem_references(problem, self.config, gradient=gradient)
         if self.keep:  # in this process: kept for the problem's trials
             self._built[spec] = (problem, refs)
-        return {"name": problem.name, "info": problem_info(problem, self.config),
-                "references": {**refs.summary(), "seconds_here": time.perf_counter() - start}}
+        return {
+            "name": problem.name,
+            "info": problem_info(problem, self.config),
+            "references": {**refs.summary(), "seconds_here": time.perf_counter() - start},
+        }
 
     def run(self, trial: Trial) -> list[dict]:
         problem, refs = self._built.get(trial.problem, (None, None))
@@ -400,9 +466,17 @@ class TrialRunner:
 def _unmeasured_rows(trial: Trial, status: str, message: str) -> list[dict]:
     """The rows of a trial that was not measured: "skipped" (its problem is unavailable) or "error" (the trial
     itself raised, which `run_trial` only lets through for a crash of the solver's process)."""
-    return [{"problem": trial.problem.name, "solver": solver_label(trial.solver),
-             "mode": "gradient" if trial.gradient else "forward", "reltol": r, "status": status, "message": message}
-            for r in trial.reltols]
+    return [
+        {
+            "problem": trial.problem.name,
+            "solver": solver_label(trial.solver),
+            "mode": "gradient" if trial.gradient else "forward",
+            "reltol": r,
+            "status": status,
+            "message": message,
+        }
+        for r in trial.reltols
+    ]
 
 
 class _SetRun:
@@ -418,11 +492,16 @@ class _SetRun:
             self.groups.setdefault(t.problem, []).append(t)
         self.done: dict[str, list[dict]] = {}  # trial key -> rows
         self.refs, self.probs = {}, {}
-        self.bar = tqdm(total=sum(len(t.reltols) for t in trials), disable=not progress, unit="point",
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=sum(len(t.reltols) for t in trials), disable=not progress, unit="point", dynamic_ncols=True
+        )
         local = executor.in_process
-        self.runner = TrialRunner(config, keep=local, on_point=(lambda row: self.bar.update(1)) if local else None,
-                                  on_start=(lambda text: self.bar.set_description(text[:60])) if local else None)
+        self.runner = TrialRunner(
+            config,
+            keep=local,
+            on_point=(lambda row: self.bar.update(1)) if local else None,
+            on_start=(lambda text: self.bar.set_description(text[:60])) if local else None,
+        )
 
     def run(self):
         """(rows in plan order, references by problem name, problem infos by name)."""
@@ -469,8 +548,9 @@ class _SetRun:
             self.probs[name] = known["info"] if known is not None else result["info"]
             self.refs[name] = result["references"]
             if self.journal is not None:
-                self.journal.add_record(problem_key(spec), {"name": name, "info": self.probs[name],
-                                                            "references": self.refs[name]})
+                self.journal.add_record(
+                    problem_key(spec), {"name": name, "info": self.probs[name], "references": self.refs[name]}
+                )
             if not self.executor.in_process:
                 self.log(f"references of {name} ready")
             available.append(spec)

@@ -5,16 +5,19 @@ from gnode.engines.registry import AbstractEngine, SolveOptions, engine_names, g
 
 def _torch():
     from gnode.engines.torch import make_engine
+
     return make_engine()
 
 
 def _scipy():
     from gnode.engines.scipy import make_engine
+
     return make_engine()
 
 
 def _julia():
     from gnode.engines.julia import make_engine
+
     return make_engine()
 
 

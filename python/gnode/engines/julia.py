@@ -30,8 +30,14 @@ class JuliaEngine(AbstractEngine):
 
     name = "julia"
 
-    def __init__(self, *, mode: str | None = None, vjp: str = "auto", keep: bool = False,
-                 default_sensealg: str = "InterpolatingAdjoint"):
+    def __init__(
+        self,
+        *,
+        mode: str | None = None,
+        vjp: str = "auto",
+        keep: bool = False,
+        default_sensealg: str = "InterpolatingAdjoint",
+    ):
         from gnode_bridge import contract
         from gnode_bridge.solve import EngineConfig
 

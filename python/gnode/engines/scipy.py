@@ -138,8 +138,10 @@ class ScipyEngine(AbstractEngine):
         refuse_gradients(prob)
         controller = getattr(opts, "controller", None)
         if controller is not None and controller != type(controller)():
-            raise ValueError(f"the scipy engine does not take controller={controller!r}: SciPy's solvers control "
-                             "their steps themselves. Leave controller unset or use engine='torch'")
+            raise ValueError(
+                f"the scipy engine does not take controller={controller!r}: SciPy's solvers control "
+                "their steps themselves. Leave controller unset or use engine='torch'"
+            )
         u0 = prob.u0.detach()
         B = u0.shape[0]
         stops = _breakpoints(prob, opts)
@@ -156,8 +158,16 @@ class ScipyEngine(AbstractEngine):
             out = np.stack([r.evaluate(tq_np) for r in runs])
             return torch.as_tensor(out, dtype=u0.dtype, device=u0.device)
 
-        sol = ODESolution(t=opts.saveat, u=interp(opts.saveat), retcodes=retcodes, stats=stats, alg=alg,
-                          engine="scipy", t_final=t_final, interp=interp)
+        sol = ODESolution(
+            t=opts.saveat,
+            u=interp(opts.saveat),
+            retcodes=retcodes,
+            stats=stats,
+            alg=alg,
+            engine="scipy",
+            t_final=t_final,
+            interp=interp,
+        )
         if opts.throw:
             failed = [b for b, r in enumerate(runs) if r.retcode is not ReturnCode.Success]
             if failed:
@@ -176,14 +186,17 @@ def refuse_gradients(prob) -> None:
     wanted = ["u0"] if prob.u0.requires_grad else []
     if prob.inputs is not None and prob.inputs.values.requires_grad:
         wanted.append("inputs.values")
-    wanted += [f"f's parameter {names.get(id(p), f'prob.params[{i}]')}" for i, p in enumerate(prob.params)
-               if p.requires_grad]
+    wanted += [
+        f"f's parameter {names.get(id(p), f'prob.params[{i}]')}" for i, p in enumerate(prob.params) if p.requires_grad
+    ]
     wanted += [f"the tensor {name!r} that f captures" for name in prob.closure_tensors_requiring_grad()]
     if wanted:
         more = f" (and {len(wanted) - 1} more)" if len(wanted) > 1 else ""
-        raise ValueError(f"the scipy engine computes no gradients, but {wanted[0]}{more} requires grad, so a loss of "
-                         "this solution would get zero gradients: to evaluate, solve inside `with torch.no_grad():` "
-                         "(or pass detached tensors); to differentiate, use engine='torch'")
+        raise ValueError(
+            f"the scipy engine computes no gradients, but {wanted[0]}{more} requires grad, so a loss of "
+            "this solution would get zero gradients: to evaluate, solve inside `with torch.no_grad():` "
+            "(or pass detached tensors); to differentiate, use engine='torch'"
+        )
 
 
 def _breakpoints(prob, opts) -> np.ndarray:
@@ -244,7 +257,8 @@ class _Trajectory:
             x = self._x(tt, seg)
             with torch.enable_grad():
                 J = torch.autograd.functional.jacobian(
-                    lambda v: (f(tt, v[None]) if x is None else f(tt, v[None], x))[0], yt)
+                    lambda v: (f(tt, v[None]) if x is None else f(tt, v[None], x))[0], yt
+                )
             return J.detach().cpu().double().numpy()
 
         return jac
@@ -263,8 +277,11 @@ class _Trajectory:
             if self.prob.inputs is not None:
                 mid = torch.tensor([0.5 * (a + end)], dtype=self.like.dtype, device=self.like.device)
                 seg = self.prob.inputs.segment(mid)
-            kwargs = {"rtol": opts.reltol, "atol": opts.abstol,
-                      "max_step": opts.dtmax if opts.dtmax is not None else math.inf}
+            kwargs = {
+                "rtol": opts.reltol,
+                "atol": opts.abstol,
+                "max_step": opts.dtmax if opts.dtmax is not None else math.inf,
+            }
             if opts.dt is not None:
                 kwargs["first_step"] = min(opts.dt, abs(end - a))
             if getattr(self.alg, "implicit", False) and getattr(self.alg, "jac", False):
@@ -290,10 +307,17 @@ class _Trajectory:
                 if not np.isfinite(solver.y).all():
                     self._fail(ReturnCode.Unstable, solver.t, "the state became non-finite")
                     break
-                if (opts.dtmin is not None and solver.status == "running" and solver.step_size is not None
-                        and solver.step_size < opts.dtmin):
-                    self._fail(ReturnCode.DtLessThanMin, solver.t,
-                               f"step size {solver.step_size:.3g} < dtmin = {opts.dtmin:.3g}")
+                if (
+                    opts.dtmin is not None
+                    and solver.status == "running"
+                    and solver.step_size is not None
+                    and solver.step_size < opts.dtmin
+                ):
+                    self._fail(
+                        ReturnCode.DtLessThanMin,
+                        solver.t,
+                        f"step size {solver.step_size:.3g} < dtmin = {opts.dtmin:.3g}",
+                    )
                     break
             self.counts["nf"] += solver.nfev
             self.counts["njacs"] += solver.njev

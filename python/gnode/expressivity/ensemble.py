@@ -59,8 +59,10 @@ class AbstractEnsemble(nn.Module):
         first = dict(members[0].named_parameters())
         for i, m in enumerate(members):
             if type(m) is not type(members[0]):
-                raise TypeError(f"{type(self).__name__}: member {i} is a {type(m).__name__}, member 0 a "
-                                f"{type(members[0]).__name__}; an ensemble holds one architecture")
+                raise TypeError(
+                    f"{type(self).__name__}: member {i} is a {type(m).__name__}, member 0 a "
+                    f"{type(members[0]).__name__}; an ensemble holds one architecture"
+                )
             shapes = {k: tuple(p.shape) for k, p in m.named_parameters()}
             if shapes != {k: tuple(p.shape) for k, p in first.items()}:
                 raise ValueError(f"{type(self).__name__}: member {i} has other parameter shapes than member 0")
@@ -69,9 +71,12 @@ class AbstractEnsemble(nn.Module):
             raise ValueError(f"{type(self).__name__}: the members lack the parameters {missing}")
         self.size = len(members)
         self._template = [copy.deepcopy(members[0])]  # a list, so that its parameters are not registered
-        self.stacked = nn.ParameterDict({
-            _key(n): nn.Parameter(torch.stack([dict(m.named_parameters())[n].detach() for m in members]).clone())
-            for n in self.trained_names})
+        self.stacked = nn.ParameterDict(
+            {
+                _key(n): nn.Parameter(torch.stack([dict(m.named_parameters())[n].detach() for m in members]).clone())
+                for n in self.trained_names
+            }
+        )
 
     def p(self, name: str) -> torch.Tensor:
         return self.stacked[_key(name)]
@@ -121,8 +126,9 @@ class AbstractEnsemble(nn.Module):
         """Each member's learnable initial state: (h0,) (or (h0, c0) for an LSTM), each (R, n)."""
         return tuple(self.p(name) for name in self.state_names)
 
-    def rollout(self, state: tuple[torch.Tensor, ...], times: torch.Tensor, **solver
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def rollout(
+        self, state: tuple[torch.Tensor, ...], times: torch.Tensor, **solver
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Run J trajectories per member from `state` (tensors (R, J, n)) over the sample times (m,):
         (y (R, J, m, d_out) at those times, the state at the last one (tensors (R, J, n))). The members are
         autonomous, so only the spacing of `times` matters. `solver`: keywords for ODE families."""
@@ -149,12 +155,15 @@ class ODEEnsemble(AbstractEnsemble):
     def __init__(self, members: Sequence[SequenceModel]):
         for i, m in enumerate(members):
             if not isinstance(m, SequenceModel) or not isinstance(m.vector_field, GatedNODE):
-                raise TypeError(f"ODEEnsemble: member {i} must be a SequenceModel around a gnODE-family field "
-                                f"(GatedNODE, NeuralODE, MinimalGRU, ElmanRNN), got {type(m).__name__}")
+                raise TypeError(
+                    f"ODEEnsemble: member {i} must be a SequenceModel around a gnODE-family field "
+                    f"(GatedNODE, NeuralODE, MinimalGRU, ElmanRNN), got {type(m).__name__}"
+                )
             vf = m.vector_field
             if vf.d_in != 0 or m.h0 is None or vf.learn_tau:
-                raise ValueError(f"ODEEnsemble: member {i} must be autonomous (d_in = 0) with a learnable h0 and "
-                                 "a fixed tau")
+                raise ValueError(
+                    f"ODEEnsemble: member {i} must be autonomous (d_in = 0) with a learnable h0 and a fixed tau"
+                )
         vf = members[0].vector_field
         self.trained_names = tuple(n for n, _ in members[0].named_parameters())
         super().__init__(members)
@@ -164,9 +173,17 @@ class ODEEnsemble(AbstractEnsemble):
             net = getattr(vf, net_name)
             if net is None:
                 continue
-            self.nets[net_name] = (net.pre.name, [
-                (f"vector_field.{net_name}.layers.{i}.weight", f"vector_field.{net_name}.layers.{i}.bias",
-                 layer.spec.activation) for i, layer in enumerate(net.layers)])
+            self.nets[net_name] = (
+                net.pre.name,
+                [
+                    (
+                        f"vector_field.{net_name}.layers.{i}.weight",
+                        f"vector_field.{net_name}.layers.{i}.bias",
+                        layer.spec.activation,
+                    )
+                    for i, layer in enumerate(net.layers)
+                ],
+            )
 
     state_names = ("h0",)
 
@@ -207,8 +224,17 @@ class ODEEnsemble(AbstractEnsemble):
             drive = self._net("G", h, member, per_member) * drive
         return drive / self.tau
 
-    def rollout(self, state, times, *, alg=None, dt: float | None = None, reltol: float = 1e-6,
-                abstol: float = 1e-8, maxiters: int = 100_000):
+    def rollout(
+        self,
+        state,
+        times,
+        *,
+        alg=None,
+        dt: float | None = None,
+        reltol: float = 1e-6,
+        abstol: float = 1e-8,
+        maxiters: int = 100_000,
+    ):
         """One `gnode.solve` of all R*J trajectories (fixed-step `alg` with `dt`, or adaptive with tolerances).
         Trajectories whose solve fails (a blow-up) come back as NaN rather than an exception."""
         (h,) = state
@@ -235,10 +261,18 @@ class _DiscreteEnsemble(AbstractEnsemble):
     def __init__(self, members: Sequence[AbstractDiscreteRNN]):
         for i, m in enumerate(members):
             if not isinstance(m, self.member_type) or m.h0_mode != "learnable":
-                raise TypeError(f"{type(self).__name__}: member {i} must be a {self.member_type.__name__} with "
-                                f"h0='learnable', got {type(m).__name__}")
-        self.trained_names = ("rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0", "readout.weight",
-                              "readout.bias", *members[0].state_names)
+                raise TypeError(
+                    f"{type(self).__name__}: member {i} must be a {self.member_type.__name__} with "
+                    f"h0='learnable', got {type(m).__name__}"
+                )
+        self.trained_names = (
+            "rnn.weight_hh_l0",
+            "rnn.bias_ih_l0",
+            "rnn.bias_hh_l0",
+            "readout.weight",
+            "readout.bias",
+            *members[0].state_names,
+        )
         super().__init__(members)
         self.n = members[0].n
 
@@ -304,5 +338,7 @@ def ensemble_of(members: Sequence[nn.Module]) -> AbstractEnsemble:
         return LSTMEnsemble(members)
     if isinstance(first, DiscreteGRU):
         return GRUEnsemble(members)
-    raise TypeError(f"no ensemble for members of type {type(first).__name__}; use SequenceModel (d_in = 0), "
-                    "DiscreteGRU or DiscreteLSTM")
+    raise TypeError(
+        f"no ensemble for members of type {type(first).__name__}; use SequenceModel (d_in = 0), "
+        "DiscreteGRU or DiscreteLSTM"
+    )

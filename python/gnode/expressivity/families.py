@@ -57,8 +57,10 @@ class FamilySpec:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"FamilySpec: {name} must be an integer >= 1, got {v!r}")
         if self.family not in DEPTH_FAMILIES and self.depth != 1:
-            raise ValueError(f"the {self.family} family has depth 1 only (got depth={self.depth}); depth applies "
-                             f"to {' and '.join(DEPTH_FAMILIES)}")
+            raise ValueError(
+                f"the {self.family} family has depth 1 only (got depth={self.depth}); depth applies "
+                f"to {' and '.join(DEPTH_FAMILIES)}"
+            )
         if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not (0 < self.tau < math.inf):
             raise ValueError(f"FamilySpec: tau must be a positive finite number, got {self.tau!r}")
 

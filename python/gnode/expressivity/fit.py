@@ -82,14 +82,24 @@ class FitConfig:
 
         for name in ("steps", "patience", "steps_per_sample"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an integer >= 1, got {v!r}"
+            )
         v = self.segment_features
-        need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"segment_features must be an integer >= 0, got {v!r}")
+        need(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            f"segment_features must be an integer >= 0, got {v!r}",
+        )
         for name in ("lr", "grad_clip", "check_reltol", "check_abstol"):
             v = getattr(self, name)
-            need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"{name} must be a positive number, got {v!r}")
-        need(isinstance(self.continuity, (int, float)) and math.isfinite(self.continuity) and self.continuity >= 0,
-             f"continuity must be a number >= 0, got {self.continuity!r}")
+            need(
+                isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
+                f"{name} must be a positive number, got {v!r}",
+            )
+        need(
+            isinstance(self.continuity, (int, float)) and math.isfinite(self.continuity) and self.continuity >= 0,
+            f"continuity must be a number >= 0, got {self.continuity!r}",
+        )
         for name in ("lr_min", "single_fraction"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and 0 <= v <= 1, f"{name} must lie in [0, 1], got {v!r}")
@@ -182,22 +192,36 @@ class _Shooting:
             for _ in range(segments - 1):
                 _, state = ensemble.rollout(state, times[: interval + 1], **solver)
                 starts.append(state)
-        self.free = [torch.nn.Parameter(torch.cat([st[k] for st in starts], dim=1).detach().clone())
-                     for k in range(len(ensemble.state_names))] if starts else []
+        self.free = (
+            [
+                torch.nn.Parameter(torch.cat([st[k] for st in starts], dim=1).detach().clone())
+                for k in range(len(ensemble.state_names))
+            ]
+            if starts
+            else []
+        )
 
     def halve(self) -> None:
         """Merge pairs of segments: keep the starts of the even segments (2, 4, ...)."""
         self.free = [torch.nn.Parameter(f.detach()[:, 1::2].clone()) for f in self.free]
 
 
-def fit_ensemble(ensemble: AbstractEnsemble, targets: list[FourierTarget], config: FitConfig | None = None, *,
-                 epsilon: float = 0.05, progress=None) -> FitOutcome:
+def fit_ensemble(
+    ensemble: AbstractEnsemble,
+    targets: list[FourierTarget],
+    config: FitConfig | None = None,
+    *,
+    epsilon: float = 0.05,
+    progress=None,
+) -> FitOutcome:
     """Fit member r of `ensemble` to targets[r] (module docstring); the ensemble keeps each member's best
     weights. `progress(step, nmse_best (R,))`, if given, is called after every step (for a progress bar)."""
     config = config or FitConfig()
     if len(targets) != ensemble.size:
-        raise ValueError(f"fit_ensemble: {len(targets)} targets for an ensemble of {ensemble.size} members; give "
-                         "one target per member")
+        raise ValueError(
+            f"fit_ensemble: {len(targets)} targets for an ensemble of {ensemble.size} members; give "
+            "one target per member"
+        )
     if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
         raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
     return _Fit(ensemble, targets, config, epsilon, progress).run()
@@ -215,8 +239,9 @@ class _Fit:
         self.max_features = max(t.features for t in targets)
         self.solver = {"alg": RK4(), "dt": float(self.times[1] - self.times[0]) / config.steps_per_sample}
         self.opt = torch.optim.Adam(ensemble.parameters(), lr=config.lr)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=config.steps,
-                                                                eta_min=config.lr * config.lr_min)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.opt, T_max=config.steps, eta_min=config.lr * config.lr_min
+        )
         R = ensemble.size
         self.best = torch.full((R,), math.inf, dtype=torch.float64)
         self.diverged = torch.zeros(R, dtype=torch.bool)
@@ -232,14 +257,25 @@ class _Fit:
         ens.copy_rows_(self.best_state, torch.ones(ens.size, dtype=torch.bool))
         with torch.no_grad():
             if isinstance(ens, ODEEnsemble):
-                y = ens.trajectories(self.times, alg=Tsit5(), reltol=self.config.check_reltol,
-                                     abstol=self.config.check_abstol, maxiters=200 * self.times.numel())
+                y = ens.trajectories(
+                    self.times,
+                    alg=Tsit5(),
+                    reltol=self.config.check_reltol,
+                    abstol=self.config.check_abstol,
+                    maxiters=200 * self.times.numel(),
+                )
             else:
                 y = ens.trajectories(self.times)
             verdict = _row_nmse(y, self.values, self.lengths, self.variances).to(torch.float64)
         verdict = torch.where(torch.isfinite(verdict), verdict, torch.full_like(verdict, math.nan))
-        return FitOutcome([float(v) for v in verdict], [float(v) for v in self.best],
-                          [bool(v) for v in self.diverged], self.step, time.perf_counter() - t0, y.detach())
+        return FitOutcome(
+            [float(v) for v in verdict],
+            [float(v) for v in self.best],
+            [bool(v) for v in self.diverged],
+            self.step,
+            time.perf_counter() - t0,
+            y.detach(),
+        )
 
     def _phase(self, seg_features: int, phase_steps: int) -> None:
         """`phase_steps` steps on segments of `seg_features` features (0: the whole trajectory from h0)."""

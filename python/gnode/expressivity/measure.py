@@ -100,9 +100,13 @@ class MeasureConfig:
 
 def target_for(config: MeasureConfig, features: int, seed: int) -> FourierTarget:
     """The target of the fit with `seed` at K = `features` (drawn from its own generator, deterministically)."""
-    return fourier_target(features, d_out=config.d_out, tau_c=config.tau_c,
-                          samples_per_feature=config.samples_per_feature,
-                          generator=torch.Generator().manual_seed(seed * 100_003 + features))
+    return fourier_target(
+        features,
+        d_out=config.d_out,
+        tau_c=config.tau_c,
+        samples_per_feature=config.samples_per_feature,
+        generator=torch.Generator().manual_seed(seed * 100_003 + features),
+    )
 
 
 def fit_round(spec: FamilySpec, features: list[int], config: MeasureConfig, *, progress=None) -> list[dict]:
@@ -115,8 +119,17 @@ def fit_round(spec: FamilySpec, features: list[int], config: MeasureConfig, *, p
     out = []
     for r, ((k, seed), target) in enumerate(zip(rows, targets)):
         y = outcome.outputs[r, : target.times.numel()]
-        out.append({"K": k, "seed": seed, "nmse": outcome.nmse[r], "nmse_train": outcome.nmse_train[r],
-                    "diverged": outcome.diverged[r], "steps": outcome.steps, "y": y.tolist()})
+        out.append(
+            {
+                "K": k,
+                "seed": seed,
+                "nmse": outcome.nmse[r],
+                "nmse_train": outcome.nmse_train[r],
+                "diverged": outcome.diverged[r],
+                "steps": outcome.steps,
+                "y": y.tolist(),
+            }
+        )
     return out
 
 
@@ -131,14 +144,18 @@ def _between(lo: int, hi: int, count: int) -> list[int]:
     inner = list(range(lo + 1, hi))
     if len(inner) <= count:
         return inner
-    return sorted({inner[round(i * (len(inner) - 1) / (count - 1))] for i in range(count)}) if count > 1 else \
-        [inner[len(inner) // 2]]
+    return (
+        sorted({inner[round(i * (len(inner) - 1) / (count - 1))] for i in range(count)})
+        if count > 1
+        else [inner[len(inner) // 2]]
+    )
 
 
 def _median_fit(fits: list[dict], features: int) -> dict:
     """A copy of the fit at K = `features` whose NMSE is the median (the lower middle one for even counts)."""
-    at = sorted((f for f in fits if f["K"] == features),
-                key=lambda f: f["nmse"] if math.isfinite(f["nmse"]) else math.inf)
+    at = sorted(
+        (f for f in fits if f["K"] == features), key=lambda f: f["nmse"] if math.isfinite(f["nmse"]) else math.inf
+    )
     return dict(at[(len(at) - 1) // 2])
 
 
@@ -158,8 +175,10 @@ def measure_expressivity(spec: FamilySpec, config: MeasureConfig | None = None, 
     `progress(round_label, step, best_nmse)` is called during fitting (for progress bars)."""
     config = config or MeasureConfig()
     if spec.d_out != config.d_out:
-        raise ValueError(f"the family spec has d_out={spec.d_out} but the measure's targets have "
-                         f"d_out={config.d_out}; make them match")
+        raise ValueError(
+            f"the family spec has d_out={spec.d_out} but the measure's targets have "
+            f"d_out={config.d_out}; make them match"
+        )
     start = time.perf_counter()
     fits: list[dict] = []
     rounds = 0
@@ -176,7 +195,7 @@ def measure_expressivity(spec: FamilySpec, config: MeasureConfig | None = None, 
     lo, hi = 0, None
     grid = list(config.grid)
     for i in range(0, len(grid), config.per_round):
-        chunk = grid[i: i + config.per_round]
+        chunk = grid[i : i + config.per_round]
         run(chunk, f"K in {chunk}")
         failed = [k for k in chunk if not passes(k)]
         if failed:

@@ -12,8 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FAMILY_LABELS = {"gnode": "gnODE", "node": "nODE", "mgru": "mGRU", "elman": "Elman RNN", "linear": "linear ODE",
-                 "gru": "GRU (discrete)", "lstm": "LSTM (discrete)"}
+FAMILY_LABELS = {
+    "gnode": "gnODE",
+    "node": "nODE",
+    "mgru": "mGRU",
+    "elman": "Elman RNN",
+    "linear": "linear ODE",
+    "gru": "GRU (discrete)",
+    "lstm": "LSTM (discrete)",
+}
 
 
 def _pyplot():
@@ -21,6 +28,7 @@ def _pyplot():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -31,8 +39,16 @@ def _line(ax, points: list[dict], x: str, label: str, index: int = 0, **style) -
     points = sorted(points, key=lambda r: r[x])
     xs, ys = [r[x] for r in points], [r["expressivity"] for r in points]
     marker = MARKERS[index % len(MARKERS)]
-    (line,) = ax.plot(xs, ys, marker=marker, markersize=9 - 1.5 * (index % 4), fillstyle="none" if index else "full",
-                      lw=2.2 - 0.4 * (index % 4), label=label, **style)
+    (line,) = ax.plot(
+        xs,
+        ys,
+        marker=marker,
+        markersize=9 - 1.5 * (index % 4),
+        fillstyle="none" if index else "full",
+        lw=2.2 - 0.4 * (index % 4),
+        label=label,
+        **style,
+    )
     cens = [(a, b) for a, b, r in zip(xs, ys, points) if r["censored"]]
     if cens:
         ax.plot(*zip(*cens), linestyle="none", marker="^", markersize=11, color=line.get_color())

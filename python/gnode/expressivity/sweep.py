@@ -76,7 +76,7 @@ def plan_points(grid: SweepGrid) -> list[FamilySpec]:
         for n in grid.latents:
             if fam in DEPTH_FAMILIES:
                 for depth in grid.depths:
-                    for width in (grid.widths if depth > 1 else grid.widths[:1]):  # L = 1 has no hidden width
+                    for width in grid.widths if depth > 1 else grid.widths[:1]:  # L = 1 has no hidden width
                         add(FamilySpec(fam, n, depth=depth, width=width, d_out=grid.d_out))
             else:
                 add(FamilySpec(fam, n, d_out=grid.d_out))
@@ -112,6 +112,7 @@ def run_point(job: PointJob) -> dict:
     try:
         if job.progress:
             from tqdm.auto import tqdm
+
             bar = tqdm(total=config.fit.steps, desc=spec.label, unit="step", leave=False, dynamic_ncols=True)
 
             def progress(label, step, best):
@@ -143,12 +144,17 @@ def machine() -> dict:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    return {"cpu_model": model, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__}
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
-def run_points(points: list[FamilySpec], config: MeasureConfig, out, *, executor=None, progress: bool = True,
-               log=print) -> tuple[list[dict], list[dict]]:
+def run_points(
+    points: list[FamilySpec], config: MeasureConfig, out, *, executor=None, progress: bool = True, log=print
+) -> tuple[list[dict], list[dict]]:
     """Measure every point not yet in `out`'s journal; returns (results, failures) in the order of `points`.
 
     executor: a `gnode.jobs` executor (default `LocalExecutor()`: one point after the other in this process,
@@ -169,8 +175,14 @@ def run_points(points: list[FamilySpec], config: MeasureConfig, out, *, executor
     if done:
         log(f"resuming {out}: {len(done)} of {len(points)} configurations already in {JOURNAL}")
     jobs = [PointJob(p.as_dict(), config.as_dict(), progress=progress and executor.in_process) for _, p in pending]
-    bar = tqdm(total=len(points), initial=len(done), desc="expressivity", unit="config", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(points),
+        initial=len(done),
+        desc="expressivity",
+        unit="config",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     start = time.perf_counter()
     try:
         with executor:
@@ -178,8 +190,10 @@ def run_points(points: list[FamilySpec], config: MeasureConfig, out, *, executor
                 key, spec = pending[outcome.index]
                 if outcome.ok:
                     row = {"status": "ok", **outcome.value}
-                    bar.write(f"{spec.label}: expressivity {row['expressivity']}{'+' if row['censored'] else ''} "
-                              f"({row['parameters']} parameters, {outcome.seconds:.0f} s)")
+                    bar.write(
+                        f"{spec.label}: expressivity {row['expressivity']}{'+' if row['censored'] else ''} "
+                        f"({row['parameters']} parameters, {outcome.seconds:.0f} s)"
+                    )
                 else:
                     row = {"status": "failed", **spec.as_dict(), "label": spec.label, "error": outcome.error}
                     bar.write(f"{spec.label}: failed after {outcome.attempts} attempts: {outcome.error}")
@@ -201,7 +215,9 @@ def expressivity_trial(out: Path, **params) -> dict:
     unknown = sorted(set(params) - {"model", "measure"})
     if unknown:
         raise ValueError(f"expressivity_trial: unknown sections {unknown}; known: model, measure")
-    result = run_point(PointJob(dict(params.get("model", {})), MeasureConfig.from_dict(params.get("measure", {})).as_dict()))
+    result = run_point(
+        PointJob(dict(params.get("model", {})), MeasureConfig.from_dict(params.get("measure", {})).as_dict())
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "result.json", result)

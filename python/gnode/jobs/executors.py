@@ -100,8 +100,13 @@ class LocalExecutor(AbstractExecutor):
                 except Exception as e:  # noqa: BLE001 - a failed job is an outcome, the others go on
                     if attempt <= retries:
                         continue
-                    yield Outcome(i, error=_describe(e), traceback=traceback.format_exc(limit=8),
-                                  seconds=time.perf_counter() - start, attempts=attempt)
+                    yield Outcome(
+                        i,
+                        error=_describe(e),
+                        traceback=traceback.format_exc(limit=8),
+                        seconds=time.perf_counter() - start,
+                        attempts=attempt,
+                    )
                 else:
                     yield Outcome(i, value, seconds=time.perf_counter() - start, attempts=attempt)
                 break
@@ -121,8 +126,14 @@ class RayExecutor(AbstractExecutor):
 
     in_process = False
 
-    def __init__(self, address: str | None = None, *, num_cpus: int | None = None, cpus_per_task: float = 1,
-                 init_kwargs: dict | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: int | None = None,
+        cpus_per_task: float = 1,
+        init_kwargs: dict | None = None,
+    ):
         if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
             raise ValueError(f"RayExecutor: num_cpus must be an integer >= 1, got {num_cpus!r}")
         if not (isinstance(cpus_per_task, (int, float)) and cpus_per_task > 0):
@@ -144,7 +155,9 @@ class RayExecutor(AbstractExecutor):
                 if self.num_cpus is not None:
                     kwargs["num_cpus"] = self.num_cpus
                 # workers on this machine import what this process can (a study's own trial module included)
-                kwargs.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
+                kwargs.setdefault(
+                    "runtime_env", {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+                )
             ray.init(address=self.address, **kwargs)
             self._started = True
         return self
@@ -152,6 +165,7 @@ class RayExecutor(AbstractExecutor):
     def __exit__(self, *exc):
         if self._started:
             import ray
+
             ray.shutdown()
             self._started = False
         return False
@@ -162,8 +176,9 @@ class RayExecutor(AbstractExecutor):
         _check_retries(retries)
         if not ray.is_initialized():
             raise RuntimeError("RayExecutor.map_unordered runs inside `with RayExecutor(...) as ex:`")
-        task = ray.remote(timed_call).options(num_cpus=self.cpus_per_task, max_retries=retries,
-                                              retry_exceptions=retries > 0)
+        task = ray.remote(timed_call).options(
+            num_cpus=self.cpus_per_task, max_retries=retries, retry_exceptions=retries > 0
+        )
         fn_ref = ray.put(fn)  # shipped once, not with every task
         pending = {task.remote(fn_ref, item): i for i, item in enumerate(items)}
         try:
@@ -175,8 +190,12 @@ class RayExecutor(AbstractExecutor):
                         value, seconds = ray.get(ref)
                     except ray.exceptions.RayError as e:
                         cause = getattr(e, "cause", None)
-                        yield Outcome(i, error=_describe(cause if isinstance(cause, BaseException) else e),
-                                      traceback=str(e)[-4000:], attempts=retries + 1)
+                        yield Outcome(
+                            i,
+                            error=_describe(cause if isinstance(cause, BaseException) else e),
+                            traceback=str(e)[-4000:],
+                            attempts=retries + 1,
+                        )
                     else:
                         yield Outcome(i, value, seconds=seconds, attempts=None)
         finally:  # the caller stopped early (Ctrl-C, an error): the jobs still queued or running are dropped

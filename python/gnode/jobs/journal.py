@@ -76,8 +76,9 @@ class Journal:
                 if i == len(lines) - 1:  # the write a kill cut off: that job runs again
                     intact = False
                     continue
-                raise JournalError(f"{self.path}, line {i + 1}: not JSON; the journal is damaged (remove it to "
-                                   "start the set afresh)") from None
+                raise JournalError(
+                    f"{self.path}, line {i + 1}: not JSON; the journal is damaged (remove it to start the set afresh)"
+                ) from None
             kind = entry.get("kind")
             if kind == "config":
                 headed = True
@@ -85,9 +86,11 @@ class Journal:
                     if entry.get(what) != head[what]:
                         old, new = entry.get(what) or {}, head[what]
                         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                        raise JournalError(f"{self.path} was written with another {what} (differs in "
-                                           f"{', '.join(changed)}); use another output folder, or remove the "
-                                           "journal to start afresh")
+                        raise JournalError(
+                            f"{self.path} was written with another {what} (differs in "
+                            f"{', '.join(changed)}); use another output folder, or remove the "
+                            "journal to start afresh"
+                        )
                 continue
             entries.append(entry)
             if kind == "trial":

@@ -26,8 +26,17 @@ class AbstractDiscreteRNN(FlatParameters, nn.Module):
     rnn_type: type[nn.RNNBase]
     state_names: tuple[str, ...]  # "h0" (GRU) or "h0", "c0" (LSTM)
 
-    def __init__(self, n: int, d_in: int, d_out: int, *, h0: str = "zeros", time_gaps: bool = False,
-                 dtype: torch.dtype | None = None, device=None):
+    def __init__(
+        self,
+        n: int,
+        d_in: int,
+        d_out: int,
+        *,
+        h0: str = "zeros",
+        time_gaps: bool = False,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
         nn.Module.__init__(self)
         name = type(self).__name__
         for what, v in (("n", n), ("d_in", d_in), ("d_out", d_out)):
@@ -60,8 +69,10 @@ class AbstractDiscreteRNN(FlatParameters, nn.Module):
         batch = x.shape[0]
         if self.time_gaps:
             x = torch.cat([x, time_gaps(times).expand(batch, -1, -1)], dim=-1)
-        states = [initial_state(self, h0 if s == "h0" else None, batch, self.n, getattr(self, s), like, what=s)
-                  for s in self.state_names]
+        states = [
+            initial_state(self, h0 if s == "h0" else None, batch, self.n, getattr(self, s), like, what=s)
+            for s in self.state_names
+        ]
         out = self._run(x[:, :-1], [s[None].contiguous() for s in states])
         h = torch.cat([states[0][:, None], out], dim=1)
         return SequenceOutput(self.readout(h), h, None)
@@ -80,7 +91,11 @@ class AbstractDiscreteRNN(FlatParameters, nn.Module):
             "version": SPEC_VERSION,
             "family": type(self).__name__,
             "dtype": dtype_name(self.readout.weight.dtype),
-            "n": self.n, "d_in": self.d_in, "d_out": self.d_out, "h0": self.h0_mode, "time_gaps": self.time_gaps,
+            "n": self.n,
+            "d_in": self.d_in,
+            "d_out": self.d_out,
+            "h0": self.h0_mode,
+            "time_gaps": self.time_gaps,
             "parameters": self.flat_layout(),
         }
 

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 SPEC_VERSION = 1
-DTYPE_NAMES = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16",
-               torch.bfloat16: "bfloat16"}
+DTYPE_NAMES = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -58,13 +57,15 @@ class FlatParameters:
             raise TypeError(f"load_flat: flat must be floating point, got {flat.dtype}")
         total = sum(p.numel() for _, p in entries)
         if flat.numel() != total:
-            raise ValueError(f"load_flat: {type(self).__name__} has {total} parameters "
-                             f"({', '.join(f'{n} {tuple(p.shape)}' for n, p in entries)}) but flat has "
-                             f"{flat.numel()}; was it exported from a model with other sizes?")
+            raise ValueError(
+                f"load_flat: {type(self).__name__} has {total} parameters "
+                f"({', '.join(f'{n} {tuple(p.shape)}' for n, p in entries)}) but flat has "
+                f"{flat.numel()}; was it exported from a model with other sizes?"
+            )
         offset = 0
         for _, p in entries:
             k = p.numel()
-            p.copy_(flat[offset:offset + k].view(p.shape))
+            p.copy_(flat[offset : offset + k].view(p.shape))
             offset += k
         return self
 

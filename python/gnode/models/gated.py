@@ -66,11 +66,28 @@ class GatedNODE(FlatParameters, nn.Module):
     spec() / flat_parameters() / load_flat() and `gnode.models.from_spec` export and rebuild it.
     """
 
-    def __init__(self, n: int, d_in: int = 0, *, depth_F: int = 1, depth_G: int = 1, width_F=None, width_G=None,
-                 phi_h: str = "tanh", phi_a: str = "relu", tau: float = 1.0, learn_tau: bool = False,
-                 leak: bool = True, gate: bool = True, pre_activation: str = "identity",
-                 init: str = "critical", gain: float | None = None, generator: torch.Generator | None = None,
-                 dtype: torch.dtype | None = None, device=None):
+    def __init__(
+        self,
+        n: int,
+        d_in: int = 0,
+        *,
+        depth_F: int = 1,
+        depth_G: int = 1,
+        width_F=None,
+        width_G=None,
+        phi_h: str = "tanh",
+        phi_a: str = "relu",
+        tau: float = 1.0,
+        learn_tau: bool = False,
+        leak: bool = True,
+        gate: bool = True,
+        pre_activation: str = "identity",
+        init: str = "critical",
+        gain: float | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
         nn.Module.__init__(self)
         n = _check_size("n", n, 1)
         d_in = _check_size("d_in", d_in, 0)
@@ -80,13 +97,17 @@ class GatedNODE(FlatParameters, nn.Module):
         resolve_gain(init, gain)  # fail before building anything
         kw = {"dtype": dtype, "device": device}
         F = FeedForward.build(n, d_in, depth_F, width_F, phi_a, phi_h, pre_activation, name="F", **kw)
-        G = (FeedForward.build(n, d_in, depth_G, width_G, phi_a, "sigmoid", pre_activation, name="G", **kw)
-             if gate else None)
+        G = (
+            FeedForward.build(n, d_in, depth_G, width_G, phi_a, "sigmoid", pre_activation, name="G", **kw)
+            if gate
+            else None
+        )
         self._setup(n, d_in, F, G, tau, learn_tau, leak)
         self.reset_parameters(init, gain, generator=generator)
 
-    def _setup(self, n: int, d_in: int, F: FeedForward, G: FeedForward | None, tau: float, learn_tau: bool,
-               leak: bool) -> None:
+    def _setup(
+        self, n: int, d_in: int, F: FeedForward, G: FeedForward | None, tau: float, learn_tau: bool, leak: bool
+    ) -> None:
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (0 < tau < float("inf")):
             raise ValueError(f"tau must be a positive finite number, got {tau!r}")
         self.n, self.d_in, self.leak = n, d_in, bool(leak)
@@ -101,16 +122,18 @@ class GatedNODE(FlatParameters, nn.Module):
             self._tau = float(tau)
 
     @classmethod
-    def _from_parts(cls, n: int, d_in: int, F: FeedForward, G: FeedForward | None, tau: float, learn_tau: bool,
-                    leak: bool) -> GatedNODE:
+    def _from_parts(
+        cls, n: int, d_in: int, F: FeedForward, G: FeedForward | None, tau: float, learn_tau: bool, leak: bool
+    ) -> GatedNODE:
         """A model of this family from built networks, without drawing random numbers (used by `from_spec`)."""
         obj = cls.__new__(cls)
         nn.Module.__init__(obj)
         GatedNODE._setup(obj, n, d_in, F, G, tau, learn_tau, leak)
         return obj
 
-    def reset_parameters(self, init: str = "critical", gain: float | None = None,
-                         generator: torch.Generator | None = None) -> None:
+    def reset_parameters(
+        self, init: str = "critical", gain: float | None = None, generator: torch.Generator | None = None
+    ) -> None:
         """Redraw F for regime `init` with gain `gain`, G variance-preserving, biases 0 (`gnode.models.init`)."""
         init_flow_(self.F, init, gain, generator)
         if self.G is not None:
@@ -139,15 +162,20 @@ class GatedNODE(FlatParameters, nn.Module):
 
     def _check(self, h: torch.Tensor, x: torch.Tensor | None) -> None:
         if h.shape[-1] != self.n:
-            raise ValueError(f"{self.family}: h has {h.shape[-1]} features (shape {tuple(h.shape)}) but the model "
-                             f"has n={self.n}")
+            raise ValueError(
+                f"{self.family}: h has {h.shape[-1]} features (shape {tuple(h.shape)}) but the model has n={self.n}"
+            )
         if x is not None:
             if self.d_in == 0:
-                raise ValueError(f"{self.family} was built with d_in=0 (no inputs) but got x of shape "
-                                 f"{tuple(x.shape)}; build it with d_in={x.shape[-1]}")
+                raise ValueError(
+                    f"{self.family} was built with d_in=0 (no inputs) but got x of shape "
+                    f"{tuple(x.shape)}; build it with d_in={x.shape[-1]}"
+                )
             if x.shape[-1] != self.d_in:
-                raise ValueError(f"{self.family}: x has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
-                                 f"model was built with d_in={self.d_in}")
+                raise ValueError(
+                    f"{self.family}: x has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
+                    f"model was built with d_in={self.d_in}"
+                )
 
     def forward(self, t: torch.Tensor, h: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """dh/dt = G(h, x) * (-h + F(h, x)) / tau, row-wise. `t` is unused (time enters through x)."""
@@ -223,8 +251,11 @@ class GatedNODE(FlatParameters, nn.Module):
         }
 
     def extra_repr(self) -> str:
-        return (f"n={self.n}, d_in={self.d_in}, tau={float(self.tau.detach()):g}{' (learnable)' if self.learn_tau else ''}, "
-                f"leak={self.leak}, gate={self.gated}")
+        return (
+            f"n={self.n}, d_in={self.d_in}, "
+            f"tau={float(self.tau.detach()):g}{' (learnable)' if self.learn_tau else ''}, "
+            f"leak={self.leak}, gate={self.gated}"
+        )
 
 
 class NeuralODE(GatedNODE):
@@ -233,13 +264,41 @@ class NeuralODE(GatedNODE):
     Equal to `GatedNODE(..., gate=False)` with the same weights. depth/width/phi_h/phi_a are F's.
     """
 
-    def __init__(self, n: int, d_in: int = 0, *, depth: int = 1, width=None, phi_h: str = "tanh",
-                 phi_a: str = "relu", tau: float = 1.0, learn_tau: bool = False, leak: bool = True,
-                 init: str = "critical", gain: float | None = None, generator: torch.Generator | None = None,
-                 dtype: torch.dtype | None = None, device=None):
-        super().__init__(n, d_in, depth_F=depth, width_F=width, phi_h=phi_h, phi_a=phi_a, tau=tau,
-                         learn_tau=learn_tau, leak=leak, gate=False, init=init, gain=gain, generator=generator,
-                         dtype=dtype, device=device)
+    def __init__(
+        self,
+        n: int,
+        d_in: int = 0,
+        *,
+        depth: int = 1,
+        width=None,
+        phi_h: str = "tanh",
+        phi_a: str = "relu",
+        tau: float = 1.0,
+        learn_tau: bool = False,
+        leak: bool = True,
+        init: str = "critical",
+        gain: float | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
+        super().__init__(
+            n,
+            d_in,
+            depth_F=depth,
+            width_F=width,
+            phi_h=phi_h,
+            phi_a=phi_a,
+            tau=tau,
+            learn_tau=learn_tau,
+            leak=leak,
+            gate=False,
+            init=init,
+            gain=gain,
+            generator=generator,
+            dtype=dtype,
+            device=device,
+        )
 
 
 class MinimalGRU(GatedNODE):
@@ -250,11 +309,34 @@ class MinimalGRU(GatedNODE):
     Equal to `GatedNODE(..., depth_F=1, depth_G=1)` with the same weights.
     """
 
-    def __init__(self, n: int, d_in: int = 0, *, phi_h: str = "tanh", tau: float = 1.0, learn_tau: bool = False,
-                 init: str = "critical", gain: float | None = None, generator: torch.Generator | None = None,
-                 dtype: torch.dtype | None = None, device=None):
-        super().__init__(n, d_in, depth_F=1, depth_G=1, phi_h=phi_h, tau=tau, learn_tau=learn_tau,
-                         init=init, gain=gain, generator=generator, dtype=dtype, device=device)
+    def __init__(
+        self,
+        n: int,
+        d_in: int = 0,
+        *,
+        phi_h: str = "tanh",
+        tau: float = 1.0,
+        learn_tau: bool = False,
+        init: str = "critical",
+        gain: float | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
+        super().__init__(
+            n,
+            d_in,
+            depth_F=1,
+            depth_G=1,
+            phi_h=phi_h,
+            tau=tau,
+            learn_tau=learn_tau,
+            init=init,
+            gain=gain,
+            generator=generator,
+            dtype=dtype,
+            device=device,
+        )
 
 
 class ElmanRNN(GatedNODE):
@@ -270,9 +352,21 @@ class ElmanRNN(GatedNODE):
     Sompolinsky, Crisanti & Sommers' g = 1.
     """
 
-    def __init__(self, n: int, d_in: int = 0, *, phi: str = "tanh", form: str = "rate", tau: float = 1.0,
-                 learn_tau: bool = False, init: str = "critical", gain: float | None = None,
-                 generator: torch.Generator | None = None, dtype: torch.dtype | None = None, device=None):
+    def __init__(
+        self,
+        n: int,
+        d_in: int = 0,
+        *,
+        phi: str = "tanh",
+        form: str = "rate",
+        tau: float = 1.0,
+        learn_tau: bool = False,
+        init: str = "critical",
+        gain: float | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
         _check_choice("form", form, ("rate", "classical"))
         if form == "rate":
             _check_choice("phi", phi, PRE_ACTIVATIONS)
@@ -280,8 +374,20 @@ class ElmanRNN(GatedNODE):
         else:
             _check_choice("phi", phi, PHI_H)
             settings = {"phi_h": phi}
-        super().__init__(n, d_in, depth_F=1, gate=False, tau=tau, learn_tau=learn_tau, init=init, gain=gain,
-                         generator=generator, dtype=dtype, device=device, **settings)
+        super().__init__(
+            n,
+            d_in,
+            depth_F=1,
+            gate=False,
+            tau=tau,
+            learn_tau=learn_tau,
+            init=init,
+            gain=gain,
+            generator=generator,
+            dtype=dtype,
+            device=device,
+            **settings,
+        )
 
     @property
     def form(self) -> str:

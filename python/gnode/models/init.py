@@ -79,8 +79,10 @@ def resolve_gain(regime: str, gain: float | None) -> float:
     ok = {"stable": gain < 1, "critical": gain == 1, "chaotic": gain > 1}[regime]
     if not ok:
         need = {"stable": "< 1", "critical": "= 1 (or None)", "chaotic": "> 1"}[regime]
-        raise ValueError(f"init={regime!r} needs gain {need}, got gain={gain}; pick the regime that matches "
-                         "the gain, or leave gain=None for the regime's default")
+        raise ValueError(
+            f"init={regime!r} needs gain {need}, got gain={gain}; pick the regime that matches "
+            "the gain, or leave gain=None for the regime's default"
+        )
     return gain
 
 
@@ -114,8 +116,9 @@ def init_network_(net: FeedForward, gains: list[float], generator: torch.Generat
         layer.bias.zero_()
 
 
-def init_flow_(net: FeedForward, regime: str = "critical", gain: float | None = None,
-               generator: torch.Generator | None = None) -> float:
+def init_flow_(
+    net: FeedForward, regime: str = "critical", gain: float | None = None, generator: torch.Generator | None = None
+) -> float:
     """Initialise F for `regime` (see the module docstring); returns the target radius rho."""
     rho = resolve_gain(regime, gain)
     init_network_(net, layer_gains(net, rho), generator)
@@ -124,14 +127,14 @@ def init_flow_(net: FeedForward, regime: str = "critical", gain: float | None = 
 
 def init_gate_(net: FeedForward, generator: torch.Generator | None = None) -> None:
     """Initialise G: gain 1 per layer (sqrt(2) after a ReLU), zero biases, so G(0) = 1/2."""
-    gains = [1.0 / math.sqrt(la.act.mean_square_slope) if i < net.depth - 1 else 1.0
-             for i, la in enumerate(net.layers)]
+    gains = [1.0 / math.sqrt(la.act.mean_square_slope) if i < net.depth - 1 else 1.0 for i, la in enumerate(net.layers)]
     gains[0] /= math.sqrt(net.pre.mean_square_slope)
     init_network_(net, gains, generator)
 
 
-def origin_jacobian(model, *, direction: torch.Tensor | None = None, eps: float = 1e-7,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def origin_jacobian(
+    model, *, direction: torch.Tensor | None = None, eps: float = 1e-7, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """The linearisation (n, n) of `model` (a GatedNODE) at the origin, at zero input.
 
     Evaluated at h = eps * v / |v| for a direction v (default: a random Gaussian one): for ReLU layers at zero
@@ -140,8 +143,9 @@ def origin_jacobian(model, *, direction: torch.Tensor | None = None, eps: float 
     """
     p = next(model.parameters())
     if direction is None:
-        direction = torch.randn(model.n, generator=generator, dtype=p.dtype,
-                                device=generator.device if generator is not None else p.device).to(p.device)
+        direction = torch.randn(
+            model.n, generator=generator, dtype=p.dtype, device=generator.device if generator is not None else p.device
+        ).to(p.device)
     h = (eps * direction / direction.norm()).reshape(1, -1)
     t = torch.zeros(1, dtype=p.dtype, device=p.device)
     with torch.no_grad():

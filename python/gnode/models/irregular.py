@@ -27,8 +27,9 @@ def check_sequence_times(times: torch.Tensor, batch: int, steps: int, *, where: 
     """Raise a clear error unless `times` (batch, steps) is strictly increasing per row up to trailing repeats
     (padding) and every row starts at the same time."""
     if times.ndim != 2 or times.shape != (batch, steps):
-        raise ValueError(f"{where}: per-sequence times must be (batch, T) = ({batch}, {steps}), got shape "
-                         f"{tuple(times.shape)}")
+        raise ValueError(
+            f"{where}: per-sequence times must be (batch, T) = ({batch}, {steps}), got shape {tuple(times.shape)}"
+        )
     if not bool(torch.isfinite(times).all()):
         row, col = (~torch.isfinite(times)).nonzero()[0].tolist()
         raise ValueError(f"{where}: times[{row}, {col}] = {times[row, col].item()} is not finite")
@@ -37,20 +38,26 @@ def check_sequence_times(times: torch.Tensor, batch: int, steps: int, *, where: 
     d = torch.diff(times, dim=1)
     if bool((d < 0).any()):
         row, col = (d < 0).nonzero()[0].tolist()
-        raise ValueError(f"{where}: times of sequence {row} decrease at index {col + 1} ({times[row, col].item():.6g} "
-                         f"-> {times[row, col + 1].item():.6g}); each row must increase")
+        raise ValueError(
+            f"{where}: times of sequence {row} decrease at index {col + 1} ({times[row, col].item():.6g} "
+            f"-> {times[row, col + 1].item():.6g}); each row must increase"
+        )
     rising = d > 0
     # once a row stops rising it is padding: a rise after a repeat is a repeated time inside the sequence
     inner = rising & ~torch.cummin(rising.to(torch.int8), dim=1).values.bool()
     if bool(inner.any()):
         row, col = inner.nonzero()[0].tolist()
-        raise ValueError(f"{where}: sequence {row} repeats a time before index {col + 1}; times must be strictly "
-                         "increasing, with repeats only as padding at the end")
+        raise ValueError(
+            f"{where}: sequence {row} repeats a time before index {col + 1}; times must be strictly "
+            "increasing, with repeats only as padding at the end"
+        )
     if not bool((times[:, 0] == times[0, 0]).all()):
         row = int((times[:, 0] != times[0, 0]).nonzero()[0])
-        raise ValueError(f"{where}: sequence {row} starts at t = {times[row, 0].item():.6g} but sequence 0 at "
-                         f"t = {times[0, 0].item():.6g}; all sequences of a batch must start at the same time "
-                         "(shift each to start at 0)")
+        raise ValueError(
+            f"{where}: sequence {row} starts at t = {times[row, 0].item():.6g} but sequence 0 at "
+            f"t = {times[0, 0].item():.6g}; all sequences of a batch must start at the same time "
+            "(shift each to start at 0)"
+        )
 
 
 def merge_times(times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,8 +77,10 @@ def resample(times: torch.Tensor, values: torch.Tensor, grid: torch.Tensor, inte
     samples (differentiable in `values`).
     """
     if interpolation not in EXACT_INTERPOLATIONS:
-        raise ValueError(f"per-sequence times need interpolation 'zoh' or 'linear' (exact on the merged time grid), "
-                         f"got {interpolation!r}")
+        raise ValueError(
+            f"per-sequence times need interpolation 'zoh' or 'linear' (exact on the merged time grid), "
+            f"got {interpolation!r}"
+        )
     batch, steps, dim = values.shape
     g = grid.expand(batch, -1).contiguous()
     k = (torch.searchsorted(times.contiguous(), g, right=True) - 1).clamp(0, steps - 1)  # (B, G)

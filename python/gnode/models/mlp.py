@@ -38,15 +38,21 @@ class LayerSpec:
     takes_input: bool = False
 
     def as_dict(self) -> dict:
-        return {"in": self.in_features, "out": self.out_features, "activation": self.activation,
-                "takes_input": self.takes_input}
+        return {
+            "in": self.in_features,
+            "out": self.out_features,
+            "activation": self.activation,
+            "takes_input": self.takes_input,
+        }
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "layer") -> LayerSpec:
         missing = {"in", "out", "activation", "takes_input"} - set(d)
         if missing:
-            raise ValueError(f"{where} lacks the key(s) {sorted(missing)}; a layer is "
-                             "{'in': int, 'out': int, 'activation': str, 'takes_input': bool}")
+            raise ValueError(
+                f"{where} lacks the key(s) {sorted(missing)}; a layer is "
+                "{'in': int, 'out': int, 'activation': str, 'takes_input': bool}"
+            )
         return cls(int(d["in"]), int(d["out"]), str(d["activation"]), bool(d["takes_input"]))
 
 
@@ -89,23 +95,38 @@ class FeedForward(nn.Module):
     rebuilds one from its layer list (what a spec stores).
     """
 
-    def __init__(self, layers: Sequence[LayerSpec], d_in: int, pre_activation: str = "identity", *,
-                 dtype=None, device=None):
+    def __init__(
+        self, layers: Sequence[LayerSpec], d_in: int, pre_activation: str = "identity", *, dtype=None, device=None
+    ):
         super().__init__()
         layers = list(layers)
         if not layers:
             raise ValueError("FeedForward needs at least one layer")
         for i in range(1, len(layers)):
             if layers[i].in_features != layers[i - 1].out_features:
-                raise ValueError(f"layer {i} takes {layers[i].in_features} features but layer {i - 1} gives "
-                                 f"{layers[i - 1].out_features}; consecutive sizes must chain")
+                raise ValueError(
+                    f"layer {i} takes {layers[i].in_features} features but layer {i - 1} gives "
+                    f"{layers[i - 1].out_features}; consecutive sizes must chain"
+                )
         self.d_in = int(d_in)
         self.pre = get_activation(pre_activation, where="pre_activation")
         self.layers = nn.ModuleList(DenseLayer(s, self.d_in, dtype=dtype, device=device) for s in layers)
 
     @classmethod
-    def build(cls, n: int, d_in: int, depth: int, widths: int | Sequence[int] | None, hidden: str, output: str,
-              pre_activation: str = "identity", *, name: str = "network", dtype=None, device=None) -> FeedForward:
+    def build(
+        cls,
+        n: int,
+        d_in: int,
+        depth: int,
+        widths: int | Sequence[int] | None,
+        hidden: str,
+        output: str,
+        pre_activation: str = "identity",
+        *,
+        name: str = "network",
+        dtype=None,
+        device=None,
+    ) -> FeedForward:
         """The paper's n -> n network of `depth` layers; only the first layer reads the input x.
 
         widths: the L-1 hidden widths N_1..N_{L-1} (an int repeats; None means n). hidden: phi_a;
@@ -120,14 +141,18 @@ class FeedForward(nn.Module):
         else:
             widths = list(widths)
             if len(widths) != depth - 1:
-                raise ValueError(f"width of {name}: a depth-{depth} network has {depth - 1} hidden layer(s), "
-                                 f"so give {depth - 1} width(s) (or one int), got {widths}")
+                raise ValueError(
+                    f"width of {name}: a depth-{depth} network has {depth - 1} hidden layer(s), "
+                    f"so give {depth - 1} width(s) (or one int), got {widths}"
+                )
         for w in widths:
             if not isinstance(w, int) or isinstance(w, bool) or w < 1:
                 raise ValueError(f"width of {name} must be positive integers, got {widths}")
         sizes = [n, *widths, n]
-        specs = [LayerSpec(sizes[i], sizes[i + 1], hidden if i < depth - 1 else output, i == 0 and d_in > 0)
-                 for i in range(depth)]
+        specs = [
+            LayerSpec(sizes[i], sizes[i + 1], hidden if i < depth - 1 else output, i == 0 and d_in > 0)
+            for i in range(depth)
+        ]
         return cls(specs, d_in, pre_activation, dtype=dtype, device=device)
 
     @property
@@ -148,8 +173,7 @@ class FeedForward(nn.Module):
             s = layer(s, x)
         return s
 
-    def forward_and_jacobian(self, h: torch.Tensor, x: torch.Tensor | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_and_jacobian(self, h: torch.Tensor, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(s_L (B, out), d s_L / d h (B, out, n)) by the chain rule, layer by layer (forward mode):
 
         J = diag(phi_{L-1}'(a_{L-1})) W_{L-1} ... diag(phi_0'(a_0)) W_0 diag(phi_pre'(h)).

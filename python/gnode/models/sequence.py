@@ -43,41 +43,55 @@ def check_targets(y: torch.Tensor, targets: torch.Tensor, *, where: str = "targe
     if targets.shape != y.shape:
         if targets.ndim != y.ndim:
             hint = "; for one output per step use targets[..., None]" if targets.ndim == y.ndim - 1 else ""
-            raise ValueError(f"{where} must be (batch, time, d_out) = {tuple(y.shape)} like the model output, "
-                             f"got shape {tuple(targets.shape)}{hint}")
-        names = ("batch", "time", "d_out")[-y.ndim:] if y.ndim <= 3 else tuple(f"dim {i}" for i in range(y.ndim))
+            raise ValueError(
+                f"{where} must be (batch, time, d_out) = {tuple(y.shape)} like the model output, "
+                f"got shape {tuple(targets.shape)}{hint}"
+            )
+        names = ("batch", "time", "d_out")[-y.ndim :] if y.ndim <= 3 else tuple(f"dim {i}" for i in range(y.ndim))
         bad = [f"{nm} {a} vs {b}" for nm, a, b in zip(names, targets.shape, y.shape) if a != b]
-        fix = (f" (build the readout with d_out={targets.shape[-1]})"
-               if targets.shape[-1] != y.shape[-1] else "")
-        raise ValueError(f"{where} shape {tuple(targets.shape)} does not match the model output {tuple(y.shape)}: "
-                         f"{', '.join(bad)} (targets vs output){fix}")
+        fix = f" (build the readout with d_out={targets.shape[-1]})" if targets.shape[-1] != y.shape[-1] else ""
+        raise ValueError(
+            f"{where} shape {tuple(targets.shape)} does not match the model output {tuple(y.shape)}: "
+            f"{', '.join(bad)} (targets vs output){fix}"
+        )
     if targets.dtype != y.dtype:
-        raise TypeError(f"{where} have dtype {targets.dtype} but the model output has {y.dtype}; "
-                        f"cast them with {where}.to({y.dtype})")
+        raise TypeError(
+            f"{where} have dtype {targets.dtype} but the model output has {y.dtype}; "
+            f"cast them with {where}.to({y.dtype})"
+        )
     if targets.device != y.device:
         raise ValueError(f"{where} are on {targets.device} but the model output is on {y.device}")
 
 
-def check_sequence_inputs(model, x: torch.Tensor | None, times, *, need_x: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def check_sequence_inputs(
+    model, x: torch.Tensor | None, times, *, need_x: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate x (B, T, d_in) against `model.d_in` and times (T,); returns (times tensor, x)."""
     like = next(model.parameters()).detach()
     name = type(model).__name__
     if x is None:
         if need_x:
-            raise ValueError(f"{name}: the model takes d_in={model.d_in} inputs, so x (batch, time, {model.d_in}) "
-                             "is required")
+            raise ValueError(
+                f"{name}: the model takes d_in={model.d_in} inputs, so x (batch, time, {model.d_in}) is required"
+            )
     else:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name}: x must be a tensor (batch, time, d_in), got {type(x).__name__}")
         if x.ndim != 3:
-            raise ValueError(f"{name}: x must be (batch, time, d_in), got shape {tuple(x.shape)}"
-                             + ("; for one sequence use x[None]" if x.ndim == 2 else ""))
+            raise ValueError(
+                f"{name}: x must be (batch, time, d_in), got shape {tuple(x.shape)}"
+                + ("; for one sequence use x[None]" if x.ndim == 2 else "")
+            )
         if x.shape[2] != model.d_in:
-            raise ValueError(f"{name}: x has {x.shape[2]} input features (shape {tuple(x.shape)}) but the model "
-                             f"was built with d_in={model.d_in}; rebuild it with d_in={x.shape[2]} or fix the data")
+            raise ValueError(
+                f"{name}: x has {x.shape[2]} input features (shape {tuple(x.shape)}) but the model "
+                f"was built with d_in={model.d_in}; rebuild it with d_in={x.shape[2]} or fix the data"
+            )
         if x.dtype != like.dtype:
-            raise TypeError(f"{name}: x has dtype {x.dtype} but the model's parameters are {like.dtype}; "
-                            f"use x.to({like.dtype}) or model.to({x.dtype})")
+            raise TypeError(
+                f"{name}: x has dtype {x.dtype} but the model's parameters are {like.dtype}; "
+                f"use x.to({like.dtype}) or model.to({x.dtype})"
+            )
         if x.device != like.device:
             raise ValueError(f"{name}: x is on {x.device} but the model is on {like.device}")
     if isinstance(times, torch.Tensor):
@@ -89,17 +103,27 @@ def check_sequence_inputs(model, x: torch.Tensor | None, times, *, need_x: bool)
     if times.numel() < 2:
         raise ValueError(f"{name}: need at least 2 sample times, got {times.numel()}")
     if x is not None and times.numel() != x.shape[1]:
-        raise ValueError(f"{name}: {times.numel()} times but x has {x.shape[1]} time steps (shape "
-                         f"{tuple(x.shape)}); they must match")
+        raise ValueError(
+            f"{name}: {times.numel()} times but x has {x.shape[1]} time steps (shape {tuple(x.shape)}); they must match"
+        )
     if not bool((torch.diff(times) > 0).all()):
         i = int((torch.diff(times) <= 0).nonzero()[0])
-        raise ValueError(f"{name}: times must be strictly increasing, but times[{i}] = {times[i].item():.6g} and "
-                         f"times[{i + 1}] = {times[i + 1].item():.6g}")
+        raise ValueError(
+            f"{name}: times must be strictly increasing, but times[{i}] = {times[i].item():.6g} and "
+            f"times[{i + 1}] = {times[i + 1].item():.6g}"
+        )
     return times, x
 
 
-def initial_state(model, h0: torch.Tensor | None, batch: int, n: int, learned: torch.Tensor | None,
-                  like: torch.Tensor, what: str = "h0") -> torch.Tensor:
+def initial_state(
+    model,
+    h0: torch.Tensor | None,
+    batch: int,
+    n: int,
+    learned: torch.Tensor | None,
+    like: torch.Tensor,
+    what: str = "h0",
+) -> torch.Tensor:
     """h0 (B, n) from a given (B, n) or (n,) tensor, else the learnable one, else zeros."""
     name = type(model).__name__
     if h0 is None:
@@ -111,8 +135,9 @@ def initial_state(model, h0: torch.Tensor | None, batch: int, n: int, learned: t
     if h0.ndim == 1:
         h0 = h0.expand(batch, -1)
     if h0.ndim != 2 or h0.shape[1] != n or h0.shape[0] != batch:
-        raise ValueError(f"{name}: {what} must be ({batch}, {n}) (or ({n},) shared by the batch), "
-                         f"got shape {tuple(h0.shape)}")
+        raise ValueError(
+            f"{name}: {what} must be ({batch}, {n}) (or ({n},) shared by the batch), got shape {tuple(h0.shape)}"
+        )
     if h0.dtype != like.dtype:
         raise TypeError(f"{name}: {what} has dtype {h0.dtype} but the model's parameters are {like.dtype}")
     return h0
@@ -133,13 +158,30 @@ class SequenceModel(FlatParameters, nn.Module):
     y and h are at each row's own times and `sol` is the solve on the union of the rows' times.
     """
 
-    def __init__(self, vector_field: nn.Module, d_out: int, *, alg=None, sensealg=None, engine: str = "torch",
-                 reltol: float = 1e-6, abstol: float = 1e-8, interpolation: str = "zoh", h0: str = "learnable",
-                 solve_kwargs: dict | None = None):
+    def __init__(
+        self,
+        vector_field: nn.Module,
+        d_out: int,
+        *,
+        alg=None,
+        sensealg=None,
+        engine: str = "torch",
+        reltol: float = 1e-6,
+        abstol: float = 1e-8,
+        interpolation: str = "zoh",
+        h0: str = "learnable",
+        solve_kwargs: dict | None = None,
+    ):
         nn.Module.__init__(self)
-        if not isinstance(vector_field, nn.Module) or not hasattr(vector_field, "n") or not hasattr(vector_field, "d_in"):
-            raise TypeError("SequenceModel: vector_field must be an nn.Module with attributes n and d_in, such as "
-                            f"gnode.models.GatedNODE, got {type(vector_field).__name__}")
+        if (
+            not isinstance(vector_field, nn.Module)
+            or not hasattr(vector_field, "n")
+            or not hasattr(vector_field, "d_in")
+        ):
+            raise TypeError(
+                "SequenceModel: vector_field must be an nn.Module with attributes n and d_in, such as "
+                f"gnode.models.GatedNODE, got {type(vector_field).__name__}"
+            )
         if isinstance(d_out, bool) or not isinstance(d_out, int) or d_out < 1:
             raise ValueError(f"SequenceModel: d_out must be an integer >= 1, got {d_out!r}")
         if interpolation not in INTERPOLATIONS:
@@ -152,8 +194,9 @@ class SequenceModel(FlatParameters, nn.Module):
             if k in _SET_BY_MODEL or k == "alg":
                 raise ValueError(f"SequenceModel: pass {k} as SequenceModel's own argument, not in solve_kwargs")
             if k not in allowed:
-                raise ValueError(f"SequenceModel: solve_kwargs has unknown key {k!r}; gnode.solve takes "
-                                 f"{', '.join(sorted(allowed))}")
+                raise ValueError(
+                    f"SequenceModel: solve_kwargs has unknown key {k!r}; gnode.solve takes {', '.join(sorted(allowed))}"
+                )
         like = next(vector_field.parameters())
         self.vector_field = vector_field
         self.readout = nn.Linear(vector_field.n, d_out, dtype=like.dtype, device=like.device)
@@ -182,8 +225,16 @@ class SequenceModel(FlatParameters, nn.Module):
         u0 = initial_state(self, h0, batch, self.n, self.h0, like)
         control = Control(times, x, self.interpolation) if x is not None and self.d_in > 0 else None
         prob = ODEProblem(self.vector_field, u0, (float(times[0]), float(times[-1])), inputs=control)
-        sol = solve(prob, self.alg, saveat=times, reltol=self.reltol, abstol=self.abstol, sensealg=self.sensealg,
-                    engine=self.engine, **self.solve_kwargs)
+        sol = solve(
+            prob,
+            self.alg,
+            saveat=times,
+            reltol=self.reltol,
+            abstol=self.abstol,
+            sensealg=self.sensealg,
+            engine=self.engine,
+            **self.solve_kwargs,
+        )
         return SequenceOutput(self.readout(sol.u), sol.u, sol)
 
     def _forward_per_sequence(self, x: torch.Tensor, times: torch.Tensor, h0) -> SequenceOutput:
@@ -201,10 +252,19 @@ class SequenceModel(FlatParameters, nn.Module):
             raise ValueError(f"{name}: the batch's sequences have a single sample time ({grid.item():.6g})")
         values = resample(times, x, grid, self.interpolation)
         u0 = initial_state(self, h0, x.shape[0], self.n, self.h0, self.readout.weight.detach())
-        prob = ODEProblem(self.vector_field, u0, (float(grid[0]), float(grid[-1])),
-                          inputs=Control(grid, values, self.interpolation))
-        sol = solve(prob, self.alg, saveat=grid, reltol=self.reltol, abstol=self.abstol, sensealg=self.sensealg,
-                    engine=self.engine, **self.solve_kwargs)
+        prob = ODEProblem(
+            self.vector_field, u0, (float(grid[0]), float(grid[-1])), inputs=Control(grid, values, self.interpolation)
+        )
+        sol = solve(
+            prob,
+            self.alg,
+            saveat=grid,
+            reltol=self.reltol,
+            abstol=self.abstol,
+            sensealg=self.sensealg,
+            engine=self.engine,
+            **self.solve_kwargs,
+        )
         h = sol.u.gather(1, index[..., None].expand(-1, -1, self.n))
         return SequenceOutput(self.readout(h), h, sol)
 

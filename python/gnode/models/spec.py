@@ -134,8 +134,7 @@ def _load(model, flat: torch.Tensor | None, where: str):
 
 def _vector_field(spec: dict, flat: torch.Tensor | None):
     where = "vector field spec"
-    _require(spec, ("family", "n", "d_in", "dtype", "tau", "learn_tau", "leak", "gate", "F", "G", "parameters"),
-             where)
+    _require(spec, ("family", "n", "d_in", "dtype", "tau", "learn_tau", "leak", "gate", "F", "G", "parameters"), where)
     family = spec["family"]
     if family not in VECTOR_FIELD_FAMILIES:
         raise ValueError(f"{where}: unknown family {family!r}; known: {sorted(VECTOR_FIELD_FAMILIES)}")
@@ -147,10 +146,13 @@ def _vector_field(spec: dict, flat: torch.Tensor | None):
     G = _network(spec["G"], d_in, dtype, "G") if spec["G"] is not None else None
     for name, net in (("F", F), ("G", G)):
         if net is not None and (net.layers[0].spec.in_features != n or net.layers[-1].spec.out_features != n):
-            raise ValueError(f"{where}: network {name} must map n={n} to n={n}, got "
-                             f"{net.layers[0].spec.in_features} -> {net.layers[-1].spec.out_features}")
-    model = VECTOR_FIELD_FAMILIES[family]._from_parts(n, d_in, F, G, float(spec["tau"]), bool(spec["learn_tau"]),
-                                                      bool(spec["leak"]))
+            raise ValueError(
+                f"{where}: network {name} must map n={n} to n={n}, got "
+                f"{net.layers[0].spec.in_features} -> {net.layers[-1].spec.out_features}"
+            )
+    model = VECTOR_FIELD_FAMILIES[family]._from_parts(
+        n, d_in, F, G, float(spec["tau"]), bool(spec["learn_tau"]), bool(spec["leak"])
+    )
     _check_layout(model, spec, where)
     return _load(model, flat, where)
 
@@ -172,11 +174,17 @@ def _sequence_model(spec: dict, flat: torch.Tensor | None, overrides: dict):
     vf = _vector_field(spec["vector_field"], None)
     solver = spec["solver"]
     kwargs = {
-        "alg": overrides.pop("alg") if "alg" in overrides else _rebuild_solver_object(solver["alg"], parse_algorithm,
-                                                                                      "alg"),
-        "sensealg": (overrides.pop("sensealg") if "sensealg" in overrides
-                     else _rebuild_solver_object(solver["sensealg"], parse_sensealg, "sensealg")),
-        "engine": solver["engine"], "reltol": solver["reltol"], "abstol": solver["abstol"],
+        "alg": overrides.pop("alg")
+        if "alg" in overrides
+        else _rebuild_solver_object(solver["alg"], parse_algorithm, "alg"),
+        "sensealg": (
+            overrides.pop("sensealg")
+            if "sensealg" in overrides
+            else _rebuild_solver_object(solver["sensealg"], parse_sensealg, "sensealg")
+        ),
+        "engine": solver["engine"],
+        "reltol": solver["reltol"],
+        "abstol": solver["abstol"],
         "solve_kwargs": dict(solver.get("solve_kwargs") or {}),
     }
     kwargs.update(overrides)
@@ -213,10 +221,16 @@ def _from_spec(spec: dict, fmt: str, flat, overrides: dict):
         _require(spec, ("family", "dtype", "n", "d_in", "d_out", "h0", "parameters"), "discrete RNN spec")
         if spec["family"] not in BASELINE_FAMILIES:
             raise ValueError(f"from_spec: unknown family {spec['family']!r}; known: {sorted(BASELINE_FAMILIES)}")
-        model = BASELINE_FAMILIES[spec["family"]](int(spec["n"]), int(spec["d_in"]), int(spec["d_out"]),
-                                                  h0=spec["h0"], time_gaps=bool(spec.get("time_gaps", False)),
-                                                  dtype=dtype_from_name(spec["dtype"]))
+        model = BASELINE_FAMILIES[spec["family"]](
+            int(spec["n"]),
+            int(spec["d_in"]),
+            int(spec["d_out"]),
+            h0=spec["h0"],
+            time_gaps=bool(spec.get("time_gaps", False)),
+            dtype=dtype_from_name(spec["dtype"]),
+        )
         _check_layout(model, spec, "discrete RNN spec")
         return _load(model, flat, "discrete RNN spec")
-    raise ValueError(f"from_spec: unknown format {fmt!r}; known: gnode.vector_field, gnode.sequence_model, "
-                     "gnode.discrete_rnn")
+    raise ValueError(
+        f"from_spec: unknown format {fmt!r}; known: gnode.vector_field, gnode.sequence_model, gnode.discrete_rnn"
+    )

@@ -18,8 +18,8 @@ The trial-function interface (how other studies plug in):
     set at their dotted keys, so {"model": {"kind": "mgru"}, "train": {"seed": 1}}); `out` is a folder of its
     own, where it may keep a run (and find it again when a killed sweep is resumed). It returns a flat dict of
     results (numbers and strings); a `metrics` attribute on the function (a tuple of result names) says which
-    get a figure when the spec does not (default: every number). It reads nothing from global state: everything it needs,
-    engine settings included, arrives in `params`, since it runs in a Ray worker on any node. It may raise:
+    get a figure when the spec does not (default: every number). It reads nothing from global state: everything
+    it needs, engine settings included, arrives in `params`, since it runs in a Ray worker on any node. It may raise:
     the sweep runs it again (`retries`, default once) and then records the error.
     A spec names it by path, `trial: "package.module:function"`, or by a short name listed in
     `TRIAL_FUNCTIONS` (gnode's own: "flipflop" -> `gnode.sweep.trials.train_flipflop`, "expressivity" ->

@@ -37,7 +37,8 @@ filesystem every node sees for the trials' own folders to land there (the table 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
     """Add `gnode sweep` to `subparsers` (the gnode parser's `add_subparsers()` object)."""
     p = subparsers.add_parser(
-        "sweep", help="run many independent trials (seeds, models, sizes, solvers) on Ray",
+        "sweep",
+        help="run many independent trials (seeds, models, sizes, solvers) on Ray",
         description=textwrap.fill(
             "Run every trial of a sweep specification (a YAML or JSON grid over task, model, sizes, seeds and "
             "solver options) as a Ray task: on a local Ray by default, or on a cluster with --address. Each "
@@ -45,19 +46,34 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
             "runs only the trials still missing; a trial that fails is run again once, then recorded with its "
             "error while the others go on. Writes results.json, results.csv and figures/<metric>.png into --out. "
             "Exit status 0 when every trial succeeded, 1 when some failed (their errors are in the table), 2 for "
-            "a bad specification or option.", 88),
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+            "a bad specification or option.",
+            88,
+        ),
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("spec", type=Path, metavar="SPEC", help="the sweep specification (.yaml, .yml or .json)")
-    p.add_argument("--out", type=Path, help="sweep folder (default: sweeps/<spec name>); a sweep started again "
-                                            "with the same folder resumes there")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="sweep folder (default: sweeps/<spec name>); a sweep started again with the same folder resumes there",
+    )
     where = p.add_argument_group("where the trials run")
-    where.add_argument("--address", metavar="ADDRESS", help="join this Ray cluster ('auto', HOST:PORT or "
-                                                            "ray://HOST:10001) instead of starting a local Ray")
-    where.add_argument("--num-cpus", type=int, metavar="N",
-                       help="CPUs of the local Ray (default: all of this machine's); each trial takes the spec's "
-                            "cpus_per_trial (default 1)")
-    where.add_argument("--local", action="store_true",
-                       help="no Ray: run the trials one after the other in this process")
+    where.add_argument(
+        "--address",
+        metavar="ADDRESS",
+        help="join this Ray cluster ('auto', HOST:PORT or ray://HOST:10001) instead of starting a local Ray",
+    )
+    where.add_argument(
+        "--num-cpus",
+        type=int,
+        metavar="N",
+        help="CPUs of the local Ray (default: all of this machine's); each trial takes the spec's "
+        "cpus_per_trial (default 1)",
+    )
+    where.add_argument(
+        "--local", action="store_true", help="no Ray: run the trials one after the other in this process"
+    )
     p.add_argument("--retry-failed", action="store_true", help="run the trials recorded as failed again")
     p.add_argument("--list", action="store_true", help="print the trials and exit")
     p.add_argument("--no-figures", action="store_true", help="write no figures")
@@ -98,25 +114,35 @@ def run_command(args) -> int:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            return _usage(ray_missing_message("gnode sweep") + ", or pass --local to run the trials one after the "
-                          "other in this process")
+            return _usage(
+                ray_missing_message("gnode sweep") + ", or pass --local to run the trials one after the "
+                "other in this process"
+            )
         executor = RayExecutor(args.address, num_cpus=args.num_cpus, cpus_per_task=spec.cpus_per_trial)
     out = args.out or Path("sweeps") / spec.name
     if out.exists() and not out.is_dir():
         return _usage(f"--out {out} is a file; choose a folder for the sweep")
     print(f"gnode sweep: {len(trials)} trials of {spec.function_path} on {executor.describe()}; folder {out}")
     try:
-        results = run_sweep(spec, out, executor=executor, retry_failed=args.retry_failed, progress=not args.quiet,
-                            figures=not args.no_figures)
+        results = run_sweep(
+            spec,
+            out,
+            executor=executor,
+            retry_failed=args.retry_failed,
+            progress=not args.quiet,
+            figures=not args.no_figures,
+        )
     except (SweepSpecError, JournalError) as e:
         return _usage(str(e))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the finished trials are in {out / 'journal.jsonl'}; continue with\n"
-              f"  gnode sweep {args.spec} --out {out}", file=sys.stderr)
+        print(
+            f"\ninterrupted: the finished trials are in {out / 'journal.jsonl'}; continue with\n"
+            f"  gnode sweep {args.spec} --out {out}",
+            file=sys.stderr,
+        )
         return 130
     m = results.meta
-    print(f"{m['ok']} of {m['trials']} trials succeeded ({m['ran_now']} run now, "
-          f"{m['wall_seconds_now']:.0f} s)")
+    print(f"{m['ok']} of {m['trials']} trials succeeded ({m['ran_now']} run now, {m['wall_seconds_now']:.0f} s)")
     for r in results.rows:
         if r["status"] != "ok":
             print(f"  failed: trial {r['trial']} ({r['folder']}): {r['error']}")

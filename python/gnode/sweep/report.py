@@ -68,8 +68,14 @@ def plot_metric(rows: list[dict], metric: str, x: str | None, hue: str | None, p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if r.get("status") == "ok" and isinstance(r.get(metric), (int, float))
-          and not isinstance(r.get(metric), bool) and math.isfinite(r[metric])]
+    ok = [
+        r
+        for r in rows
+        if r.get("status") == "ok"
+        and isinstance(r.get(metric), (int, float))
+        and not isinstance(r.get(metric), bool)
+        and math.isfinite(r[metric])
+    ]
     if not ok:
         return False
     xs = list(dict.fromkeys(_label(r.get(x)) if x else "all" for r in ok))
@@ -79,13 +85,23 @@ def plot_metric(rows: list[dict], metric: str, x: str | None, hue: str | None, p
     for j, h in enumerate(hues):
         colour, labelled = f"C{j % 10}", False
         for i, xv in enumerate(xs):
-            vals = [r[metric] for r in ok if (not x or _label(r.get(x)) == xv) and (h is None or _label(r.get(hue)) == h)]
+            vals = [
+                r[metric] for r in ok if (not x or _label(r.get(x)) == xv) and (h is None or _label(r.get(hue)) == h)
+            ]
             if not vals:
                 continue
             pos = i - 0.4 + width * (j + 0.5)
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            ax.errorbar(pos, statistics.fmean(vals), yerr=sd, fmt="_", markersize=16, color=colour, capsize=3,
-                        label=f"{hue} = {h}" if h is not None and not labelled else None)
+            ax.errorbar(
+                pos,
+                statistics.fmean(vals),
+                yerr=sd,
+                fmt="_",
+                markersize=16,
+                color=colour,
+                capsize=3,
+                label=f"{hue} = {h}" if h is not None and not labelled else None,
+            )
             labelled = True
             spread = [pos + width * 0.2 * (k / max(len(vals) - 1, 1) - 0.5) for k in range(len(vals))]
             ax.plot(spread, vals, "o", color=colour, markersize=3.5, alpha=0.7)

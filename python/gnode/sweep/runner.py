@@ -82,8 +82,10 @@ class TrialTask:
         finally:
             torch.set_num_threads(before)
         if not isinstance(result, dict):
-            raise TypeError(f"the trial function {self.function_path} returned {type(result).__name__}; a trial "
-                            "function returns a dict of results")
+            raise TypeError(
+                f"the trial function {self.function_path} returned {type(result).__name__}; a trial "
+                "function returns a dict of results"
+            )
         return json.loads(json.dumps(_flat(result), default=_plain))
 
 
@@ -115,8 +117,9 @@ class SweepResults:
         if declared is not None:
             return list(declared)
         skip = set(SWEEP_COLUMNS) | set(self.parameters)
-        names = dict.fromkeys(k for r in self.rows if r["status"] == "ok" for k, v in r.items()
-                              if k not in skip and _number(v))
+        names = dict.fromkeys(
+            k for r in self.rows if r["status"] == "ok" for k, v in r.items() if k not in skip and _number(v)
+        )
         return list(names)
 
     def write(self, folder, *, figures: bool = True) -> dict[str, Path]:
@@ -128,8 +131,17 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def run_sweep(spec: SweepSpec, out, *, executor: AbstractExecutor | None = None, retry_failed: bool = False,
-              progress: bool = True, figures: bool = True, log=print, on_result=None) -> SweepResults:
+def run_sweep(
+    spec: SweepSpec,
+    out,
+    *,
+    executor: AbstractExecutor | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    figures: bool = True,
+    log=print,
+    on_result=None,
+) -> SweepResults:
     """Run every trial of `spec` not yet in the journal of the sweep folder `out`, then write the results there.
 
     executor:     `LocalExecutor()` (default: one trial after the other in this process) or `RayExecutor(...)`.
@@ -173,10 +185,16 @@ def run_sweep(spec: SweepSpec, out, *, executor: AbstractExecutor | None = None,
     finally:
         bar.close()
     rows = [{**done[t.key], "trial": t.index} for t in trials]
-    meta = {"executor": executor.describe(), "trials": len(trials), "ran_now": len(pending),
-            "ok": sum(r["status"] == "ok" for r in rows), "failed": sum(r["status"] != "ok" for r in rows),
-            "wall_seconds_now": time.perf_counter() - start, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    meta = {
+        "executor": executor.describe(),
+        "trials": len(trials),
+        "ran_now": len(pending),
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "failed": sum(r["status"] != "ok" for r in rows),
+        "wall_seconds_now": time.perf_counter() - start,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     results = SweepResults(spec, rows, meta)
     written = results.write(out, figures=figures)
     results.meta["written"] = {k: str(v) for k, v in written.items()}
@@ -184,8 +202,16 @@ def run_sweep(spec: SweepSpec, out, *, executor: AbstractExecutor | None = None,
 
 
 def _row(t: SweepTrial, outcome) -> dict:
-    row = {"trial": t.index, **t.point, "status": "ok" if outcome.ok else "failed", "error": outcome.error,
-           "seconds": outcome.seconds, "attempts": outcome.attempts, "folder": f"trials/{t.slug}", "key": t.key}
+    row = {
+        "trial": t.index,
+        **t.point,
+        "status": "ok" if outcome.ok else "failed",
+        "error": outcome.error,
+        "seconds": outcome.seconds,
+        "attempts": outcome.attempts,
+        "folder": f"trials/{t.slug}",
+        "key": t.key,
+    }
     for k, v in (outcome.value or {}).items():
         row[f"result.{k}" if k in row else k] = v
     return row

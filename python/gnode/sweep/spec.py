@@ -83,11 +83,15 @@ class SweepSpec:
         if self.metrics is not None:
             object.__setattr__(self, "metrics", tuple(self.metrics))
         if not isinstance(self.trial, str) or not self.trial:
-            raise SweepSpecError(f"trial must name a trial function ({', '.join(TRIAL_FUNCTIONS)}, or "
-                                 f"'package.module:function'), got {self.trial!r}")
+            raise SweepSpecError(
+                f"trial must name a trial function ({', '.join(TRIAL_FUNCTIONS)}, or "
+                f"'package.module:function'), got {self.trial!r}"
+            )
         if self.trial not in TRIAL_FUNCTIONS and ":" not in self.trial:
-            raise SweepSpecError(f"unknown trial {self.trial!r}: use one of {', '.join(TRIAL_FUNCTIONS)}, or a "
-                                 "function's path 'package.module:function'")
+            raise SweepSpecError(
+                f"unknown trial {self.trial!r}: use one of {', '.join(TRIAL_FUNCTIONS)}, or a "
+                "function's path 'package.module:function'"
+            )
         if not isinstance(self.base, dict):
             raise SweepSpecError(f"base must be a mapping of the trial function's arguments, got {self.base!r}")
         for i, p in enumerate(self.points):
@@ -100,8 +104,9 @@ class SweepSpec:
                 raise SweepSpecError(f"grid[{k!r}] must be a non-empty list of values, got {values!r}")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise SweepSpecError(f"retries must be an integer >= 0, got {self.retries!r}")
-        if isinstance(self.cpus_per_trial, bool) or not (isinstance(self.cpus_per_trial, (int, float))
-                                                          and self.cpus_per_trial > 0):
+        if isinstance(self.cpus_per_trial, bool) or not (
+            isinstance(self.cpus_per_trial, (int, float)) and self.cpus_per_trial > 0
+        ):
             raise SweepSpecError(f"cpus_per_trial must be a number > 0, got {self.cpus_per_trial!r}")
         if not isinstance(self.plot, dict) or set(self.plot) - {"x", "hue"}:
             raise SweepSpecError(f"plot takes the keys x and hue (dotted parameter names), got {self.plot!r}")
@@ -109,7 +114,7 @@ class SweepSpec:
 
     @property
     def function_path(self) -> str:
-        """"package.module:function" of the trial function."""
+        """ "package.module:function" of the trial function."""
         return TRIAL_FUNCTIONS.get(self.trial, self.trial)
 
     @classmethod
@@ -120,8 +125,10 @@ class SweepSpec:
         if unknown:
             raise SweepSpecError(f"unknown keys {unknown} in the sweep specification; known: {', '.join(KEYS)}")
         if "trial" not in d:
-            raise SweepSpecError(f"the sweep specification needs 'trial': one of {', '.join(TRIAL_FUNCTIONS)}, "
-                                 "or a function's path 'package.module:function'")
+            raise SweepSpecError(
+                f"the sweep specification needs 'trial': one of {', '.join(TRIAL_FUNCTIONS)}, "
+                "or a function's path 'package.module:function'"
+            )
         kwargs = {k: v for k, v in d.items() if v is not None}
         kwargs.setdefault("name", name)
         return cls(**kwargs)
@@ -137,8 +144,9 @@ class SweepSpec:
             try:
                 import yaml
             except ImportError:
-                raise SweepSpecError(f"reading {path} needs PyYAML: pip install pyyaml (or write the "
-                                     "specification as JSON)") from None
+                raise SweepSpecError(
+                    f"reading {path} needs PyYAML: pip install pyyaml (or write the specification as JSON)"
+                ) from None
             try:
                 d = yaml.safe_load(text)
             except yaml.YAMLError as e:
@@ -172,9 +180,17 @@ class SweepSpec:
         return [k for k in names if len({json.dumps(t.point.get(k), sort_keys=True) for t in trials}) > 1]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "trial": self.trial, "base": self.base, "points": list(self.points),
-                "grid": self.grid, "metrics": list(self.metrics) if self.metrics is not None else None,
-                "plot": self.plot, "retries": self.retries, "cpus_per_trial": self.cpus_per_trial}
+        return {
+            "name": self.name,
+            "trial": self.trial,
+            "base": self.base,
+            "points": list(self.points),
+            "grid": self.grid,
+            "metrics": list(self.metrics) if self.metrics is not None else None,
+            "plot": self.plot,
+            "retries": self.retries,
+            "cpus_per_trial": self.cpus_per_trial,
+        }
 
 
 def _set_dotted(params: dict, key: str, value) -> None:
@@ -185,6 +201,6 @@ def _set_dotted(params: dict, key: str, value) -> None:
     for i, part in enumerate(path):
         nxt = node.setdefault(part, {})
         if not isinstance(nxt, dict):
-            raise SweepSpecError(f"cannot set {key!r}: {'.'.join(path[:i + 1])!r} is {nxt!r}, not a mapping")
+            raise SweepSpecError(f"cannot set {key!r}: {'.'.join(path[: i + 1])!r} is {nxt!r}, not a mapping")
         node = nxt
     node[last] = value

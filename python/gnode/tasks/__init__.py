@@ -11,5 +11,15 @@ from gnode.tasks.flipflop import FlipFlopConfig, flipflop_targets, make_flipflop
 from gnode.tasks.registry import get_task, make_task, task_names
 from gnode.tasks.sequences import DataFormatError
 
-__all__ = ["DataFormatError", "FlipFlopConfig", "SequenceSplit", "TaskData", "flipflop_targets", "get_task",
-           "make_flipflop", "make_task", "render_inputs", "task_names"]
+__all__ = [
+    "DataFormatError",
+    "FlipFlopConfig",
+    "SequenceSplit",
+    "TaskData",
+    "flipflop_targets",
+    "get_task",
+    "make_flipflop",
+    "make_task",
+    "render_inputs",
+    "task_names",
+]

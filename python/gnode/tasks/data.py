@@ -28,19 +28,25 @@ class SequenceSplit:
     def __post_init__(self):
         batch = self.inputs.shape[0] if self.inputs.ndim == 3 else None
         if self.times.ndim not in (1, 2) or (self.times.ndim == 2 and self.times.shape[0] != batch):
-            raise ValueError(f"SequenceSplit: times must be (T,) or (batch, T), got shape {tuple(self.times.shape)} "
-                             f"for inputs of shape {tuple(self.inputs.shape)}")
+            raise ValueError(
+                f"SequenceSplit: times must be (T,) or (batch, T), got shape {tuple(self.times.shape)} "
+                f"for inputs of shape {tuple(self.inputs.shape)}"
+            )
         if self.mask is not None and (self.mask.dtype != torch.bool or self.mask.shape != self.inputs.shape[:2]):
-            raise ValueError(f"SequenceSplit: mask must be a bool tensor (batch, T) = {tuple(self.inputs.shape[:2])}, "
-                             f"got {self.mask.dtype} of shape {tuple(self.mask.shape)}")
+            raise ValueError(
+                f"SequenceSplit: mask must be a bool tensor (batch, T) = {tuple(self.inputs.shape[:2])}, "
+                f"got {self.mask.dtype} of shape {tuple(self.mask.shape)}"
+            )
         for name in ("inputs", "targets"):
             v = getattr(self, name)
             if v.ndim != 3 or v.shape[1] != self.times.shape[-1]:
-                raise ValueError(f"SequenceSplit: {name} must be (batch, T={self.times.shape[-1]}, dim), "
-                                 f"got shape {tuple(v.shape)}")
+                raise ValueError(
+                    f"SequenceSplit: {name} must be (batch, T={self.times.shape[-1]}, dim), got shape {tuple(v.shape)}"
+                )
         if self.inputs.shape[0] != self.targets.shape[0]:
-            raise ValueError(f"SequenceSplit: inputs hold {self.inputs.shape[0]} sequences but targets "
-                             f"hold {self.targets.shape[0]}")
+            raise ValueError(
+                f"SequenceSplit: inputs hold {self.inputs.shape[0]} sequences but targets hold {self.targets.shape[0]}"
+            )
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

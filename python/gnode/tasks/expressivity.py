@@ -69,8 +69,15 @@ def _check_int(name: str, value, minimum: int) -> int:
     return value
 
 
-def fourier_target(features: int, *, d_out: int = 1, tau_c: float = 2 * math.pi, samples_per_feature: int = 8,
-                   generator: torch.Generator | None = None, seed: int | None = None) -> FourierTarget:
+def fourier_target(
+    features: int,
+    *,
+    d_out: int = 1,
+    tau_c: float = 2 * math.pi,
+    samples_per_feature: int = 8,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> FourierTarget:
     """A K = `features`-mode target on [0, K tau_c] with `d_out` channels (module docstring).
 
     samples_per_feature: samples per tau_c (>= 4 resolves the fastest mode; the last sample sits at T).

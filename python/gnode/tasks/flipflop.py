@@ -66,19 +66,30 @@ class FlipFlopConfig:
             if not ok:
                 raise ValueError(f"FlipFlopConfig: {what}")
 
-        need(isinstance(self.channels, int) and self.channels >= 1, f"channels must be an integer >= 1, got {self.channels!r}")
+        need(
+            isinstance(self.channels, int) and self.channels >= 1,
+            f"channels must be an integer >= 1, got {self.channels!r}",
+        )
         need(_finite_pos(self.dt), f"dt must be a positive number, got {self.dt!r}")
-        need(_finite_pos(self.duration) and self.duration >= self.dt,
-             f"duration must be a number >= dt = {self.dt}, got {self.duration!r}")
-        need(isinstance(self.pulse_prob, (int, float)) and 0 <= self.pulse_prob <= 1,
-             f"pulse_prob must lie in [0, 1], got {self.pulse_prob!r}")
+        need(
+            _finite_pos(self.duration) and self.duration >= self.dt,
+            f"duration must be a number >= dt = {self.dt}, got {self.duration!r}",
+        )
+        need(
+            isinstance(self.pulse_prob, (int, float)) and 0 <= self.pulse_prob <= 1,
+            f"pulse_prob must lie in [0, 1], got {self.pulse_prob!r}",
+        )
         need(_finite_pos(self.pulse_width), f"pulse_width must be a positive number, got {self.pulse_width!r}")
         need(self.amplitude in AMPLITUDES, f"amplitude must be one of {AMPLITUDES}, got {self.amplitude!r}")
         need(_finite_pos(self.scale), f"scale must be a positive number, got {self.scale!r}")
-        need(isinstance(self.min_amplitude, (int, float)) and 0 <= self.min_amplitude < self.scale,
-             f"min_amplitude must lie in [0, scale = {self.scale}), got {self.min_amplitude!r}")
-        need(isinstance(self.input_noise, (int, float)) and math.isfinite(self.input_noise) and self.input_noise >= 0,
-             f"input_noise must be a number >= 0, got {self.input_noise!r}")
+        need(
+            isinstance(self.min_amplitude, (int, float)) and 0 <= self.min_amplitude < self.scale,
+            f"min_amplitude must lie in [0, scale = {self.scale}), got {self.min_amplitude!r}",
+        )
+        need(
+            isinstance(self.input_noise, (int, float)) and math.isfinite(self.input_noise) and self.input_noise >= 0,
+            f"input_noise must be a number >= 0, got {self.input_noise!r}",
+        )
         for name in ("n_train", "n_val", "n_test"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
@@ -133,8 +144,9 @@ def _check_events(onsets: torch.Tensor, amplitudes: torch.Tensor, width: int) ->
     if onsets.dtype != torch.bool:
         raise TypeError(f"onsets must be a bool tensor (B, T, n), got dtype {onsets.dtype}")
     if onsets.ndim != 3 or onsets.shape != amplitudes.shape:
-        raise ValueError(f"onsets {tuple(onsets.shape)} and amplitudes {tuple(amplitudes.shape)} must both "
-                         "be (batch, T, channels)")
+        raise ValueError(
+            f"onsets {tuple(onsets.shape)} and amplitudes {tuple(amplitudes.shape)} must both be (batch, T, channels)"
+        )
     if not (isinstance(width, int) and width >= 1):
         raise ValueError(f"width must be an integer >= 1 (samples), got {width!r}")
 
@@ -162,8 +174,9 @@ def sample_amplitudes(batch: int, config: FlipFlopConfig, generator: torch.Gener
     return torch.sign(u) * (lo + (config.scale - lo) * u.abs())  # = scale * u when lo = 0
 
 
-def make_split(batch: int, config: FlipFlopConfig, generator: torch.Generator,
-               dtype: torch.dtype | None = None) -> SequenceSplit:
+def make_split(
+    batch: int, config: FlipFlopConfig, generator: torch.Generator, dtype: torch.dtype | None = None
+) -> SequenceSplit:
     """`batch` flip-flop sequences drawn with `generator` (in float64, then cast to `dtype`)."""
     dtype = dtype or torch.get_default_dtype()
     onsets = sample_onsets(batch, config, generator)
@@ -187,6 +200,11 @@ def make_flipflop(config: FlipFlopConfig | None = None, *, dtype: torch.dtype | 
     splits = {}
     for name, seed in zip(("train", "val", "test"), seeds):
         splits[name] = make_split(getattr(config, f"n_{name}"), config, torch.Generator().manual_seed(seed), dtype)
-    meta = {"task": "flipflop", "config": asdict(config), "steps": config.steps,
-            "width_steps": config.width_steps, "target_variance_test": splits["test"].target_variance()}
+    meta = {
+        "task": "flipflop",
+        "config": asdict(config),
+        "steps": config.steps,
+        "width_steps": config.width_steps,
+        "target_variance_test": splits["test"].target_variance(),
+    }
     return TaskData(**splits, meta=meta)

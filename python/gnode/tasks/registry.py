@@ -56,21 +56,56 @@ def _speech(config, dtype, progress):
 
 
 def _entries() -> dict[str, TaskEntry]:
-    return {e.name: e for e in (
-        TaskEntry("japanesevowels", "classification", UEAConfig, _uea,
-                  "UEA JapaneseVowels: 9 speakers from 12 LPC channels, lengths 7-29 (ships with aeon)",
-                  {"name": "JapaneseVowels"}, False),
-        TaskEntry("basicmotions", "classification", UEAConfig, _uea,
-                  "UEA BasicMotions: 4 activities from 6 motion-sensor channels, length 100 (ships with aeon)",
-                  {"name": "BasicMotions"}, False),
-        TaskEntry("charactertrajectories", "classification", UEAConfig, _uea,
-                  "UEA CharacterTrajectories: 20 characters from pen velocity and force, lengths 60-182 (--data DIR)",
-                  {"name": "CharacterTrajectories"}, True),
-        TaskEntry("speechcommands", "classification", SpeechCommandsConfig, _speech,
-                  "Speech Commands: 10 spoken words from 20 MFCCs over 161 frames (--data DIR)", {}, True),
-        TaskEntry("walker2d", "regression", Walker2dConfig, _walker,
-                  "Walker2d-v5 kinematics: predict the next observation from the irregularly sampled past", {}, False),
-    )}
+    return {
+        e.name: e
+        for e in (
+            TaskEntry(
+                "japanesevowels",
+                "classification",
+                UEAConfig,
+                _uea,
+                "UEA JapaneseVowels: 9 speakers from 12 LPC channels, lengths 7-29 (ships with aeon)",
+                {"name": "JapaneseVowels"},
+                False,
+            ),
+            TaskEntry(
+                "basicmotions",
+                "classification",
+                UEAConfig,
+                _uea,
+                "UEA BasicMotions: 4 activities from 6 motion-sensor channels, length 100 (ships with aeon)",
+                {"name": "BasicMotions"},
+                False,
+            ),
+            TaskEntry(
+                "charactertrajectories",
+                "classification",
+                UEAConfig,
+                _uea,
+                "UEA CharacterTrajectories: 20 characters from pen velocity and force, lengths 60-182 (--data DIR)",
+                {"name": "CharacterTrajectories"},
+                True,
+            ),
+            TaskEntry(
+                "speechcommands",
+                "classification",
+                SpeechCommandsConfig,
+                _speech,
+                "Speech Commands: 10 spoken words from 20 MFCCs over 161 frames (--data DIR)",
+                {},
+                True,
+            ),
+            TaskEntry(
+                "walker2d",
+                "regression",
+                Walker2dConfig,
+                _walker,
+                "Walker2d-v5 kinematics: predict the next observation from the irregularly sampled past",
+                {},
+                False,
+            ),
+        )
+    }
 
 
 def task_names() -> tuple[str, ...]:
@@ -84,8 +119,9 @@ def get_task(name: str) -> TaskEntry:
     return entries[name]
 
 
-def make_task(name: str, options: dict | None = None, *, dtype: torch.dtype | None = None,
-              progress: bool = True) -> TaskData:
+def make_task(
+    name: str, options: dict | None = None, *, dtype: torch.dtype | None = None, progress: bool = True
+) -> TaskData:
     """The splits of task `name` built from `options` (fields of its configuration class)."""
     entry = get_task(name)
     return entry.build(entry.make_config(dict(options or {})), dtype, progress)

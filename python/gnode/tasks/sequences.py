@@ -42,8 +42,10 @@ def check_finite(series: Sequence[np.ndarray], *, where: str, channel_names: Seq
     if first is not None:
         i, k, c, v = first
         name = f" ({channel_names[c]})" if channel_names is not None and c < len(channel_names) else ""
-        raise DataFormatError(f"{where}: {v} in sequence {i}, time index {k}, channel {c}{name}; "
-                              f"{bad_total} non-finite value(s) in all. Impute or drop them before training")
+        raise DataFormatError(
+            f"{where}: {v} in sequence {i}, time index {k}, channel {c}{name}; "
+            f"{bad_total} non-finite value(s) in all. Impute or drop them before training"
+        )
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,10 @@ class Labels:
         index = {c: i for i, c in enumerate(self.classes)}
         unseen = sorted({str(n) for n in names} - set(index))
         if unseen:
-            raise DataFormatError(f"{where}: class label(s) {unseen} do not occur in the training split "
-                                  f"(classes {list(self.classes)}); a model cannot learn a class it never sees")
+            raise DataFormatError(
+                f"{where}: class label(s) {unseen} do not occur in the training split "
+                f"(classes {list(self.classes)}); a model cannot learn a class it never sees"
+            )
         return np.array([index[str(n)] for n in names], dtype=np.int64)
 
 
@@ -111,8 +115,9 @@ def _pad(rows: Sequence[np.ndarray], length: int) -> np.ndarray:
     return np.stack(out)
 
 
-def classification_split(series: Sequence[np.ndarray], labels: np.ndarray, *, dt: float = 1.0,
-                         dtype: torch.dtype | None = None) -> SequenceSplit:
+def classification_split(
+    series: Sequence[np.ndarray], labels: np.ndarray, *, dt: float = 1.0, dtype: torch.dtype | None = None
+) -> SequenceSplit:
     """Sequences (L_i, d) sampled every `dt` from 0, with class indices `labels`, as a padded split read out one
     step `dt` after each sequence's last sample (module docstring). targets (B, T, 1) hold the class index as a
     float; mask marks each readout time."""
@@ -123,18 +128,31 @@ def classification_split(series: Sequence[np.ndarray], labels: np.ndarray, *, dt
     mask = np.zeros((len(series), steps), dtype=bool)
     mask[np.arange(len(series)), [len(t) - 1 for t in rows_t]] = True
     targets = np.broadcast_to(np.asarray(labels, dtype=np.float64)[:, None, None], (len(series), steps, 1))
-    return SequenceSplit(torch.as_tensor(_pad(rows_t, steps), dtype=dtype), torch.as_tensor(_pad(rows_x, steps), dtype=dtype),
-                         torch.as_tensor(targets.copy(), dtype=dtype), torch.as_tensor(mask))
+    return SequenceSplit(
+        torch.as_tensor(_pad(rows_t, steps), dtype=dtype),
+        torch.as_tensor(_pad(rows_x, steps), dtype=dtype),
+        torch.as_tensor(targets.copy(), dtype=dtype),
+        torch.as_tensor(mask),
+    )
 
 
-def regression_split(times: Sequence[np.ndarray], inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], *,
-                     dtype: torch.dtype | None = None) -> SequenceSplit:
+def regression_split(
+    times: Sequence[np.ndarray],
+    inputs: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    *,
+    dtype: torch.dtype | None = None,
+) -> SequenceSplit:
     """Sequences observed at `times` (L_i,) with `inputs` (L_i, d_in) and `targets` (L_i, d_out), padded; the
     loss reads samples 1 .. L_i - 1 of each (module docstring)."""
     dtype = dtype or torch.get_default_dtype()
     steps = max(len(t) for t in times)
     mask = np.zeros((len(times), steps), dtype=bool)
     for i, t in enumerate(times):
-        mask[i, 1:len(t)] = True
-    return SequenceSplit(torch.as_tensor(_pad(times, steps), dtype=dtype), torch.as_tensor(_pad(inputs, steps), dtype=dtype),
-                         torch.as_tensor(_pad(targets, steps), dtype=dtype), torch.as_tensor(mask))
+        mask[i, 1 : len(t)] = True
+    return SequenceSplit(
+        torch.as_tensor(_pad(times, steps), dtype=dtype),
+        torch.as_tensor(_pad(inputs, steps), dtype=dtype),
+        torch.as_tensor(_pad(targets, steps), dtype=dtype),
+        torch.as_tensor(mask),
+    )

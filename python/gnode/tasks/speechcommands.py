@@ -31,8 +31,10 @@ from gnode.tasks.sequences import DataFormatError, Labels, Standardization, chec
 TEN_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SAMPLE_RATE = 16_000
 LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
-WHERE = ("download speech_commands_v0.02.tar.gz (Warden 2018) and extract it into DIR, so that DIR holds "
-         "one folder per word (DIR/yes/*.wav, ...), validation_list.txt and testing_list.txt")
+WHERE = (
+    "download speech_commands_v0.02.tar.gz (Warden 2018) and extract it into DIR, so that DIR holds "
+    "one folder per word (DIR/yes/*.wav, ...), validation_list.txt and testing_list.txt"
+)
 
 
 @dataclass(frozen=True)
@@ -59,15 +61,24 @@ class SpeechCommandsConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"SpeechCommandsConfig: {name} must be an integer >= 1, got {v!r}")
         if self.n_fft < self.hop_length:
-            raise ValueError(f"SpeechCommandsConfig: n_fft ({self.n_fft}) must be at least hop_length "
-                             f"({self.hop_length}), or the frames skip audio between them")
+            raise ValueError(
+                f"SpeechCommandsConfig: n_fft ({self.n_fft}) must be at least hop_length "
+                f"({self.hop_length}), or the frames skip audio between them"
+            )
         if self.max_per_word is not None and not (isinstance(self.max_per_word, int) and self.max_per_word >= 1):
-            raise ValueError(f"SpeechCommandsConfig: max_per_word must be an integer >= 1 or None, "
-                             f"got {self.max_per_word!r}")
+            raise ValueError(
+                f"SpeechCommandsConfig: max_per_word must be an integer >= 1 or None, got {self.max_per_word!r}"
+            )
 
     def feature_settings(self) -> dict:
-        return {"words": list(self.words), "n_mfcc": self.n_mfcc, "n_fft": self.n_fft,
-                "hop_length": self.hop_length, "n_mels": self.n_mels, "sample_rate": SAMPLE_RATE}
+        return {
+            "words": list(self.words),
+            "n_mfcc": self.n_mfcc,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "sample_rate": SAMPLE_RATE,
+        }
 
 
 def list_utterances(config: SpeechCommandsConfig) -> dict[str, list[str]]:
@@ -100,8 +111,10 @@ def list_utterances(config: SpeechCommandsConfig) -> dict[str, list[str]]:
             out["test" if rel in listed["test"] else "val" if rel in listed["val"] else "train"].append(rel)
     for split, files in out.items():
         if not files:
-            raise DataFormatError(f"--data {root}: no {split} utterance of the words {list(config.words)} "
-                                  f"(check {LISTS.get(split, 'the lists')})")
+            raise DataFormatError(
+                f"--data {root}: no {split} utterance of the words {list(config.words)} "
+                f"(check {LISTS.get(split, 'the lists')})"
+            )
     return out
 
 
@@ -119,8 +132,14 @@ def mfcc(path: Path, config: SpeechCommandsConfig) -> np.ndarray:
 
     audio = audio.mean(axis=1)
     audio = np.pad(audio, (0, max(0, SAMPLE_RATE - len(audio))))[:SAMPLE_RATE]
-    feats = librosa.feature.mfcc(y=audio, sr=SAMPLE_RATE, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
-                                 hop_length=config.hop_length, n_mels=config.n_mels)
+    feats = librosa.feature.mfcc(
+        y=audio,
+        sr=SAMPLE_RATE,
+        n_mfcc=config.n_mfcc,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
+    )
     return feats.T.astype(np.float64)
 
 
@@ -159,8 +178,9 @@ def load_features(config: SpeechCommandsConfig, *, progress: bool = True) -> dic
     return out
 
 
-def make_speechcommands(config: SpeechCommandsConfig, *, dtype: torch.dtype | None = None,
-                        progress: bool = True) -> TaskData:
+def make_speechcommands(
+    config: SpeechCommandsConfig, *, dtype: torch.dtype | None = None, progress: bool = True
+) -> TaskData:
     """Train/val/test splits of Speech Commands classification from MFCCs (module docstring)."""
     feats = load_features(config, progress=progress)
     labels = Labels(config.words)
@@ -169,18 +189,32 @@ def make_speechcommands(config: SpeechCommandsConfig, *, dtype: torch.dtype | No
     train_y = split_y["train"]
     if config.max_per_word is not None:
         rng = np.random.default_rng(config.seed)
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(train_y == c))[:config.max_per_word]
-                                       for c in range(len(config.words))]))
+        keep = np.sort(
+            np.concatenate(
+                [rng.permutation(np.flatnonzero(train_y == c))[: config.max_per_word] for c in range(len(config.words))]
+            )
+        )
         train_x, train_y = train_x[keep], train_y[keep]
     stats = Standardization.fit(list(train_x))
 
     def split(x, y):
         return classification_split([stats.apply(s) for s in x], y, dtype=dtype)
 
-    meta = {"task": "speechcommands", "kind": "classification", "config": asdict(config),
-            "classes": list(config.words), "channels": config.n_mfcc, "frames": int(train_x.shape[1]),
-            "standardization": stats.to_dict(), "source": str(config.data),
-            "sizes": {"train": len(train_x), "val": len(split_y["val"]), "test": len(split_y["test"])},
-            "seconds_per_frame": config.hop_length / SAMPLE_RATE}
-    return TaskData(split(train_x, train_y), split(feats["val"][0], split_y["val"]),
-                    split(feats["test"][0], split_y["test"]), meta=meta)
+    meta = {
+        "task": "speechcommands",
+        "kind": "classification",
+        "config": asdict(config),
+        "classes": list(config.words),
+        "channels": config.n_mfcc,
+        "frames": int(train_x.shape[1]),
+        "standardization": stats.to_dict(),
+        "source": str(config.data),
+        "sizes": {"train": len(train_x), "val": len(split_y["val"]), "test": len(split_y["test"])},
+        "seconds_per_frame": config.hop_length / SAMPLE_RATE,
+    }
+    return TaskData(
+        split(train_x, train_y),
+        split(feats["val"][0], split_y["val"]),
+        split(feats["test"][0], split_y["test"]),
+        meta=meta,
+    )

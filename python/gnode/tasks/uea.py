@@ -34,9 +34,11 @@ from gnode.tasks.sequences import (
 )
 
 SHIPPED = ("JapaneseVowels", "BasicMotions")  # in aeon's wheel (aeon/datasets/data)
-DOWNLOAD_HINT = ("on a machine with internet, `python -c \"from aeon.datasets import load_classification; "
-                 "load_classification('{name}', extract_path='DIR')\"` downloads it into DIR/{name}/; "
-                 "it is also in the archive's Multivariate2018_ts.zip")
+DOWNLOAD_HINT = (
+    'on a machine with internet, `python -c "from aeon.datasets import load_classification; '
+    "load_classification('{name}', extract_path='DIR')\"` downloads it into DIR/{name}/; "
+    "it is also in the archive's Multivariate2018_ts.zip"
+)
 
 
 @dataclass(frozen=True)
@@ -80,16 +82,20 @@ def find_ts_files(name: str, folder: str | Path) -> dict[str, Path]:
     listing what the folder holds when they are not there."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataFormatError(f"--data {folder}: no such folder; it should hold {name}_TRAIN.ts and {name}_TEST.ts "
-                              f"({DOWNLOAD_HINT.format(name=name)})")
+        raise DataFormatError(
+            f"--data {folder}: no such folder; it should hold {name}_TRAIN.ts and {name}_TEST.ts "
+            f"({DOWNLOAD_HINT.format(name=name)})"
+        )
     for where in (folder, folder / name):
         paths = {s: where / f"{name}_{s.upper()}.ts" for s in ("train", "test")}
         if all(p.is_file() for p in paths.values()):
             return paths
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
     shown = ", ".join(found[:20]) + (f", ... ({len(found)} entries)" if len(found) > 20 else "")
-    raise DataFormatError(f"--data {folder}: expected {name}_TRAIN.ts and {name}_TEST.ts there or in {folder / name}, "
-                          f"found {shown or 'nothing'}. {DOWNLOAD_HINT.format(name=name)}")
+    raise DataFormatError(
+        f"--data {folder}: expected {name}_TRAIN.ts and {name}_TEST.ts there or in {folder / name}, "
+        f"found {shown or 'nothing'}. {DOWNLOAD_HINT.format(name=name)}"
+    )
 
 
 def read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray, dict]:
@@ -113,14 +119,17 @@ def _checked(X: list, y: np.ndarray, meta: dict, where: str) -> tuple[list[np.nd
     declared = [str(c) for c in meta.get("class_values", [])]
     undeclared = sorted({str(v) for v in y} - set(declared))
     if declared and undeclared:
-        raise DataFormatError(f"{where}: label(s) {undeclared} are not among the classes the header declares "
-                              f"({declared})")
+        raise DataFormatError(
+            f"{where}: label(s) {undeclared} are not among the classes the header declares ({declared})"
+        )
     series = [np.asarray(x, dtype=np.float64) for x in X]
     channels = {s.shape[0] for s in series}
     if len(channels) != 1:
         i = next(i for i, s in enumerate(series) if s.shape[0] != series[0].shape[0])
-        raise DataFormatError(f"{where}: series 0 has {series[0].shape[0]} channels but series {i} has "
-                              f"{series[i].shape[0]}; every series must have the same channels")
+        raise DataFormatError(
+            f"{where}: series 0 has {series[0].shape[0]} channels but series {i} has "
+            f"{series[i].shape[0]}; every series must have the same channels"
+        )
     return series, np.array([str(v) for v in y]), meta
 
 
@@ -128,9 +137,11 @@ def load_uea(config: UEAConfig) -> dict:
     """{"train": (series (L, d) each, labels), "test": ..., "meta", "sources"} of a UEA problem."""
     out = {}
     if config.data is None and config.name not in SHIPPED:
-        raise DataFormatError(f"{config.name} is not shipped with aeon (only {', '.join(SHIPPED)} are): give the folder "
-                              f"holding {config.name}_TRAIN.ts and {config.name}_TEST.ts (--data DIR); "
-                              f"{DOWNLOAD_HINT.format(name=config.name)}")
+        raise DataFormatError(
+            f"{config.name} is not shipped with aeon (only {', '.join(SHIPPED)} are): give the folder "
+            f"holding {config.name}_TRAIN.ts and {config.name}_TEST.ts (--data DIR); "
+            f"{DOWNLOAD_HINT.format(name=config.name)}"
+        )
     if config.data is None:
         from aeon.datasets import load_classification
 
@@ -138,7 +149,9 @@ def load_uea(config: UEAConfig) -> dict:
             X, y, meta = load_classification(config.name, split=split, return_metadata=True)
             series, labels, meta = _checked(list(X), np.asarray(y), meta, f"aeon's {config.name}_{split.upper()}.ts")
             out[split] = ([s.T for s in series], labels)
-        out["sources"] = {s: f"aeon {_aeon_version()} (shipped {config.name}_{s.upper()}.ts)" for s in ("train", "test")}
+        out["sources"] = {
+            s: f"aeon {_aeon_version()} (shipped {config.name}_{s.upper()}.ts)" for s in ("train", "test")
+        }
     else:
         paths = find_ts_files(config.name, config.data)
         for split, path in paths.items():
@@ -148,8 +161,9 @@ def load_uea(config: UEAConfig) -> dict:
     out["meta"] = meta
     d_train, d_test = out["train"][0][0].shape[1], out["test"][0][0].shape[1]
     if d_train != d_test:
-        raise DataFormatError(f"{config.name}: the training series have {d_train} channels but the test series "
-                              f"{d_test}")
+        raise DataFormatError(
+            f"{config.name}: the training series have {d_train} channels but the test series {d_test}"
+        )
     for split in ("train", "test"):
         check_finite(out[split][0], where=f"{config.name} {split} split ({out['sources'][split]})")
     return out
@@ -170,7 +184,7 @@ def make_uea(config: UEAConfig | None = None, *, dtype: torch.dtype | None = Non
     raw = load_uea(config)
     train_x, train_names = raw["train"]
     test_x, test_names = raw["test"]
-    train_x, test_x = [s[::config.every] for s in train_x], [s[::config.every] for s in test_x]
+    train_x, test_x = [s[:: config.every] for s in train_x], [s[:: config.every] for s in test_x]
     labels = Labels(tuple(sorted(set(train_names.tolist()), key=_natural)))
     train_y = labels.encode(train_names, where=f"{config.name} training split")
     test_y = labels.encode(test_names, where=f"{config.name} test split ({raw['sources']['test']})")
@@ -184,13 +198,23 @@ def make_uea(config: UEAConfig | None = None, *, dtype: torch.dtype | None = Non
         return classification_split([stats.apply(s) for s in series], y, dt=config.dt, dtype=dtype)
 
     lengths = [len(s) for s in train_x] + [len(s) for s in test_x]
-    meta = {"task": config.name.lower(), "kind": "classification", "config": asdict(config),
-            "classes": list(labels.classes), "channels": int(train_x[0].shape[1]),
-            "lengths": [min(lengths), max(lengths)], "standardization": stats.to_dict(), "sources": raw["sources"],
-            "sizes": {"train": len(fit_idx), "val": len(val_idx), "test": len(test_x)}}
-    return TaskData(split([train_x[i] for i in fit_idx], train_y[fit_idx]),
-                    split([train_x[i] for i in val_idx], train_y[val_idx]),
-                    split(test_x, test_y), meta=meta)
+    meta = {
+        "task": config.name.lower(),
+        "kind": "classification",
+        "config": asdict(config),
+        "classes": list(labels.classes),
+        "channels": int(train_x[0].shape[1]),
+        "lengths": [min(lengths), max(lengths)],
+        "standardization": stats.to_dict(),
+        "sources": raw["sources"],
+        "sizes": {"train": len(fit_idx), "val": len(val_idx), "test": len(test_x)},
+    }
+    return TaskData(
+        split([train_x[i] for i in fit_idx], train_y[fit_idx]),
+        split([train_x[i] for i in val_idx], train_y[val_idx]),
+        split(test_x, test_y),
+        meta=meta,
+    )
 
 
 def _natural(label: str):

@@ -50,9 +50,24 @@ ENV_ID = "Walker2d-v5"
 DATA_FILE, MANIFEST = "walker2d.npz", "manifest.json"
 OBS_DIM, ACT_DIM = 17, 6
 OBSERVATION_NAMES = (
-    "rootz", "rooty", "thigh_joint", "leg_joint", "foot_joint", "thigh_left_joint", "leg_left_joint",
-    "foot_left_joint", "v_rootx", "v_rootz", "v_rooty", "v_thigh_joint", "v_leg_joint", "v_foot_joint",
-    "v_thigh_left_joint", "v_leg_left_joint", "v_foot_left_joint")  # Gymnasium's Walker2d observation table
+    "rootz",
+    "rooty",
+    "thigh_joint",
+    "leg_joint",
+    "foot_joint",
+    "thigh_left_joint",
+    "leg_left_joint",
+    "foot_left_joint",
+    "v_rootx",
+    "v_rootz",
+    "v_rooty",
+    "v_thigh_joint",
+    "v_leg_joint",
+    "v_foot_joint",
+    "v_thigh_left_joint",
+    "v_leg_left_joint",
+    "v_foot_left_joint",
+)  # Gymnasium's Walker2d observation table
 POLICY = {
     "pd_targets": "q*_j(t) = A_j sin(2 pi f t + phi_j); f ~ U[0.5, 2] Hz, A_j ~ U[0.2, 0.8] rad, phi_j ~ U[0, 2 pi)",
     "pd_gains": {"kp": 2.0, "kd": 0.1},
@@ -84,8 +99,10 @@ def _need_gymnasium():
         import gymnasium
         import mujoco
     except ImportError as e:
-        raise ImportError(f"generating Walker2d data needs MuJoCo and Gymnasium ({e.name} is missing): "
-                          "pip install 'gymnasium[mujoco]' (or pip install -e '.[data]')") from None
+        raise ImportError(
+            f"generating Walker2d data needs MuJoCo and Gymnasium ({e.name} is missing): "
+            "pip install 'gymnasium[mujoco]' (or pip install -e '.[data]')"
+        ) from None
     return gymnasium, mujoco
 
 
@@ -112,8 +129,14 @@ def _episode(env, rng: np.random.Generator, steps: int, episode_seed: int) -> tu
         observations[k], actions[k] = obs, action
         obs, *_ = env.step(action.astype(np.float32))
         noise = noise - theta * noise + math.sqrt(2 * theta) * scale * rng.standard_normal(ACT_DIM)
-    params = {"seed": episode_seed, "pure_noise": pure_noise, "frequency_hz": freq, "amplitudes": amp.tolist(),
-              "phases": phase.tolist(), "noise_scale": scale}
+    params = {
+        "seed": episode_seed,
+        "pure_noise": pure_noise,
+        "frequency_hz": freq,
+        "amplitudes": amp.tolist(),
+        "phases": phase.tolist(),
+        "noise_scale": scale,
+    }
     return observations, actions, params
 
 
@@ -128,8 +151,10 @@ def generate_walker2d(config: Walker2dGeneration, out: str | Path, *, progress: 
         manifest = read_manifest(out)
         if manifest.get("generation") == asdict(config):
             return out
-        raise DataFormatError(f"{out} already holds Walker2d data generated with {manifest.get('generation')}; "
-                              f"use another folder for {asdict(config)}")
+        raise DataFormatError(
+            f"{out} already holds Walker2d data generated with {manifest.get('generation')}; "
+            f"use another folder for {asdict(config)}"
+        )
     gym, mujoco = _need_gymnasium()
     env = gym.make(ENV_ID, terminate_when_unhealthy=False)
     seeds = np.random.SeedSequence(config.seed).spawn(config.episodes)
@@ -147,12 +172,23 @@ def generate_walker2d(config: Walker2dGeneration, out: str | Path, *, progress: 
     buf = io.BytesIO()
     np.savez_compressed(buf, observations=obs, actions=act, dt=np.float64(env.unwrapped.dt))
     atomic_write_bytes(out / DATA_FILE, buf.getvalue())
-    manifest = {"env": ENV_ID, "env_kwargs": {"terminate_when_unhealthy": False}, "generation": asdict(config),
-                "control_dt_s": float(env.unwrapped.dt), "observation_names": list(OBSERVATION_NAMES),
-                "policy": POLICY, "episodes": episodes,
-                "sha256": hashlib.sha256((out / DATA_FILE).read_bytes()).hexdigest(),
-                "versions": {"gymnasium": gym.__version__, "mujoco": mujoco.__version__, "numpy": np.__version__,
-                             "python": platform.python_version(), "machine": platform.machine()}}
+    manifest = {
+        "env": ENV_ID,
+        "env_kwargs": {"terminate_when_unhealthy": False},
+        "generation": asdict(config),
+        "control_dt_s": float(env.unwrapped.dt),
+        "observation_names": list(OBSERVATION_NAMES),
+        "policy": POLICY,
+        "episodes": episodes,
+        "sha256": hashlib.sha256((out / DATA_FILE).read_bytes()).hexdigest(),
+        "versions": {
+            "gymnasium": gym.__version__,
+            "mujoco": mujoco.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+    }
     atomic_write_json(out / MANIFEST, manifest)  # last: a folder with a manifest holds complete data
     return out
 
@@ -162,10 +198,14 @@ def read_manifest(folder: str | Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataFormatError(f"{folder} holds no Walker2d data ({MANIFEST} missing); generate it with "
-                              f"`gnode data walker2d --out {folder}`") from None
+        raise DataFormatError(
+            f"{folder} holds no Walker2d data ({MANIFEST} missing); generate it with "
+            f"`gnode data walker2d --out {folder}`"
+        ) from None
     except json.JSONDecodeError as e:
-        raise DataFormatError(f"{path} is not valid JSON ({e}); regenerate the folder with `gnode data walker2d`") from e
+        raise DataFormatError(
+            f"{path} is not valid JSON ({e}); regenerate the folder with `gnode data walker2d`"
+        ) from e
 
 
 def load_walker2d(folder: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -181,11 +221,14 @@ def load_walker2d(folder: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     with np.load(path) as z:
         missing = {"observations", "actions"} - set(z.files)
         if missing:
-            raise DataFormatError(f"{path}: lacks {sorted(missing)}; expected observations (E, S, 17), actions (E, S, 6)")
+            raise DataFormatError(
+                f"{path}: lacks {sorted(missing)}; expected observations (E, S, 17), actions (E, S, 6)"
+            )
         obs, act = z["observations"], z["actions"]
     if obs.ndim != 3 or obs.shape[2] != OBS_DIM or act.shape != obs.shape[:2] + (ACT_DIM,):
-        raise DataFormatError(f"{path}: observations {obs.shape} and actions {act.shape} must be (E, S, {OBS_DIM}) "
-                              f"and (E, S, {ACT_DIM})")
+        raise DataFormatError(
+            f"{path}: observations {obs.shape} and actions {act.shape} must be (E, S, {OBS_DIM}) and (E, S, {ACT_DIM})"
+        )
     check_finite(list(obs), where=f"{path} observations", channel_names=OBSERVATION_NAMES)
     check_finite(list(act), where=f"{path} actions")
     return obs, act, manifest
@@ -226,8 +269,9 @@ class Walker2dConfig:
                 raise ValueError(f"Walker2dConfig: {name} must be an integer >= 2, got {v!r}")
 
 
-def make_walker2d(config: Walker2dConfig | None = None, *, dtype: torch.dtype | None = None,
-                  progress: bool = True) -> TaskData:
+def make_walker2d(
+    config: Walker2dConfig | None = None, *, dtype: torch.dtype | None = None, progress: bool = True
+) -> TaskData:
     """Train/val/test splits of next-observation prediction on Walker2d rollouts (module docstring)."""
     config = config or Walker2dConfig()
     folder = Path(config.data) if config.data is not None else default_folder(config.generation)
@@ -236,14 +280,16 @@ def make_walker2d(config: Walker2dConfig | None = None, *, dtype: torch.dtype | 
     obs, act, manifest = load_walker2d(folder)
     if manifest.get("generation") != asdict(config.generation):
         g = manifest.get("generation") or {}
-        raise DataFormatError(f"{folder} holds Walker2d data generated with {g} but the task asks for "
-                              f"{asdict(config.generation)}; give --episodes {g.get('episodes')} --steps "
-                              f"{g.get('steps')} --generation-seed {g.get('seed')} to use it, or another --data")
+        raise DataFormatError(
+            f"{folder} holds Walker2d data generated with {g} but the task asks for "
+            f"{asdict(config.generation)}; give --episodes {g.get('episodes')} --steps "
+            f"{g.get('steps')} --generation-seed {g.get('seed')} to use it, or another --data"
+        )
     episodes = obs.shape[0]
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(episodes)
     n_test, n_val = max(1, round(0.15 * episodes)), max(1, round(0.10 * episodes))
-    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     keep = rng.random(obs.shape[:2]) >= config.drop
     keep[:, 0] = True
 
@@ -252,7 +298,7 @@ def make_walker2d(config: Walker2dConfig | None = None, *, dtype: torch.dtype | 
         for e in sorted(eps.tolist()):
             idx = np.flatnonzero(keep[e])
             for s in range(0, len(idx) - config.window + 1, config.stride):
-                w = idx[s:s + config.window]
+                w = idx[s : s + config.window]
                 ts.append((w - w[0]).astype(np.float64))
                 xs.append(np.concatenate([obs[e, w], act[e, w]], axis=1))
                 ys.append(obs[e, w])
@@ -260,8 +306,10 @@ def make_walker2d(config: Walker2dConfig | None = None, *, dtype: torch.dtype | 
 
     raw = {name: windows(eps) for name, eps in parts.items()}
     if not raw["train"][0]:
-        raise DataFormatError(f"{folder}: episodes of {obs.shape[1]} steps are too short for windows of "
-                              f"{config.window} kept samples; lower --window or generate longer episodes")
+        raise DataFormatError(
+            f"{folder}: episodes of {obs.shape[1]} steps are too short for windows of "
+            f"{config.window} kept samples; lower --window or generate longer episodes"
+        )
     train_kept = np.concatenate([keep[e] for e in parts["train"]])
     stats_obs = Standardization.fit([obs[e][keep[e]] for e in parts["train"]])
     stats_act = Standardization.fit([act[e][keep[e]] for e in parts["train"]])
@@ -273,13 +321,22 @@ def make_walker2d(config: Walker2dConfig | None = None, *, dtype: torch.dtype | 
     data = {name: split(*raw[name]) if raw[name][0] else None for name in raw}
     empty = [name for name, s in data.items() if s is None]
     if empty:
-        raise DataFormatError(f"{folder}: the {', '.join(empty)} split(s) got no window of {config.window} samples "
-                              f"from {obs.shape[0]} episodes of {obs.shape[1]} steps; generate more or longer episodes")
-    meta = {"task": "walker2d", "kind": "regression", "config": asdict(config),
-            "channels": list(OBSERVATION_NAMES) + [f"action_{j}" for j in range(ACT_DIM)],
-            "targets": list(OBSERVATION_NAMES), "control_dt_s": manifest.get("control_dt_s"),
-            "standardization": {"observations": stats_obs.to_dict(), "actions": stats_act.to_dict()},
-            "episodes": {k: sorted(v.tolist()) for k, v in parts.items()},
-            "kept_fraction_train": float(train_kept.mean()),
-            "sizes": {k: len(v) for k, v in data.items()}, "source": str(folder), "data_sha256": manifest.get("sha256")}
+        raise DataFormatError(
+            f"{folder}: the {', '.join(empty)} split(s) got no window of {config.window} samples "
+            f"from {obs.shape[0]} episodes of {obs.shape[1]} steps; generate more or longer episodes"
+        )
+    meta = {
+        "task": "walker2d",
+        "kind": "regression",
+        "config": asdict(config),
+        "channels": list(OBSERVATION_NAMES) + [f"action_{j}" for j in range(ACT_DIM)],
+        "targets": list(OBSERVATION_NAMES),
+        "control_dt_s": manifest.get("control_dt_s"),
+        "standardization": {"observations": stats_obs.to_dict(), "actions": stats_act.to_dict()},
+        "episodes": {k: sorted(v.tolist()) for k, v in parts.items()},
+        "kept_fraction_train": float(train_kept.mean()),
+        "sizes": {k: len(v) for k, v in data.items()},
+        "source": str(folder),
+        "data_sha256": manifest.get("sha256"),
+    }
     return TaskData(data["train"], data["val"], data["test"], meta=meta)

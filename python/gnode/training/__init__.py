@@ -17,21 +17,21 @@ From Python (the command line `gnode train flipflop` does the same through `gnod
 from gnode.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gnode.training.metrics import MetricsLog
 from gnode.training.trainer import (
-           TrainConfig,
-           Trainer,
-           TrainingDiverged,
-           TrainResult,
-           evaluate_model,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    TrainResult,
+    evaluate_model,
 )
 
 __all__ = [
-           "CheckpointError",
-           "MetricsLog",
-           "TrainConfig",
-           "TrainResult",
-           "Trainer",
-           "TrainingDiverged",
-           "evaluate_model",
-           "load_checkpoint",
-           "save_checkpoint",
+    "CheckpointError",
+    "MetricsLog",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "evaluate_model",
+    "load_checkpoint",
+    "save_checkpoint",
 ]

@@ -45,8 +45,10 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: the run has not saved one yet (it saves every few "
-                              "epochs and on Ctrl-C); start a fresh run instead of resuming")
+        raise CheckpointError(
+            f"no checkpoint at {path}: the run has not saved one yet (it saves every few "
+            "epochs and on Ctrl-C); start a fresh run instead of resuming"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file; expected a checkpoint file written by gnode")
     try:
@@ -58,16 +60,29 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
             raise RuntimeError(f"member {bad} fails its CRC check")
         # weights_only: a checkpoint holds tensors and plain values only, so nothing in it can run code.
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
-            KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        KeyError,
+        IndexError,
+        TypeError,
+        UnicodeDecodeError,
+    ) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupted?): {first[:200]}. "
-                              "Delete it to start over, or resume from a copy") from e
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable (truncated or corrupted?): {first[:200]}. "
+            "Delete it to start over, or resume from a copy"
+        ) from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gnode training checkpoint (no '{FORMAT}' marker)")
     if state.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {state.get('version')!r}; this gnode reads "
-                              f"version {VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {state.get('version')!r}; this gnode reads version {VERSION}"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: it lacks {missing}")

@@ -61,8 +61,11 @@ class RankError(RuntimeError):
 
     def __init__(self, rank: int, size: int, error: BaseException):
         text = str(error).strip()
-        super().__init__(f"on rank {rank} of {size}: {type(error).__name__}: {text}" if text else
-                         f"on rank {rank} of {size}: {type(error).__name__}")
+        super().__init__(
+            f"on rank {rank} of {size}: {type(error).__name__}: {text}"
+            if text
+            else f"on rank {rank} of {size}: {type(error).__name__}"
+        )
         self.rank, self.size, self.error = rank, size, error
 
 
@@ -87,15 +90,19 @@ class World:
             return cls()
         missing = [v for v in ENV_VARS if v not in os.environ]
         if missing:
-            raise RuntimeError(f"WORLD_SIZE is set but {', '.join(missing)} are not: start the workers with torchrun "
-                               "(or `gnode train TASK --nproc N`), which sets all of them")
+            raise RuntimeError(
+                f"WORLD_SIZE is set but {', '.join(missing)} are not: start the workers with torchrun "
+                "(or `gnode train TASK --nproc N`), which sets all of them"
+            )
         rank, size, local = (int(os.environ[v]) for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
         if device not in ("cpu", "cuda"):
             raise ValueError(f"World.from_env: device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda":
             if not torch.cuda.is_available() or local >= torch.cuda.device_count():
-                raise RuntimeError(f"rank {rank} needs CUDA device {local}, but this machine has "
-                                   f"{torch.cuda.device_count()}; start at most that many processes per node")
+                raise RuntimeError(
+                    f"rank {rank} needs CUDA device {local}, but this machine has "
+                    f"{torch.cuda.device_count()}; start at most that many processes per node"
+                )
             torch.cuda.set_device(local)
         backend = "nccl" if device == "cuda" else "gloo"
         import torch.distributed as dist
@@ -137,13 +144,15 @@ class World:
 
         ref = next(model.parameters())
         if ref.device != torch.device(self.device):
-            raise ValueError(f"rank {self.rank}: the model is on {ref.device} but this rank trains on {self.device}; "
-                             "move it there first (model.to(world.device))")
+            raise ValueError(
+                f"rank {self.rank}: the model is on {ref.device} but this rank trains on {self.device}; "
+                "move it there first (model.to(world.device))"
+            )
         return DistributedDataParallel(model, device_ids=[self.local_rank] if self.device != "cpu" else None)
 
     def shard(self, indices: Sequence[int]) -> list[int]:
         """This rank's stride of `indices`: rank r takes positions r, r + N, r + 2N, ..."""
-        return list(indices[self.rank::self.size])
+        return list(indices[self.rank :: self.size])
 
     def shard_batch(self, indices: Sequence[int]) -> tuple[list[int], bool]:
         """(the rows this rank solves, whether they count): its stride of the global batch, or, when that is
@@ -160,18 +169,23 @@ class World:
         import torch.distributed as dist
 
         text = str(error)
-        if isinstance(error, dist.DistError) or any(w in text for w in ("gloo", "NCCL", "Connection reset",
-                                                                      "Connection closed")):
-            return PeerFailed(f"rank {self.rank} lost contact with the other ranks ({text.splitlines()[0][:200]}); "
-                              "one of them stopped or was killed")
+        if isinstance(error, dist.DistError) or any(
+            w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed")
+        ):
+            return PeerFailed(
+                f"rank {self.rank} lost contact with the other ranks ({text.splitlines()[0][:200]}); "
+                "one of them stopped or was killed"
+            )
         return RankError(self.rank, self.size, error)
 
     def _collective(self, fn, *args):
         try:
             return fn(*args)
         except RuntimeError as e:  # in a collective, a RuntimeError is the communication's
-            raise PeerFailed(f"rank {self.rank} lost contact with the other ranks ({str(e).splitlines()[0][:200]}); "
-                             "one of them stopped or was killed") from e
+            raise PeerFailed(
+                f"rank {self.rank} lost contact with the other ranks ({str(e).splitlines()[0][:200]}); "
+                "one of them stopped or was killed"
+            ) from e
 
     def _tensor(self, values) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float64, device=self.device)
@@ -286,6 +300,7 @@ class World:
 
 # ---------------------------------------------------------------------------------------------- the launcher
 
+
 @dataclass(frozen=True)
 class WorkerFailure:
     """How a worker ended: its rank, exit code, the signal that killed it (None when it exited), and the error
@@ -299,8 +314,11 @@ class WorkerFailure:
     def describe(self) -> str:
         if self.signal:
             return f"rank {self.rank} was killed by {self.signal}"
-        return f"rank {self.rank} failed: {self.error}" if self.error else \
-            f"rank {self.rank} exited with status {self.exitcode}"
+        return (
+            f"rank {self.rank} failed: {self.error}"
+            if self.error
+            else f"rank {self.rank} exited with status {self.exitcode}"
+        )
 
 
 class LaunchFailed(RuntimeError):
@@ -312,8 +330,9 @@ class LaunchFailed(RuntimeError):
         self.causes = [f for f in failures if f.signal != "SIGTERM"] or failures
         stopped = len(self.failures) - len(self.causes)
         others = "the other rank" if stopped == 1 else f"the {stopped} other ranks"
-        super().__init__("; ".join(f.describe() for f in self.causes)
-                         + (f", and the launcher stopped {others}" if stopped else ""))
+        super().__init__(
+            "; ".join(f.describe() for f in self.causes) + (f", and the launcher stopped {others}" if stopped else "")
+        )
 
     @property
     def interrupted(self) -> bool:
@@ -326,8 +345,15 @@ class LaunchFailed(RuntimeError):
         return all(f.signal is None for f in self.causes)
 
 
-def launch(nproc: int, entrypoint: Callable | str, args: Sequence = (), *, max_restarts: int = 0,
-           start_method: str = "spawn", quiet: bool = True) -> dict[int, object]:
+def launch(
+    nproc: int,
+    entrypoint: Callable | str,
+    args: Sequence = (),
+    *,
+    max_restarts: int = 0,
+    start_method: str = "spawn",
+    quiet: bool = True,
+) -> dict[int, object]:
     """Run `nproc` workers on this machine through torch's elastic launcher (what `torchrun --standalone
     --nproc-per-node N` does) and wait for them.
 
@@ -349,11 +375,22 @@ def launch(nproc: int, entrypoint: Callable | str, args: Sequence = (), *, max_r
 
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
-                          monitor_interval=0.1, start_method=start_method)
-    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)  # each sets its own level
-               if n.startswith(("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing"))]
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=max_restarts,
+        monitor_interval=0.1,
+        start_method=start_method,
+    )
+    loggers = [
+        logging.getLogger(n)
+        for n in list(logging.root.manager.loggerDict)  # each sets its own level
+        if n.startswith(("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing"))
+    ]
     levels = [lg.level for lg in loggers]
     if quiet:
         for lg in loggers:
@@ -367,8 +404,9 @@ def launch(nproc: int, entrypoint: Callable | str, args: Sequence = (), *, max_r
     except ChildFailedError as e:
         failures = []
         for rank, f in sorted(e.failures.items()):
-            failures.append(WorkerFailure(rank, f.exitcode, f.signal_name() if f.exitcode < 0 else None,
-                                          _recorded_error(f)))
+            failures.append(
+                WorkerFailure(rank, f.exitcode, f.signal_name() if f.exitcode < 0 else None, _recorded_error(f))
+            )
         raise LaunchFailed(failures) from None
     finally:
         for lg, level in zip(loggers, levels):

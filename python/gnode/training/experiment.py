@@ -170,12 +170,18 @@ class RunConfig:
             eps = torch.finfo(DTYPES[self.model.dtype]).eps
             if 0 < self.solver.reltol < 2 * eps:
                 fix = "a looser reltol" if self.model.dtype == "float64" else "float64 (--dtype) or a looser reltol"
-                raise ValueError(f"reltol {self.solver.reltol:g} is below what {self.model.dtype} can resolve "
-                                 f"(2 eps = {2 * eps:.2g}); use {fix}")
+                raise ValueError(
+                    f"reltol {self.solver.reltol:g} is below what {self.model.dtype} can resolve "
+                    f"(2 eps = {2 * eps:.2g}); use {fix}"
+                )
 
     def to_dict(self) -> dict:
-        return {"task": asdict(self.task), "model": asdict(self.model), "solver": asdict(self.solver),
-                "train": asdict(self.train)}
+        return {
+            "task": asdict(self.task),
+            "model": asdict(self.model),
+            "solver": asdict(self.solver),
+            "train": asdict(self.train),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
@@ -201,8 +207,17 @@ class RunSetupError(ValueError):
     """A run cannot start as asked (folder taken, options differ from the run to resume, engine unusable)."""
 
 
-def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int, *, seed: int,
-                sample_dt: float | None = None, gradients: bool = True, time_gaps: bool = False) -> nn.Module:
+def build_model(
+    model: ModelConfig,
+    solver: SolverConfig,
+    d_in: int,
+    d_out: int,
+    *,
+    seed: int,
+    sample_dt: float | None = None,
+    gradients: bool = True,
+    time_gaps: bool = False,
+) -> nn.Module:
     """The model of `model.kind`, initialised from `seed` without touching the global RNG state.
 
     ODE kinds are wrapped in `gnode.models.SequenceModel` with the solver settings; fixed-step methods get
@@ -221,12 +236,25 @@ def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int,
             return cls(model.latent, d_in, d_out, h0=model.h0, time_gaps=time_gaps, dtype=dtype)
         common = {"tau": model.tau, "init": model.init, "gain": model.gain, "generator": gen, "dtype": dtype}
         if model.kind == "gnode":
-            vf = models.GatedNODE(model.latent, d_in, depth_F=model.depth_F, depth_G=model.depth_G,
-                                  width_F=_widths(model.width_F, model.depth_F),
-                                  width_G=_widths(model.width_G, model.depth_G), phi_h=model.phi_h, **common)
+            vf = models.GatedNODE(
+                model.latent,
+                d_in,
+                depth_F=model.depth_F,
+                depth_G=model.depth_G,
+                width_F=_widths(model.width_F, model.depth_F),
+                width_G=_widths(model.width_G, model.depth_G),
+                phi_h=model.phi_h,
+                **common,
+            )
         elif model.kind == "node":
-            vf = models.NeuralODE(model.latent, d_in, depth=model.depth_F, width=_widths(model.width_F, model.depth_F),
-                                  phi_h=model.phi_h, **common)
+            vf = models.NeuralODE(
+                model.latent,
+                d_in,
+                depth=model.depth_F,
+                width=_widths(model.width_F, model.depth_F),
+                phi_h=model.phi_h,
+                **common,
+            )
         elif model.kind == "mgru":
             vf = models.MinimalGRU(model.latent, d_in, phi_h=model.phi_h, **common)
         else:
@@ -243,9 +271,18 @@ def build_model(model: ModelConfig, solver: SolverConfig, d_in: int, d_out: int,
         elif solver.dt is not None:
             solve_kwargs["dt"] = solver.dt  # the first step of an adaptive method
         sensealg = solver.sensitivity() if gradients else None
-        return models.SequenceModel(vf, d_out, alg=alg, sensealg=sensealg, engine=solver.engine,
-                                    reltol=solver.reltol, abstol=solver.abstol, interpolation=solver.interpolation,
-                                    h0=model.h0, solve_kwargs=solve_kwargs)
+        return models.SequenceModel(
+            vf,
+            d_out,
+            alg=alg,
+            sensealg=sensealg,
+            engine=solver.engine,
+            reltol=solver.reltol,
+            abstol=solver.abstol,
+            interpolation=solver.interpolation,
+            h0=model.h0,
+            solve_kwargs=solve_kwargs,
+        )
 
 
 def _widths(width: int, depth: int):
@@ -261,14 +298,18 @@ def check_engine(solver: SolverConfig, *, gradients: bool = True) -> None:
         raise ValueError(f"the {solver.engine!r} engine is not available here: {why}")
     alg, sens = solver.algorithm(), solver.sensitivity()
     if not any(isinstance(alg, a) for a in eng.algorithms):
-        raise ValueError(f"the {solver.engine!r} engine has no {alg.name}(); it has "
-                         f"{', '.join(a.__name__ for a in eng.algorithms)}")
+        raise ValueError(
+            f"the {solver.engine!r} engine has no {alg.name}(); it has {', '.join(a.__name__ for a in eng.algorithms)}"
+        )
     if gradients and not any(isinstance(sens, s) for s in eng.sensealgs):
         if not eng.sensealgs:
-            raise ValueError(f"the {solver.engine!r} engine computes no gradients (forward solves only), so it "
-                             "cannot train; train on another engine and evaluate on this one")
-        raise ValueError(f"the {solver.engine!r} engine has no {sens.name}(); it has "
-                         f"{', '.join(s.__name__ for s in eng.sensealgs)}")
+            raise ValueError(
+                f"the {solver.engine!r} engine computes no gradients (forward solves only), so it "
+                "cannot train; train on another engine and evaluate on this one"
+            )
+        raise ValueError(
+            f"the {solver.engine!r} engine has no {sens.name}(); it has {', '.join(s.__name__ for s in eng.sensealgs)}"
+        )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -277,23 +318,45 @@ def count_parameters(model: nn.Module) -> int:
 
 def versions() -> dict:
     import gnode
-    return {"gnode": gnode.__version__, "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "threads": torch.get_num_threads()}
+
+    return {
+        "gnode": gnode.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _model_and_data(config: RunConfig, gradients: bool = True):
     dtype = DTYPES[config.model.dtype]
     data = make_flipflop(config.task, dtype=dtype)
-    model = build_model(config.model, config.solver, data.d_in, data.d_out, seed=config.train.seed,
-                        sample_dt=config.task.dt, gradients=gradients)
+    model = build_model(
+        config.model,
+        config.solver,
+        data.d_in,
+        data.d_out,
+        seed=config.train.seed,
+        sample_dt=config.task.dt,
+        gradients=gradients,
+    )
     return model, data
 
 
 RUN_FILES = (CONFIG, CHECKPOINT, SUMMARY, HISTORY_JSON, HISTORY_CSV, LOSS_PNG, SEQUENCES_PNG, LATENTS_PNG)
 
 
-def run_flipflop(config: RunConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-                 figures: bool = True, on_step=None, log=print, world: World | None = None) -> TrainResult:
+def run_flipflop(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    figures: bool = True,
+    on_step=None,
+    log=print,
+    world: World | None = None,
+) -> TrainResult:
     """Train `config` into the folder `out`, then draw the figures.
 
     resume:    continue the run in `out` where its checkpoint stopped. A folder without a checkpoint (the run
@@ -326,11 +389,13 @@ def run_flipflop(config: RunConfig, out: str | Path, *, resume: bool = False, ov
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     if not resume and world.is_primary:
-        atomic_write_json(out / CONFIG, {**config.to_dict(), "n_params": count_parameters(model),
-                                         "versions": versions()})
+        atomic_write_json(
+            out / CONFIG, {**config.to_dict(), "n_params": count_parameters(model), "versions": versions()}
+        )
     world.barrier()  # the folder is ready before any rank trains
-    trainer = Trainer(model, data, config.train, out, run_config=config.results_affecting(), on_step=on_step,
-                      world=world)
+    trainer = Trainer(
+        model, data, config.train, out, run_config=config.results_affecting(), on_step=on_step, world=world
+    )
     result = trainer.fit(resume=resume)
     if figures and result.status != "stopped" and not result.already_finished and world.is_primary:
         draw_run_figures(out, trainer.model, data, result.history)
@@ -342,8 +407,9 @@ def _continues(config: RunConfig, out: Path, resume: bool, overwrite: bool, log)
     `RunSetupError` when it can do neither as asked (see `run_flipflop`)."""
     if not resume:
         if ((out / CHECKPOINT).exists() or (out / CONFIG).exists()) and not overwrite:
-            raise RunSetupError(f"{out} already holds a run; continue it (resume), start it over (overwrite), or "
-                                "choose another folder")
+            raise RunSetupError(
+                f"{out} already holds a run; continue it (resume), start it over (overwrite), or choose another folder"
+            )
         return False
     if not (out / CONFIG).exists():
         if (out / CHECKPOINT).exists():
@@ -384,8 +450,9 @@ def read_config(folder: str | Path) -> RunConfig:
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"no run folder at {folder}")
     if not path.exists():
-        raise FileNotFoundError(f"{folder} has no {CONFIG}: not a gnode run folder (train one with "
-                                "`gnode train flipflop --out FOLDER`)")
+        raise FileNotFoundError(
+            f"{folder} has no {CONFIG}: not a gnode run folder (train one with `gnode train flipflop --out FOLDER`)"
+        )
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -405,8 +472,9 @@ class LoadedRun:
     weights: str  # "best" or "last"
 
 
-def load_run(folder: str | Path, *, solver: SolverConfig | None = None, dtype: str | None = None,
-             gradients: bool = True) -> LoadedRun:
+def load_run(
+    folder: str | Path, *, solver: SolverConfig | None = None, dtype: str | None = None, gradients: bool = True
+) -> LoadedRun:
     """The run in `folder` with its best weights (last ones if it never validated); `solver` overrides the
     saved solver settings and `dtype` the floating-point type (e.g. to evaluate a model trained in float32
     with RK4 under Tsit5 at tight tolerances in float64); `gradients=False` builds the model for forward
@@ -423,15 +491,16 @@ def load_run(folder: str | Path, *, solver: SolverConfig | None = None, dtype: s
     try:
         model.load_state_dict(state["best_model"] if weights == "best" else state["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"the checkpoint in {folder} does not fit the model its config.json describes: "
-                              f"{str(e).splitlines()[0]}") from e
+        raise CheckpointError(
+            f"the checkpoint in {folder} does not fit the model its config.json describes: {str(e).splitlines()[0]}"
+        ) from e
     summary_path = folder / SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return LoadedRun(folder, config, model, data, list(state.get("history", [])), summary, weights)
 
 
 def config_differences(a: dict, b: dict, prefix="") -> str:
-    """"section.key: saved A, now B; ..." for the leaves where two nested config dicts differ."""
+    """ "section.key: saved A, now B; ..." for the leaves where two nested config dicts differ."""
     out = []
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k), b.get(k)

@@ -1,9 +1,9 @@
 """Figures of a training run (matplotlib, Agg backend, headless), written beside its metrics.
 
-    loss.png       training and validation loss per epoch (log scale), with the target variance for scale
-    sequences.png  inputs, targets and outputs per channel for a few test sequences
-    latents.png    latent trajectories h(t) of test sequences: 3-D when N = 3 (the space the memory lives
-                   in), the first three principal components when N > 3, the plane or the line below
+loss.png       training and validation loss per epoch (log scale), with the target variance for scale
+sequences.png  inputs, targets and outputs per channel for a few test sequences
+latents.png    latent trajectories h(t) of test sequences: 3-D when N = 3 (the space the memory lives
+               in), the first three principal components when N > 3, the plane or the line below
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def plot_loss(history: list[dict], path: str | Path, *, target_variance: float |
     return Path(path)
 
 
-def plot_sequences(times, inputs, targets, outputs, path: str | Path, *, n_sequences: int = 3,
-                   dense: tuple | None = None) -> Path:
+def plot_sequences(
+    times, inputs, targets, outputs, path: str | Path, *, n_sequences: int = 3, dense: tuple | None = None
+) -> Path:
     """One column per sequence, one row per channel: input pulses (grey), target (black dashed), output
     (dots at the sample times; with `dense` = (t (M,), outputs (B, M, d_out)) also the continuous-time
     output between them)."""
@@ -58,8 +59,15 @@ def plot_sequences(times, inputs, targets, outputs, path: str | Path, *, n_seque
     td, od = (_np(dense[0]), _np(dense[1])) if dense is not None else (None, None)
     n_seq = min(n_sequences, x.shape[0])
     n_ch = y.shape[-1]
-    fig, axes = plt.subplots(n_ch, n_seq, figsize=(3.6 * n_seq, 1.6 * n_ch + 0.6), sharex=True, sharey=True,
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        n_ch,
+        n_seq,
+        figsize=(3.6 * n_seq, 1.6 * n_ch + 0.6),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        constrained_layout=True,
+    )
     for s in range(n_seq):
         for c in range(n_ch):
             ax = axes[c, s]
@@ -98,7 +106,7 @@ def plot_latents(h, path: str | Path, *, colors=None, n_lines: int = 8, dense=No
     if n > 3:
         mean = flat.mean(0)
         _, s, vt = np.linalg.svd(flat - mean, full_matrices=False)
-        share = s[:3] ** 2 / max((s ** 2).sum(), 1e-300)
+        share = s[:3] ** 2 / max((s**2).sum(), 1e-300)
         flat = (flat - mean) @ vt[:3].T
         lines = (lines - mean) @ vt[:3].T
         label = [f"PC{i + 1} ({100 * share[i]:.0f}%)" for i in range(3)]
@@ -133,8 +141,9 @@ def plot_latents(h, path: str | Path, *, colors=None, n_lines: int = 8, dense=No
     return Path(path)
 
 
-def draw_run_figures(folder: str | Path, model, data, history: list[dict], *, n_sequences: int = 3,
-                     n_latent: int = 64) -> list[Path]:
+def draw_run_figures(
+    folder: str | Path, model, data, history: list[dict], *, n_sequences: int = 3, n_latent: int = 64
+) -> list[Path]:
     """The three figures of a run folder from a trained model and its task data."""
     folder = Path(folder)
     test = data.test.take(slice(0, max(n_sequences, n_latent)))
@@ -146,13 +155,29 @@ def draw_run_figures(folder: str | Path, model, data, history: list[dict], *, n_
     y = out if isinstance(out, torch.Tensor) else out.y
     n_lines = 8
     dense = _dense(model, out, test.times, max(n_sequences, n_lines))
-    paths = [plot_loss(history, folder / LOSS_PNG, target_variance=data.test.target_variance()),
-             plot_sequences(test.times, test.inputs, test.targets, y, folder / SEQUENCES_PNG, n_sequences=n_sequences,
-                            dense=None if dense is None else (dense[0], dense[2]))]
+    paths = [
+        plot_loss(history, folder / LOSS_PNG, target_variance=data.test.target_variance()),
+        plot_sequences(
+            test.times,
+            test.inputs,
+            test.targets,
+            y,
+            folder / SEQUENCES_PNG,
+            n_sequences=n_sequences,
+            dense=None if dense is None else (dense[0], dense[2]),
+        ),
+    ]
     h = getattr(out, "h", None)
     if h is not None:
-        paths.append(plot_latents(h, folder / LATENTS_PNG, colors=_target_colors(test.targets), n_lines=n_lines,
-                                  dense=None if dense is None else dense[1]))
+        paths.append(
+            plot_latents(
+                h,
+                folder / LATENTS_PNG,
+                colors=_target_colors(test.targets),
+                n_lines=n_lines,
+                dense=None if dense is None else dense[1],
+            )
+        )
     return paths
 
 
@@ -163,8 +188,9 @@ def _dense(model, out, times: torch.Tensor, n: int):
     readout = getattr(model, "readout", None)
     if sol is None or readout is None:
         return None
-    t = torch.linspace(float(times[0]), float(times[-1]), 8 * (times.numel() - 1) + 1, dtype=times.dtype,
-                       device=times.device)
+    t = torch.linspace(
+        float(times[0]), float(times[-1]), 8 * (times.numel() - 1) + 1, dtype=times.dtype, device=times.device
+    )
     try:
         with torch.no_grad():
             h = sol(t)[:n]

@@ -35,12 +35,28 @@ _UEA_OPTIONS = [
 _TASK_OPTIONS = {
     "japanesevowels": _UEA_OPTIONS,
     "basicmotions": _UEA_OPTIONS,
-    "charactertrajectories": [("data", ["--data"], str, ("folder holding CharacterTrajectories_TRAIN.ts and _TEST.ts "
-                                                          "(or CharacterTrajectories/ with them); required"))]
+    "charactertrajectories": [
+        (
+            "data",
+            ["--data"],
+            str,
+            (
+                "folder holding CharacterTrajectories_TRAIN.ts and _TEST.ts "
+                "(or CharacterTrajectories/ with them); required"
+            ),
+        )
+    ]
     + _UEA_OPTIONS,
     "speechcommands": [
-        ("data", ["--data"], str, ("the extracted Speech Commands folder (one folder per word, validation_list.txt, "
-                                   "testing_list.txt); required")),
+        (
+            "data",
+            ["--data"],
+            str,
+            (
+                "the extracted Speech Commands folder (one folder per word, validation_list.txt, "
+                "testing_list.txt); required"
+            ),
+        ),
         ("words", ["--words"], str, "comma-separated words to classify"),
         ("n_mfcc", ["--n-mfcc"], int, "MFCC coefficients per frame"),
         ("hop_length", ["--hop-length"], int, "audio samples between frames (16 kHz; 100 gives 161 frames)"),
@@ -49,8 +65,15 @@ _TASK_OPTIONS = {
         ("seed", ["--data-seed"], int, "seed of the training subset"),
     ],
     "walker2d": [
-        ("data", ["--data"], str, ("folder of generated rollouts (gnode data walker2d), generated there if empty "
-                                   "(default: data/walker2d-<episodes>x<steps>-seed<seed>)")),
+        (
+            "data",
+            ["--data"],
+            str,
+            (
+                "folder of generated rollouts (gnode data walker2d), generated there if empty "
+                "(default: data/walker2d-<episodes>x<steps>-seed<seed>)"
+            ),
+        ),
         ("generation.episodes", ["--episodes"], int, "episodes to generate"),
         ("generation.steps", ["--steps"], int, "control steps per episode (0.008 s each)"),
         ("generation.seed", ["--generation-seed"], int, "seed of the rollouts"),
@@ -90,19 +113,27 @@ def add_train_parsers(tasks, options: dict) -> None:
         entry = get_task(name)
         base = default_run(name)
         p = tasks.add_parser(
-            name, help=entry.about,
+            name,
+            help=entry.about,
             description=textwrap.fill(
                 f"{entry.about}. Trains a model ({entry.kind}: "
-                + ("cross-entropy at each sequence's readout time, accuracy and confusion matrix" if entry.kind ==
-                   "classification" else "MSE at every observed sample, predicted against true trajectories")
+                + (
+                    "cross-entropy at each sequence's readout time, accuracy and confusion matrix"
+                    if entry.kind == "classification"
+                    else "MSE at every observed sample, predicted against true trajectories"
+                )
                 + ") into a run folder: config.json, standardization.json, checkpoint.pt, history.json/csv, "
                 "summary.json, metrics.json and figures. The defaults train a small gnODE in a few minutes on a "
-                "laptop CPU.", 88),
+                "laptop CPU.",
+                88,
+            ),
             epilog=f"examples:\n  gnode train {name}{' --data DIR' if entry.needs_data else ''}\n"
-                   f"  gnode train {name}{' --data DIR' if entry.needs_data else ''} --model gru -N 24 --out runs/gru\n"
-                   f"  gnode train {name}{' --data DIR' if entry.needs_data else ''} --out runs/gru --resume\n"
-                   "  gnode evaluate RUN   |   gnode plot RUN",
-            formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+            f"  gnode train {name}{' --data DIR' if entry.needs_data else ''} --model gru -N 24 --out runs/gru\n"
+            f"  gnode train {name}{' --data DIR' if entry.needs_data else ''} --out runs/gru --resume\n"
+            "  gnode evaluate RUN   |   gnode plot RUN",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            argument_default=argparse.SUPPRESS,
+        )
         g = p.add_argument_group(f"task ({name})")
         task_config = base.task_config()
         for field_name, flags, typ, text in _TASK_OPTIONS[name]:
@@ -118,9 +149,14 @@ def add_train_parsers(tasks, options: dict) -> None:
                 default = defaults[section][field_name]
                 shown = 0 if field_name in _ZERO_IS_NONE and default is None else default
                 text = text.replace("(default: half the sampling step --dt)", "(default: half the sampling step)")
-                g.add_argument(*flags, dest=f"{section}.{field_name}", type=typ, choices=choices,
-                               metavar=None if choices else typ.__name__.upper(),
-                               help=text if "default" in text else f"{text} (default: {shown})")
+                g.add_argument(
+                    *flags,
+                    dest=f"{section}.{field_name}",
+                    type=typ,
+                    choices=choices,
+                    metavar=None if choices else typ.__name__.upper(),
+                    help=text if "default" in text else f"{text} (default: {shown})",
+                )
         g = p.add_argument_group("run")
         g.add_argument("--out", type=Path, help=f"run folder (default: runs/{name}-<model>-<date-time>)")
         g.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
@@ -197,11 +233,18 @@ def cmd_train_task(args) -> int:
     if out is None:
         out = Path("runs") / f"{name}-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = run_task(config, out, resume=resume, figures=not getattr(args, "no_figures", False),
-                          log=lambda m: print(m, file=sys.stderr))
+        result = run_task(
+            config,
+            out,
+            resume=resume,
+            figures=not getattr(args, "no_figures", False),
+            log=lambda m: print(m, file=sys.stderr),
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved in {out}; continue with\n  gnode train {name} --out {out} --resume",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted: checkpoint saved in {out}; continue with\n  gnode train {name} --out {out} --resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except (RunSetupError, DataFormatError) as e:
         return _fail(prog, str(e), EXIT_USAGE)
@@ -221,13 +264,20 @@ def print_summary(s: dict) -> None:
         return
     rows = [("status", s.get("status")), ("epochs", f"{s.get('epochs_run')} (best {s.get('best_epoch')})")]
     if s.get("kind") == "classification":
-        rows += [("test accuracy", f"{s['test_accuracy']:.4f}"), ("validation accuracy", f"{s['val_accuracy']:.4f}"),
-                 ("test cross-entropy", f"{s['test_cross_entropy']:.4g}")]
+        rows += [
+            ("test accuracy", f"{s['test_accuracy']:.4f}"),
+            ("validation accuracy", f"{s['val_accuracy']:.4f}"),
+            ("test cross-entropy", f"{s['test_cross_entropy']:.4g}"),
+        ]
     else:
-        rows += [("test MSE", f"{s['test_mse']:.4g} (standardised units)"),
-                 ("target variance", f"{s['target_variance_test']:.4g}")]
-    rows += [("parameters", s.get("n_params")),
-             ("train time", f"{s.get('train_time_s', 0):.1f} s wall clock, {s.get('train_cpu_s', 0):.1f} s CPU")]
+        rows += [
+            ("test MSE", f"{s['test_mse']:.4g} (standardised units)"),
+            ("target variance", f"{s['target_variance_test']:.4g}"),
+        ]
+    rows += [
+        ("parameters", s.get("n_params")),
+        ("train time", f"{s.get('train_time_s', 0):.1f} s wall clock, {s.get('train_cpu_s', 0):.1f} s CPU"),
+    ]
     if "test_nf_per_sequence" in s:
         rows.append(("mean nf per sequence (test)", f"{s['test_nf_per_sequence']:.0f}"))
     w = max(len(k) for k, _ in rows)
@@ -238,24 +288,32 @@ def print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # gnode data walker2d
 
+
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
     from gnode.tasks.walker2d import ENV_ID, Walker2dGeneration
 
     d = Walker2dGeneration()
-    p = subparsers.add_parser("data", help="generate task data (Walker2d rollouts)",
-                              description="Generate the data of tasks that are simulated rather than downloaded.")
+    p = subparsers.add_parser(
+        "data",
+        help="generate task data (Walker2d rollouts)",
+        description="Generate the data of tasks that are simulated rather than downloaded.",
+    )
     sub = p.add_subparsers(dest="data_command", metavar="DATASET", parser_class=type(p))
     sub.required = True
     w = sub.add_parser(
-        "walker2d", help=f"roll out {ENV_ID} (MuJoCo + Gymnasium) episodes",
+        "walker2d",
+        help=f"roll out {ENV_ID} (MuJoCo + Gymnasium) episodes",
         description=textwrap.fill(
             f"Roll out {ENV_ID} episodes under a mix of PD control toward periodic joint targets and "
             "Ornstein-Uhlenbeck action noise (see gnode.tasks.walker2d), recording the 17-d observations and 6-d "
             "actions at every control step, into OUT/walker2d.npz with OUT/manifest.json (versions, seeds, policy). "
-            "The same seed gives the same data. Needs pip install 'gymnasium[mujoco]'.", 88),
+            "The same seed gives the same data. Needs pip install 'gymnasium[mujoco]'.",
+            88,
+        ),
         epilog="example:\n  gnode data walker2d --episodes 64 --steps 256 --seed 0 --out data/walker2d\n"
-               "  gnode train walker2d --data data/walker2d",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  gnode train walker2d --data data/walker2d",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     w.add_argument("--episodes", type=int, default=d.episodes, help=f"episodes (default: {d.episodes})")
     w.add_argument("--steps", type=int, default=d.steps, help=f"control steps per episode (default: {d.steps})")
     w.add_argument("--seed", type=int, default=d.seed, help=f"seed (default: {d.seed})")
@@ -293,6 +351,7 @@ def cmd_data_walker2d(args) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # gnode evaluate / plot on task runs
 
+
 def is_task_run(folder) -> bool:
     from gnode.training.task_runs import is_task_run as check
 
@@ -312,7 +371,9 @@ def evaluate_task_run(args) -> int:
     torch.set_num_threads(getattr(args, "threads", None) or 1)
     try:
         saved = read_task_config(args.run)
-        changes = {k: getattr(args, k) for k in ("alg", "reltol", "abstol", "engine") if getattr(args, k, None) is not None}
+        changes = {
+            k: getattr(args, k) for k in ("alg", "reltol", "abstol", "engine") if getattr(args, k, None) is not None
+        }
         if getattr(args, "solver_dt", None) is not None:
             changes["dt"] = args.solver_dt
         solver = replace(saved.solver, **changes) if changes else None
@@ -324,22 +385,33 @@ def evaluate_task_run(args) -> int:
     except (ValueError, TypeError, FileNotFoundError, _Usage, RunSetupError, DataFormatError) as e:
         return _fail(prog, str(e), EXIT_USAGE)
     kind = run.data.meta["kind"]
-    metrics = evaluate_run_model(kind, run.model, run.data, splits=tuple(args.split),
-                                 batch_size=run.config.train.eval_batch_size)
-    result = {"run": str(args.run), "task": run.config.task, "kind": kind, "weights": run.weights,
-              "dtype": run.config.model.dtype,
-              "solver": asdict(run.config.solver) if run.config.model.kind in ODE_KINDS else None, **metrics}
+    metrics = evaluate_run_model(
+        kind, run.model, run.data, splits=tuple(args.split), batch_size=run.config.train.eval_batch_size
+    )
+    result = {
+        "run": str(args.run),
+        "task": run.config.task,
+        "kind": kind,
+        "weights": run.weights,
+        "dtype": run.config.model.dtype,
+        "solver": asdict(run.config.solver) if run.config.model.kind in ODE_KINDS else None,
+        **metrics,
+    }
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
         return 0
-    print(f"run {args.run} ({run.config.task}, {run.config.model.kind}, N = {run.config.model.latent}, "
-          f"{run.weights} weights, {run.config.model.dtype})")
+    print(
+        f"run {args.run} ({run.config.task}, {run.config.model.kind}, N = {run.config.model.latent}, "
+        f"{run.weights} weights, {run.config.model.dtype})"
+    )
     for split in args.split:
         m = metrics[split]
         nf = f", mean nf per sequence {m['nf_per_sequence']:.0f}" if "nf_per_sequence" in m else ""
         if kind == "classification":
-            print(f"  {split:<5} accuracy {m['accuracy']:.4f}, cross-entropy {m['cross_entropy']:.4g} "
-                  f"({m['sequences']} sequences{nf})")
+            print(
+                f"  {split:<5} accuracy {m['accuracy']:.4f}, cross-entropy {m['cross_entropy']:.4g} "
+                f"({m['sequences']} sequences{nf})"
+            )
         else:
             print(f"  {split:<5} MSE {m['mse']:.4g} in standardised units ({m['sequences']} sequences{nf})")
     return 0
@@ -355,7 +427,6 @@ def plot_task_run(args) -> int:
         run = load_task_run(args.run)
     except (ValueError, FileNotFoundError, RunSetupError, DataFormatError) as e:
         return _fail("gnode plot", str(e), EXIT_USAGE)
-    for p in draw_task_figures(args.run, run.model, run.data, run.history,
-                               n_sequences=getattr(args, "sequences", 3)):
+    for p in draw_task_figures(args.run, run.model, run.data, run.history, n_sequences=getattr(args, "sequences", 3)):
         print(p)
     return 0

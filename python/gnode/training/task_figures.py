@@ -49,8 +49,15 @@ def plot_confusion(confusion, classes: list[str], path: str | Path, *, title: st
     for i in range(k):
         for j in range(k):
             if c[i, j]:
-                ax.text(j, i, f"{int(c[i, j])}", ha="center", va="center", fontsize=7 if k > 12 else 9,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(c[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7 if k > 12 else 9,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(k), classes, rotation=90 if k > 6 else 0)
     ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted")
@@ -62,16 +69,20 @@ def plot_confusion(confusion, classes: list[str], path: str | Path, *, title: st
     return Path(path)
 
 
-def plot_predictions(times, targets, outputs, mask, path: str | Path, *, channels: list[str] | None = None,
-                     n_channels: int = 4) -> Path:
+def plot_predictions(
+    times, targets, outputs, mask, path: str | Path, *, channels: list[str] | None = None, n_channels: int = 4
+) -> Path:
     """One column per sequence, one row per channel (the first `n_channels`): true observations (black) and
     the model's predictions (red dots) at the samples the loss reads."""
     plt = _pyplot()
-    t, y, o, m = (v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-                  for v in (times, targets, outputs, mask))
+    t, y, o, m = (
+        v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        for v in (times, targets, outputs, mask)
+    )
     n_seq, n_ch = y.shape[0], min(n_channels, y.shape[-1])
-    fig, axes = plt.subplots(n_ch, n_seq, figsize=(3.8 * n_seq, 1.7 * n_ch + 0.6), sharex="col", squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        n_ch, n_seq, figsize=(3.8 * n_seq, 1.7 * n_ch + 0.6), sharex="col", squeeze=False, constrained_layout=True
+    )
     for s in range(n_seq):
         tt = t[s] if t.ndim == 2 else t
         keep = m[s].astype(bool)

@@ -53,7 +53,12 @@ from gnode.training.task_figures import plot_confusion, plot_predictions, plot_t
 from gnode.training.trainer import CHECKPOINT, SUMMARY, TrainConfig, Trainer, TrainResult
 
 STANDARDIZATION, METRICS = "standardization.json", "metrics.json"
-CONFUSION_PNG, CONFUSION_CSV, PREDICTIONS_PNG, LOSS_PNG = "confusion.png", "confusion.csv", "predictions.png", "loss.png"
+CONFUSION_PNG, CONFUSION_CSV, PREDICTIONS_PNG, LOSS_PNG = (
+    "confusion.png",
+    "confusion.csv",
+    "predictions.png",
+    "loss.png",
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,13 @@ class TaskRunConfig:
         return get_task(self.task).make_config(dict(self.options))
 
     def to_dict(self) -> dict:
-        return {"task_name": self.task, "task": asdict(self.task_config()), "model": asdict(self.model),
-                "solver": asdict(self.solver), "train": asdict(self.train)}
+        return {
+            "task_name": self.task,
+            "task": asdict(self.task_config()),
+            "model": asdict(self.model),
+            "solver": asdict(self.solver),
+            "train": asdict(self.train),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> TaskRunConfig:
@@ -99,15 +109,16 @@ class TaskRunConfig:
 
 def default_run(task: str) -> TaskRunConfig:
     """The defaults of `gnode train TASK`: a gnODE (N = 16, F and G of depth 2 and width 32: 3065 parameters on
-    JapaneseVowels; N = 32 on Walker2d, whose readout predicts 17 observations) solved by RK4 at two steps per sampling step (Walker2d: one per control step), Adam at lr 1e-2
-    with cosine decay, batch 32 (BasicMotions, 32 training series: 8).
+    JapaneseVowels; N = 32 on Walker2d, whose readout predicts 17 observations) solved by RK4 at two steps per
+    sampling step (Walker2d: one per control step), Adam at lr 1e-2 with cosine decay, batch 32 (BasicMotions,
+    32 training series: 8).
 
     Measured on the project's 2-core machines (one thread, other jobs running): JapaneseVowels reaches 0.96
     test accuracy in about a minute (30 epochs; 20 are the default); BasicMotions, its 100 samples thinned to
     25, and Walker2d (64 episodes of 256 steps cut into windows of 32 kept samples) train in a few minutes;
     benchmarks/results/realworld/ has the numbers over seeds and model families. CharacterTrajectories (200 Hz,
-    lengths 60-182) is thinned to 50 Hz and Speech Commands uses 41 MFCC frames (25 ms windows and hops) and 200 training
-    utterances per word, so that their defaults also fit minutes; neither was run here (no download)."""
+    lengths 60-182) is thinned to 50 Hz and Speech Commands uses 41 MFCC frames (25 ms windows and hops) and 200
+    training utterances per word, so that their defaults also fit minutes; neither was run here (no download)."""
     get_task(task)  # an unknown name fails here
     model = ModelConfig(kind="gnode", latent=16, depth_F=2, depth_G=2, width_F=32, width_G=32)
     options, solver, train = {}, SolverConfig(), TrainConfig(epochs=20, batch_size=32, lr=1e-2)
@@ -144,8 +155,16 @@ def loss_for(kind: str):
 
 def build_task_model(config: TaskRunConfig, data: TaskData, *, gradients: bool = True) -> nn.Module:
     d_out = len(data.meta["classes"]) if data.meta["kind"] == "classification" else data.d_out
-    return build_model(config.model, config.solver, data.d_in, d_out, seed=config.train.seed,
-                       sample_dt=_sample_dt(data), gradients=gradients, time_gaps=True)
+    return build_model(
+        config.model,
+        config.solver,
+        data.d_in,
+        d_out,
+        seed=config.train.seed,
+        sample_dt=_sample_dt(data),
+        gradients=gradients,
+        time_gaps=True,
+    )
 
 
 def _sample_dt(data: TaskData) -> float:
@@ -161,6 +180,7 @@ def load_data(config: TaskRunConfig, *, progress: bool = True) -> TaskData:
 
 # ----------------------------------------------------------------------------------------------------------
 # metrics
+
 
 def predict(model: nn.Module, split: SequenceSplit, *, batch_size: int = 256) -> dict:
     """The model's outputs and the targets at the entries the loss reads, (M, d) each, and the solver's nf per
@@ -184,8 +204,9 @@ def predict(model: nn.Module, split: SequenceSplit, *, batch_size: int = 256) ->
     return {"outputs": torch.cat(outs), "targets": torch.cat(targets), "nf": torch.cat(nf) if nf else None}
 
 
-def split_metrics(kind: str, model: nn.Module, split: SequenceSplit, *, batch_size: int = 256,
-                  classes: list[str] | None = None) -> dict:
+def split_metrics(
+    kind: str, model: nn.Module, split: SequenceSplit, *, batch_size: int = 256, classes: list[str] | None = None
+) -> dict:
     """classification: cross_entropy, accuracy, confusion (rows: true class, columns: predicted);
     regression: mse, mse_per_channel. Both: sequences, and nf_per_sequence (mean) for ODE models."""
     r = predict(model, split, batch_size=batch_size)
@@ -197,8 +218,11 @@ def split_metrics(kind: str, model: nn.Module, split: SequenceSplit, *, batch_si
         c = len(classes) if classes else out.shape[-1]
         confusion = torch.zeros(c, c, dtype=torch.long)
         confusion.index_put_((truth, guess), torch.ones_like(truth), accumulate=True)
-        m.update(cross_entropy=float(nn.functional.cross_entropy(out, truth)),
-                 accuracy=float((guess == truth).double().mean()), confusion=confusion.tolist())
+        m.update(
+            cross_entropy=float(nn.functional.cross_entropy(out, truth)),
+            accuracy=float((guess == truth).double().mean()),
+            confusion=confusion.tolist(),
+        )
     else:
         per = (out - y).pow(2).mean(dim=0)
         m.update(mse=float(per.mean()), mse_per_channel=per.tolist())
@@ -214,8 +238,12 @@ def _task_summary(kind: str, trainer_summary: dict, metrics: dict) -> dict:
     if kind == "classification":
         for k in ("test_mse", "val_mse", "test_mse_per_channel", "target_variance_test", "normalized_test_mse"):
             s.pop(k, None)
-        s.update(test_cross_entropy=metrics["test"]["cross_entropy"], val_cross_entropy=metrics["val"]["cross_entropy"],
-                 test_accuracy=metrics["test"]["accuracy"], val_accuracy=metrics["val"]["accuracy"])
+        s.update(
+            test_cross_entropy=metrics["test"]["cross_entropy"],
+            val_cross_entropy=metrics["val"]["cross_entropy"],
+            test_accuracy=metrics["test"]["accuracy"],
+            val_accuracy=metrics["val"]["accuracy"],
+        )
     if "nf_per_sequence" in metrics["test"]:
         s["test_nf_per_sequence"] = metrics["test"]["nf_per_sequence"]
     return {"task": metrics["task"], "kind": kind, **s}
@@ -223,6 +251,7 @@ def _task_summary(kind: str, trainer_summary: dict, metrics: dict) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------
 # the run folder
+
 
 def is_task_run(folder: str | Path) -> bool:
     """Whether `folder` holds a run made by `run_task` (its config.json names a task)."""
@@ -242,8 +271,9 @@ def read_task_config(folder: str | Path) -> TaskRunConfig:
         raise ValueError(f"{path} is not a task run's configuration ({e})") from e
 
 
-def run_task(config: TaskRunConfig, out: str | Path, *, resume: bool = False, figures: bool = True,
-             on_step=None, log=print) -> TrainResult:
+def run_task(
+    config: TaskRunConfig, out: str | Path, *, resume: bool = False, figures: bool = True, on_step=None, log=print
+) -> TrainResult:
     """Train `config` into the folder `out` (or continue the run there with `resume=True`), then evaluate
     the best weights on the validation and test splits and draw the figures. A folder holding a run is
     never overwritten without `resume`; a resumed run must have the same options."""
@@ -278,12 +308,14 @@ def run_task(config: TaskRunConfig, out: str | Path, *, resume: bool = False, fi
     model = build_task_model(config, data)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
-        atomic_write_json(out / CONFIG, {**config.to_dict(), "n_params": count_parameters(model),
-                                         "versions": versions()})
+        atomic_write_json(
+            out / CONFIG, {**config.to_dict(), "n_params": count_parameters(model), "versions": versions()}
+        )
         atomic_write_json(out / STANDARDIZATION, _standardization_record(data))
     kind = data.meta["kind"]
-    trainer = Trainer(model, data, config.train, out, run_config=config.results_affecting(), loss=loss_for(kind),
-                      on_step=on_step)
+    trainer = Trainer(
+        model, data, config.train, out, run_config=config.results_affecting(), loss=loss_for(kind), on_step=on_step
+    )
     result = trainer.fit(resume=resume)
     if result.status == "stopped" or result.already_finished:
         return result
@@ -298,8 +330,9 @@ def run_task(config: TaskRunConfig, out: str | Path, *, resume: bool = False, fi
     return result
 
 
-def evaluate_run_model(kind: str, model: nn.Module, data: TaskData, *, splits=("test", "val"),
-                       batch_size: int = 256) -> dict:
+def evaluate_run_model(
+    kind: str, model: nn.Module, data: TaskData, *, splits=("test", "val"), batch_size: int = 256
+) -> dict:
     out = {}
     for s in splits:
         t0 = time.perf_counter()
@@ -313,8 +346,12 @@ def evaluate_run_model(kind: str, model: nn.Module, data: TaskData, *, splits=("
 
 
 def _standardization_record(data: TaskData) -> dict:
-    return {"task": data.meta["task"], "statistics": data.meta["standardization"],
-            "from": "the training split only", "sizes": data.meta.get("sizes")}
+    return {
+        "task": data.meta["task"],
+        "statistics": data.meta["standardization"],
+        "from": "the training split only",
+        "sizes": data.meta.get("sizes"),
+    }
 
 
 def _check_standardization(folder: Path, data: TaskData) -> None:
@@ -325,8 +362,10 @@ def _check_standardization(folder: Path, data: TaskData) -> None:
     saved = json.loads(path.read_text())["statistics"]
     now = json.loads(json.dumps(data.meta["standardization"]))
     if not _close(saved, now):
-        raise RunSetupError(f"the data rebuilt for {folder} is not the data the run was trained on: its training "
-                            f"statistics differ from {path}; point --data at the files the run used")
+        raise RunSetupError(
+            f"the data rebuilt for {folder} is not the data the run was trained on: its training "
+            f"statistics differ from {path}; point --data at the files the run used"
+        )
 
 
 def _close(a, b) -> bool:
@@ -350,8 +389,14 @@ class LoadedTaskRun:
     weights: str  # "best" or "last"
 
 
-def load_task_run(folder: str | Path, *, solver: SolverConfig | None = None, dtype: str | None = None,
-                  gradients: bool = True, progress: bool = False) -> LoadedTaskRun:
+def load_task_run(
+    folder: str | Path,
+    *,
+    solver: SolverConfig | None = None,
+    dtype: str | None = None,
+    gradients: bool = True,
+    progress: bool = False,
+) -> LoadedTaskRun:
     """The run in `folder` with its best weights, its data rebuilt (and checked against the saved
     standardisation); `solver` and `dtype` override the saved ones (as `gnode.training.experiment.load_run`)."""
     folder = Path(folder)
@@ -368,8 +413,9 @@ def load_task_run(folder: str | Path, *, solver: SolverConfig | None = None, dty
     try:
         model.load_state_dict(state["best_model"] if weights == "best" else state["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"the checkpoint in {folder} does not fit the model its config.json describes: "
-                              f"{str(e).splitlines()[0]}") from e
+        raise CheckpointError(
+            f"the checkpoint in {folder} does not fit the model its config.json describes: {str(e).splitlines()[0]}"
+        ) from e
     summary = json.loads((folder / SUMMARY).read_text()) if (folder / SUMMARY).exists() else {}
     return LoadedTaskRun(folder, config, model, data, list(state.get("history", [])), summary, weights)
 
@@ -377,22 +423,35 @@ def load_task_run(folder: str | Path, *, solver: SolverConfig | None = None, dty
 # ----------------------------------------------------------------------------------------------------------
 # figures
 
-def draw_task_figures(folder: str | Path, model: nn.Module, data: TaskData, history: list[dict],
-                      *, n_sequences: int = 3) -> list[Path]:
+
+def draw_task_figures(
+    folder: str | Path, model: nn.Module, data: TaskData, history: list[dict], *, n_sequences: int = 3
+) -> list[Path]:
     """loss.png, and confusion.png/.csv (classification) or predictions.png (regression)."""
     folder = Path(folder)
     kind = data.meta["kind"]
-    paths = [plot_task_loss(history, folder / LOSS_PNG,
-                            ylabel="cross-entropy" if kind == "classification" else "MSE (standardised units)")]
+    paths = [
+        plot_task_loss(
+            history,
+            folder / LOSS_PNG,
+            ylabel="cross-entropy" if kind == "classification" else "MSE (standardised units)",
+        )
+    ]
     if kind == "classification":
         m = split_metrics(kind, model, data.test, classes=data.meta["classes"])
         conf = np.array(m["confusion"])
         rows = ["true \\ predicted," + ",".join(data.meta["classes"])]
         rows += [f"{c}," + ",".join(str(v) for v in conf[i]) for i, c in enumerate(data.meta["classes"])]
         atomic_write_text(folder / CONFUSION_CSV, "\n".join(rows) + "\n")
-        paths += [folder / CONFUSION_CSV,
-                  plot_confusion(conf, data.meta["classes"], folder / CONFUSION_PNG,
-                                 title=f"{data.meta['task']}: test accuracy {m['accuracy']:.3f}")]
+        paths += [
+            folder / CONFUSION_CSV,
+            plot_confusion(
+                conf,
+                data.meta["classes"],
+                folder / CONFUSION_PNG,
+                title=f"{data.meta['task']}: test accuracy {m['accuracy']:.3f}",
+            ),
+        ]
     else:
         test = data.test.take(slice(0, n_sequences))
         was = model.training
@@ -400,6 +459,9 @@ def draw_task_figures(folder: str | Path, model: nn.Module, data: TaskData, hist
         with torch.no_grad():
             pred = _outputs(model(test.inputs, test.times))
         model.train(was)
-        paths.append(plot_predictions(test.times, test.targets, pred, test.mask, folder / PREDICTIONS_PNG,
-                                      channels=data.meta.get("targets")))
+        paths.append(
+            plot_predictions(
+                test.times, test.targets, pred, test.mask, folder / PREDICTIONS_PNG, channels=data.meta.get("targets")
+            )
+        )
     return paths

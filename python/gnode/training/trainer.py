@@ -29,13 +29,10 @@ import torch
 from torch import nn
 
 from gnode.analysis.telemetry import telemetry_summary
+from gnode.atomic import atomic_write_json
 from gnode.solution import ODESolution
 from gnode.tasks.data import SequenceSplit, TaskData
-from gnode.training.checkpoint import (
-    atomic_write_json,
-    load_checkpoint,
-    save_checkpoint,
-)
+from gnode.training.checkpoint import load_checkpoint, save_checkpoint
 from gnode.training.distributed import World
 from gnode.training.metrics import MetricsLog
 
@@ -94,20 +91,37 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "val_every", "eval_batch_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
-        need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0,
-             f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
+        need(
+            isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0,
+            f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}",
+        )
         need(_pos(self.lr), f"lr must be a positive number, got {self.lr!r}")
         need(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
-        need(isinstance(self.lr_min, (int, float)) and 0 <= self.lr_min <= 1, f"lr_min must lie in [0, 1], got {self.lr_min!r}")
-        need(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
-             f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        need(self.grad_clip is None or _pos(self.grad_clip), f"grad_clip must be a positive number or None, got {self.grad_clip!r}")
-        need(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
-             f"patience must be an integer >= 1 or None, got {self.patience!r}")
-        need(isinstance(self.min_delta, (int, float)) and self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta!r}")
+        need(
+            isinstance(self.lr_min, (int, float)) and 0 <= self.lr_min <= 1,
+            f"lr_min must lie in [0, 1], got {self.lr_min!r}",
+        )
+        need(
+            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            f"weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
+        need(
+            self.grad_clip is None or _pos(self.grad_clip),
+            f"grad_clip must be a positive number or None, got {self.grad_clip!r}",
+        )
+        need(
+            self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+            f"patience must be an integer >= 1 or None, got {self.patience!r}",
+        )
+        need(
+            isinstance(self.min_delta, (int, float)) and self.min_delta >= 0,
+            f"min_delta must be >= 0, got {self.min_delta!r}",
+        )
         need(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
-        need(self.divergence_factor is None or (_pos(self.divergence_factor) and self.divergence_factor > 1),
-             f"divergence_factor must be a number > 1 or None, got {self.divergence_factor!r}")
+        need(
+            self.divergence_factor is None or (_pos(self.divergence_factor) and self.divergence_factor > 1),
+            f"divergence_factor must be a number > 1 or None, got {self.divergence_factor!r}",
+        )
 
     def results_affecting(self) -> dict:
         """The fields that change what training computes (all but `progress`, `checkpoint_every` and
@@ -139,18 +153,18 @@ class TrainResult:
 class _Progress:
     """Where the loop stands; everything needed to continue exactly (saved in checkpoints)."""
 
-    epoch: int = 0                      # completed epochs
-    step_in_epoch: int = 0              # completed batches of the current epoch
-    perm: list[int] | None = None       # the current epoch's sequence order
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # completed batches of the current epoch
+    perm: list[int] | None = None  # the current epoch's sequence order
     global_step: int = 0
     sums: dict = field(default_factory=dict)  # running sums over the current epoch's batches
     best_val: float = math.inf
     best_epoch: int = 0
     bad_validations: int = 0
-    wall_time: float = 0.0              # seconds of training (and validation), summed over resumptions
-    cpu_time: float = 0.0               # CPU seconds of this process over the same spans (robust to a busy machine)
+    wall_time: float = 0.0  # seconds of training (and validation), summed over resumptions
+    cpu_time: float = 0.0  # CPU seconds of this process over the same spans (robust to a busy machine)
     status: str = "running"
-    first_loss: float | None = None     # the first batch's loss: the scale divergence is measured against
+    first_loss: float | None = None  # the first batch's loss: the scale divergence is measured against
 
 
 class Trainer:
@@ -167,10 +181,18 @@ class Trainer:
                 on the number of processes; rank 0 writes the files.
     """
 
-    def __init__(self, model: nn.Module, data: TaskData, config: TrainConfig | None = None,
-                 out_dir: str | Path | None = None, *, run_config: dict | None = None,
-                 loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 on_step: Callable[[Trainer], None] | None = None, world: World | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        data: TaskData,
+        config: TrainConfig | None = None,
+        out_dir: str | Path | None = None,
+        *,
+        run_config: dict | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        on_step: Callable[[Trainer], None] | None = None,
+        world: World | None = None,
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Trainer: model must be a torch.nn.Module, got {type(model).__name__}")
         params = [p for p in model.parameters() if p.requires_grad]
@@ -185,8 +207,9 @@ class Trainer:
         self.world = world or World()
         self._forward = self.world.wrap(model)  # DistributedDataParallel in a group: gradients are averaged
         ref = params[0]
-        self.data = TaskData(*(s.to(device=ref.device, dtype=ref.dtype) for s in (data.train, data.val, data.test)),
-                             meta=data.meta)
+        self.data = TaskData(
+            *(s.to(device=ref.device, dtype=ref.dtype) for s in (data.train, data.val, data.test)), meta=data.meta
+        )
         self.optimizer = torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.scheduler = self._make_scheduler()
         self.generator = torch.Generator().manual_seed(self.config.seed)
@@ -218,11 +241,13 @@ class Trainer:
             if self.checkpoint_path is None:
                 raise ValueError("Trainer.fit(resume=True) needs an out_dir holding a checkpoint")
             where = self.data.train.times.device if not self.world.distributed else "cpu"
-            self.load_state_dict(self.world.from_primary(lambda: load_checkpoint(self.checkpoint_path,
-                                                                                 map_location=where)))
+            self.load_state_dict(
+                self.world.from_primary(lambda: load_checkpoint(self.checkpoint_path, map_location=where))
+            )
             if self.progress.status != "running":
-                return TrainResult(self.progress.status, self._read_summary(), list(self.log.rows),
-                                   already_finished=True)
+                return TrainResult(
+                    self.progress.status, self._read_summary(), list(self.log.rows), already_finished=True
+                )
         elif self.checkpoint_path is not None and self.progress.global_step == 0:
             self.world.from_primary(self._check_fresh)
         if self.out_dir is not None and self.world.is_primary:
@@ -253,14 +278,19 @@ class Trainer:
         if not self.world.distributed:
             return evaluate_model(model or self.model, split, batch_size=self.config.eval_batch_size, loss=self.loss)
         mine = split.take(self.world.shard(range(len(split))))  # each rank its share; the means are combined
-        ev = evaluate_model(model or self.model, mine, batch_size=self.config.eval_batch_size,
-                            loss=self.loss) if len(mine) else None
+        ev = (
+            evaluate_model(model or self.model, mine, batch_size=self.config.eval_batch_size, loss=self.loss)
+            if len(mine)
+            else None
+        )
         return self.world.mean(ev, len(mine))
 
     def _check_fresh(self) -> None:
         if self.checkpoint_path.exists():
-            raise ValueError(f"{self.out_dir} already holds a checkpoint; continue it with fit(resume=True) or "
-                             "train into another out_dir")
+            raise ValueError(
+                f"{self.out_dir} already holds a checkpoint; continue it with fit(resume=True) or "
+                "train into another out_dir"
+            )
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: model, optimiser, scheduler, RNG, loop position, metrics."""
@@ -284,14 +314,18 @@ class Trainer:
             raise ValueError(f"cannot resume: the checkpoint was made with other training settings ({what})")
         saved_run = state["config"].get("run", {})
         if self.run_config and saved_run and _jsonish(saved_run) != _jsonish(self.run_config):
-            keys = sorted(k for k in set(saved_run) | set(self.run_config) if saved_run.get(k) != self.run_config.get(k))
-            raise ValueError(f"cannot resume: the checkpoint was made for another run configuration "
-                             f"(differs in {keys})")
+            keys = sorted(
+                k for k in set(saved_run) | set(self.run_config) if saved_run.get(k) != self.run_config.get(k)
+            )
+            raise ValueError(
+                f"cannot resume: the checkpoint was made for another run configuration (differs in {keys})"
+            )
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
-            raise ValueError(f"cannot resume: the checkpoint's model does not fit this model: "
-                             f"{str(e).splitlines()[0]}") from e
+            raise ValueError(
+                f"cannot resume: the checkpoint's model does not fit this model: {str(e).splitlines()[0]}"
+            ) from e
         self.best_state = state.get("best_model")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -316,7 +350,7 @@ class Trainer:
                     p.cpu_time += self._cpu_seconds(c_start)
                     return True
                 s = p.step_in_epoch
-                mine, counted = self.world.shard_batch(p.perm[s * cfg.batch_size:(s + 1) * cfg.batch_size])
+                mine, counted = self.world.shard_batch(p.perm[s * cfg.batch_size : (s + 1) * cfg.batch_size])
                 idx = torch.tensor(mine, device=train.inputs.device)
                 row = self._train_step(train.take(idx), counted=counted)
                 for k, v in row.items():
@@ -353,12 +387,17 @@ class Trainer:
             self.world.agree(e)
         self.world.agree(None)
         n = len(batch) if counted else 0
-        local = {"loss": float(loss.detach()) * n, "seqs": n, "weight": target.numel() if counted else 0,
-                 "loss_w": float(loss.detach()) * target.numel() if counted else 0.0,
-                 **{k: v * n for k, v in (stats or {}).items()}}
+        local = {
+            "loss": float(loss.detach()) * n,
+            "seqs": n,
+            "weight": target.numel() if counted else 0,
+            "loss_w": float(loss.detach()) * target.numel() if counted else 0.0,
+            **{k: v * n for k, v in (stats or {}).items()},
+        }
         total = self.world.sum(local)  # the whole batch's sums, on every rank
-        self._check_divergence(float(loss.detach()) if not self.world.distributed else
-                               total["loss_w"] / max(total["weight"], 1))
+        self._check_divergence(
+            float(loss.detach()) if not self.world.distributed else total["loss_w"] / max(total["weight"], 1)
+        )
         self.optimizer.zero_grad(set_to_none=True)
         if self.world.distributed:  # DDP averages over ranks: weigh each by its share of the loss's entries
             loss = loss * (local["weight"] * self.world.size / max(total["weight"], 1))
@@ -386,20 +425,27 @@ class Trainer:
         grown = factor is not None and p.first_loss and loss > factor * p.first_loss
         if math.isfinite(loss) and not grown:
             return
-        what = f"became {loss}" if not math.isfinite(loss) else \
-            f"grew to {loss:.4g}, {loss / p.first_loss:.3g} times the first batch's {p.first_loss:.4g}"
+        what = (
+            f"became {loss}"
+            if not math.isfinite(loss)
+            else f"grew to {loss:.4g}, {loss / p.first_loss:.3g} times the first batch's {p.first_loss:.4g}"
+        )
         saved = f"; the checkpoint in {self.out_dir} holds the state before this step" if self.out_dir else ""
         raise TrainingDiverged(
             f"training diverged: the loss {what} at epoch {p.epoch + 1}, step {p.step_in_epoch + 1}{saved}. "
-            f"Try a lower lr (now {self.config.lr:g}), stronger gradient clipping or tighter solver tolerances")
+            f"Try a lower lr (now {self.config.lr:g}), stronger gradient clipping or tighter solver tolerances"
+        )
 
     def _end_epoch(self, bar) -> None:
         cfg, p = self.config, self.progress
         s = p.sums
         seqs = max(s.get("seqs", 0), 1)
-        row = {"epoch": p.epoch + 1, "train_loss": s.get("loss", math.nan) / seqs,
-               "lr": self.optimizer.param_groups[0]["lr"],
-               "grad_norm": s.get("grad_norm", math.nan) / max(s.get("batches", 0), 1)}
+        row = {
+            "epoch": p.epoch + 1,
+            "train_loss": s.get("loss", math.nan) / seqs,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "grad_norm": s.get("grad_norm", math.nan) / max(s.get("batches", 0), 1),
+        }
         for k in ("nf", "naccept", "nreject"):
             if k in s:
                 row[f"train_{k}"] = s[k] / seqs
@@ -430,8 +476,13 @@ class Trainer:
         row["wall_time"] = p.wall_time
         row["cpu_time"] = p.cpu_time
         self.log.append(row)
-        bar.set_postfix(_postfix(p.epoch, {"loss": row["train_loss"], "seqs": 1,
-                                           **({"nf": row["train_nf"]} if "train_nf" in row else {})}, p.best_val))
+        bar.set_postfix(
+            _postfix(
+                p.epoch,
+                {"loss": row["train_loss"], "seqs": 1, **({"nf": row["train_nf"]} if "train_nf" in row else {})},
+                p.best_val,
+            )
+        )
         if cfg.patience is not None and p.bad_validations >= cfg.patience:
             p.status = "early_stopping"
         periodic = cfg.checkpoint_every and p.epoch % cfg.checkpoint_every == 0
@@ -452,11 +503,17 @@ class Trainer:
         eval_time = time.perf_counter() - t0
         var = self.data.test.target_variance()
         summary = {
-            "status": p.status, "epochs_run": p.epoch, "best_epoch": p.best_epoch,
-            "test_mse": test["loss"], "test_mse_per_channel": test["per_channel"],
-            "val_mse": val["loss"], "target_variance_test": var,
+            "status": p.status,
+            "epochs_run": p.epoch,
+            "best_epoch": p.best_epoch,
+            "test_mse": test["loss"],
+            "test_mse_per_channel": test["per_channel"],
+            "val_mse": val["loss"],
+            "target_variance_test": var,
             "normalized_test_mse": test["loss"] / var if var > 0 else None,
-            "train_time_s": p.wall_time, "train_cpu_s": p.cpu_time, "eval_time_s": eval_time,
+            "train_time_s": p.wall_time,
+            "train_cpu_s": p.cpu_time,
+            "eval_time_s": eval_time,
             "n_params": sum(q.numel() for q in self.model.parameters()),
             "steps": p.global_step,
         }
@@ -475,6 +532,7 @@ class Trainer:
 
     def _read_summary(self) -> dict:
         import json
+
         path = self.out_dir / SUMMARY
         return json.loads(path.read_text()) if path.exists() else {}
 
@@ -487,27 +545,39 @@ class Trainer:
     def _make_scheduler(self):
         cfg = self.config
         if cfg.lr_schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs, eta_min=cfg.lr * cfg.lr_min)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=cfg.epochs, eta_min=cfg.lr * cfg.lr_min
+            )
         if cfg.lr_schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min", factor=0.5, patience=2,
-                                                              min_lr=cfg.lr * cfg.lr_min)
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=0.5, patience=2, min_lr=cfg.lr * cfg.lr_min
+            )
         return torch.optim.lr_scheduler.ConstantLR(self.optimizer, factor=1.0, total_iters=0)
 
     def _progress_bar(self):
         from tqdm.auto import tqdm
+
         n_batches = math.ceil(len(self.data.train) / self.config.batch_size)
         done = self.progress.epoch * n_batches + self.progress.step_in_epoch
-        return tqdm(total=self.config.epochs * n_batches, initial=done, desc="train", unit="batch",
-                    disable=not (self.config.progress and self.world.is_primary), dynamic_ncols=True,
-                    file=sys.stderr, leave=True)
+        return tqdm(
+            total=self.config.epochs * n_batches,
+            initial=done,
+            desc="train",
+            unit="batch",
+            disable=not (self.config.progress and self.world.is_primary),
+            dynamic_ncols=True,
+            file=sys.stderr,
+            leave=True,
+        )
 
     def _cpu_seconds(self, since: float) -> float:
         """CPU seconds of this process since `since` (a `time.process_time()`), summed over the ranks."""
         return self.world.sum({"cpu": time.process_time() - since})["cpu"]
 
 
-def evaluate_model(model: nn.Module, split: SequenceSplit, *, batch_size: int = 256,
-                   loss: Callable | None = None) -> dict:
+def evaluate_model(
+    model: nn.Module, split: SequenceSplit, *, batch_size: int = 256, loss: Callable | None = None
+) -> dict:
     """{"loss", "per_channel" (MSE per output channel over the entries under the split's mask; None when
     outputs and targets differ in shape, as in classification), and, for ODE models, mean "nf"/"naccept"/"nreject"
     per trajectory} of `model` on `split`, batched, in eval mode without gradients."""
@@ -561,6 +631,7 @@ def _postfix(epoch: int, row: dict, best_val: float) -> dict:
 
 def _jsonish(obj):
     import json
+
     return json.loads(json.dumps(obj, default=str))
 
 

@@ -40,15 +40,19 @@ class ESDIRKTableau:
 
     def __post_init__(self):
         s = len(self.c)
-        _require(s >= 2 and len(self.a) == s and len(self.b) == s and len(self.b_error) == s,
-                 f"{self.name}: c, a, b, b_error must have one entry per stage (at least 2)")
+        _require(
+            s >= 2 and len(self.a) == s and len(self.b) == s and len(self.b_error) == s,
+            f"{self.name}: c, a, b, b_error must have one entry per stage (at least 2)",
+        )
         for i, row in enumerate(self.a):
             _require(len(row) == i + 1, f"{self.name}: a[{i}] must have {i + 1} entries (incl. the diagonal)")
             _close(sum(row), self.c[i], f"{self.name}: c[{i}] != sum(a[{i}])")
         _require(self.a[0][0] == 0, f"{self.name}: the first stage must be explicit (a[0][0] = 0)")
         gamma = self.a[1][1]
-        _require(gamma > 0 and all(self.a[i][i] == gamma for i in range(1, s)),
-                 f"{self.name}: the implicit stages must share one positive diagonal γ")
+        _require(
+            gamma > 0 and all(self.a[i][i] == gamma for i in range(1, s)),
+            f"{self.name}: the implicit stages must share one positive diagonal γ",
+        )
         _close(sum(self.b), 1, f"{self.name}: sum(b) != 1")
         _close(sum(self.b_error), 0, f"{self.name}: sum(b_error) != 0")
         object.__setattr__(self, "gamma", gamma)
@@ -75,7 +79,8 @@ _TD = _TG / 2
 _TW = _S2 / 4
 
 TRBDF2 = ESDIRKTableau(
-    name="TRBDF2", order=2,
+    name="TRBDF2",
+    order=2,
     c=(0, _TG, 1),
     a=((0,), (_TD, _TD), (_TW, _TW, _TD)),
     b=(_TW, _TW, _TD),
@@ -89,19 +94,25 @@ TRBDF2 = ESDIRKTableau(
 # Appl. Numer. Math. 44, ARK4(3)6L[2]SA: its ESDIRK (implicit) part, as OrdinaryDiffEq.jl's KenCarp4 on a
 # non-split problem. γ = 1/4, order 4(3), L-stable, stiffly accurate.
 _KC_B = (F(82889, 524892), 0, F(15625, 83664), F(69875, 102672), F(-2260, 8211), F(1, 4))
-_KC_B_HAT = (F(4586570599, 29645900160), 0, F(178811875, 945068544), F(814220225, 1159782912),
-             F(-3700637, 11593932), F(61727, 225920))
+_KC_B_HAT = (
+    F(4586570599, 29645900160),
+    0,
+    F(178811875, 945068544),
+    F(814220225, 1159782912),
+    F(-3700637, 11593932),
+    F(61727, 225920),
+)
 
 KENCARP4 = ESDIRKTableau(
-    name="KenCarp4", order=4,
+    name="KenCarp4",
+    order=4,
     c=(0, F(1, 2), F(83, 250), F(31, 50), F(17, 20), 1),
     a=(
         (0,),
         (F(1, 4), F(1, 4)),
         (F(8611, 62500), F(-1743, 31250), F(1, 4)),
         (F(5012029, 34652500), F(-654441, 2922500), F(174375, 388108), F(1, 4)),
-        (F(15267082809, 155376265600), F(-71443401, 120774400), F(730878875, 902184768), F(2285395, 8070912),
-         F(1, 4)),
+        (F(15267082809, 155376265600), F(-71443401, 120774400), F(730878875, 902184768), F(2285395, 8070912), F(1, 4)),
         _KC_B,
     ),
     b=_KC_B,
@@ -115,10 +126,23 @@ KENCARP4 = ESDIRKTableau(
 # ESDIRK 5(4) with 7 stages, γ = 0.26, L-stable, stiffly accurate; the embedded order-4 solution is stage 6
 # (c_6 = 1). Decimals as published (and as OrdinaryDiffEq.jl and diffrax carry them).
 _KV = q("0.26")
-_KV_ROW6 = (q("0.13855640231268224"), 0, q("-0.04245337201752043"), q("0.02446657898003141"),
-            q("0.61943039072480676"), _KV)
-_KV_B = (q("0.13659751177640291"), 0, q("-0.05496908796538376"), q("-0.04118626728321046"),
-         q("0.62993304899016403"), q("0.06962479448202728"), _KV)
+_KV_ROW6 = (
+    q("0.13855640231268224"),
+    0,
+    q("-0.04245337201752043"),
+    q("0.02446657898003141"),
+    q("0.61943039072480676"),
+    _KV,
+)
+_KV_B = (
+    q("0.13659751177640291"),
+    0,
+    q("-0.05496908796538376"),
+    q("-0.04118626728321046"),
+    q("0.62993304899016403"),
+    q("0.06962479448202728"),
+    _KV,
+)
 _KV_ROWS = (
     (0,),
     (_KV, _KV),
@@ -130,7 +154,8 @@ _KV_ROWS = (
 )
 
 KVAERNO5 = ESDIRKTableau(
-    name="Kvaerno5", order=5,
+    name="Kvaerno5",
+    order=5,
     c=tuple(sum(row) for row in _KV_ROWS),  # the paper's c are these row sums, printed to fewer digits
     a=_KV_ROWS,
     b=_KV_B,

@@ -125,8 +125,13 @@ class RadauIIATableau:
     def __post_init__(self):
         s = self.stages
         _require(s >= 3 and s % 2 == 1, f"{self.name}: the transformed Newton iteration needs an odd s >= 3")
-        _require(len(self.T) == s and all(len(r) == s for r in self.T) and len(self.TI) == s
-                 and all(len(r) == s for r in self.TI), f"{self.name}: T and TI must be {s} x {s}")
+        _require(
+            len(self.T) == s
+            and all(len(r) == s for r in self.T)
+            and len(self.TI) == s
+            and all(len(r) == s for r in self.TI),
+            f"{self.name}: T and TI must be {s} x {s}",
+        )
         c = radau_nodes(s)
         V = [[ci**k for k in range(s)] for ci in c]
         Cq = [[ci ** (k + 1) / (k + 1) for k in range(s)] for ci in c]
@@ -139,9 +144,16 @@ class RadauIIATableau:
         d = [r[0] for r in _solve(M, [[Fraction(-1 if k == 0 else 0)] for k in range(s)])]
         self._check_derived(c, a, dense, d)
         gamma, alpha, beta = self._check_transformation(a)
-        for name, value in (("c", c), ("a", tuple(map(tuple, a))), ("b", tuple(a[-1])),
-                            ("dense", tuple(map(tuple, dense))), ("d", tuple(d)), ("gamma", gamma),
-                            ("alpha", alpha), ("beta", beta)):
+        for name, value in (
+            ("c", c),
+            ("a", tuple(map(tuple, a))),
+            ("b", tuple(a[-1])),
+            ("dense", tuple(map(tuple, dense))),
+            ("d", tuple(d)),
+            ("gamma", gamma),
+            ("alpha", alpha),
+            ("beta", beta),
+        ):
             object.__setattr__(self, name, value)
 
     def _check_derived(self, c, a, dense, d):
@@ -149,17 +161,29 @@ class RadauIIATableau:
         for i in range(s):
             _close(sum(a[i]), c[i], _NODE_SLACK, f"{self.name}: c[{i}] != sum(a[{i}])")
         for k in range(1, 2 * s):  # B(2s - 1): order 2s - 1 of the quadrature
-            _close(sum(bi * ci ** (k - 1) for bi, ci in zip(a[-1], c)), Fraction(1, k), _NODE_SLACK,
-                   f"{self.name}: B({2 * s - 1}) fails at k = {k}")
+            _close(
+                sum(bi * ci ** (k - 1) for bi, ci in zip(a[-1], c)),
+                Fraction(1, k),
+                _NODE_SLACK,
+                f"{self.name}: B({2 * s - 1}) fails at k = {k}",
+            )
         for i in range(s):  # C(s): stage order s (exact by construction)
             for k in range(1, s + 1):
-                _close(sum(a[i][j] * c[j] ** (k - 1) for j in range(s)), c[i] ** k / k, _NODE_SLACK,
-                       f"{self.name}: C({s}) fails at stage {i}, k = {k}")
+                _close(
+                    sum(a[i][j] * c[j] ** (k - 1) for j in range(s)),
+                    c[i] ** k / k,
+                    _NODE_SLACK,
+                    f"{self.name}: C({s}) fails at stage {i}, k = {k}",
+                )
         for j in range(s):  # the interpolant passes through the stages and ends at y1
             _close(sum(dense[j]), a[-1][j], _NODE_SLACK, f"{self.name}: w_{j}(1) != b_{j}")
             for i in range(s):
-                _close(sum(w * c[i] ** (m + 1) for m, w in enumerate(dense[j])), a[i][j], _NODE_SLACK,
-                       f"{self.name}: w_{j}(c_{i}) != a_{i}{j}")
+                _close(
+                    sum(w * c[i] ** (m + 1) for m, w in enumerate(dense[j])),
+                    a[i][j],
+                    _NODE_SLACK,
+                    f"{self.name}: w_{j}(c_{i}) != a_{i}{j}",
+                )
         _close(sum(di * ci for di, ci in zip(d, c)), Fraction(-1), _NODE_SLACK, f"{self.name}: Σ d_i c_i != -1")
 
     def _check_transformation(self, a):
@@ -176,13 +200,25 @@ class RadauIIATableau:
         for i in range(s):
             for j in range(s):
                 if (i, j) not in blocks:
-                    _close(lam[i][j] / scale, Fraction(0), _TRANSFORM_SLACK,
-                           f"{self.name}: T^-1 A^-1 T is not block diagonal at ({i}, {j})")
+                    _close(
+                        lam[i][j] / scale,
+                        Fraction(0),
+                        _TRANSFORM_SLACK,
+                        f"{self.name}: T^-1 A^-1 T is not block diagonal at ({i}, {j})",
+                    )
         for k in range(1, s, 2):
-            _close((lam[k][k] - lam[k + 1][k + 1]) / scale, Fraction(0), _TRANSFORM_SLACK,
-                   f"{self.name}: complex block {k} has unequal diagonal")
-            _close((lam[k][k + 1] + lam[k + 1][k]) / scale, Fraction(0), _TRANSFORM_SLACK,
-                   f"{self.name}: complex block {k} is not [[α, -β], [β, α]]")
+            _close(
+                (lam[k][k] - lam[k + 1][k + 1]) / scale,
+                Fraction(0),
+                _TRANSFORM_SLACK,
+                f"{self.name}: complex block {k} has unequal diagonal",
+            )
+            _close(
+                (lam[k][k + 1] + lam[k + 1][k]) / scale,
+                Fraction(0),
+                _TRANSFORM_SLACK,
+                f"{self.name}: complex block {k} is not [[α, -β], [β, α]]",
+            )
             _require(lam[k + 1][k] > 0, f"{self.name}: β of block {k} must be positive")
         alpha = tuple((lam[k][k] + lam[k + 1][k + 1]) / 2 for k in range(1, s, 2))
         beta = tuple((lam[k + 1][k] - lam[k][k + 1]) / 2 for k in range(1, s, 2))
@@ -216,39 +252,49 @@ def _rows(*rows: str) -> tuple[tuple[Fraction, ...], ...]:
 # ---------------------------------------------------------------------------------------------- RadauIIA5
 # Hairer & Wanner, radau5.f (1996), the constants of RADCOR: T (T32 = 1, T33 = 0) and TI to 20 digits.
 RADAU_IIA5 = RadauIIATableau(
-    name="RadauIIA5", stages=3,
-    T=_rows("9.1232394870892942792e-2 -0.14125529502095420843 -3.0029194105147424492e-2",
-            "0.24171793270710701896 0.20412935229379993199 0.38294211275726193779",
-            "0.96604818261509293619 1 0"),
-    TI=_rows("4.3255798900631553510 0.33919925181580986954 0.54177053993587487119",
-             "-4.1787185915519047273 -0.32768282076106238708 0.47662355450055045196",
-             "-0.50287263494578687595 2.5719269498556054292 -0.59603920482822492497"),
+    name="RadauIIA5",
+    stages=3,
+    T=_rows(
+        "9.1232394870892942792e-2 -0.14125529502095420843 -3.0029194105147424492e-2",
+        "0.24171793270710701896 0.20412935229379993199 0.38294211275726193779",
+        "0.96604818261509293619 1 0",
+    ),
+    TI=_rows(
+        "4.3255798900631553510 0.33919925181580986954 0.54177053993587487119",
+        "-4.1787185915519047273 -0.32768282076106238708 0.47662355450055045196",
+        "-0.50287263494578687595 2.5719269498556054292 -0.59603920482822492497",
+    ),
 )
 
 # ---------------------------------------------------------------------------------------------- RadauIIA9
 # Hairer's RADAU (variable order, its 5-stage method), as OrdinaryDiffEq.jl's RadauIIA9Tableau carries T
 # (T52 = T54 = 1, T53 = T55 = 0) and TI to 22 digits.
 RADAU_IIA9 = RadauIIATableau(
-    name="RadauIIA9", stages=5,
-    T=_rows("-1.251758622050104589014e-2 -1.024204781790882707009e-2 4.767387729029572386318e-2 "
-            "-1.147851525522951470794e-2 -1.401985889287541028108e-2",
-            "-1.491670151895382429004e-3 5.017286451737105816299e-2 -9.433181918161143698066e-2 "
-            "-7.668830749180162885157e-3 2.470857842651852681253e-2",
-            "-7.298187638808714862266e-2 -2.305395340434179467214e-1 1.027030453801258997922e-1 "
-            "1.939846399882895091122e-2 8.180035370375117083639e-2",
-            "-3.800914400035681041264e-1 3.778939022488612495439e-1 4.667441303324943592896e-1 "
-            "4.076011712801990666217e-1 1.996824278868025259365e-1",
-            "-9.219789736812104884883e-1 1 0 1 0"),
-    TI=_rows("-3.004156772154440162771e1 -1.386510785627141316518e1 -3.480002774795185561828e0 "
-             "1.032008797825263422771e0 -8.043030450739899174753e-1",
-             "5.344186437834911598895e0 4.593615567759161004454e0 -3.036360323459424298646e0 "
-             "1.05066019023145886386e0 -2.727786118642962705386e-1",
-             "3.748059807439804860051e0 -3.984965736343884667252e0 -1.044415641608018792942e0 "
-             "1.184098568137948487231e0 -4.499177701567803688988e-1",
-             "-3.304188021351900000806e1 -1.737695347906356701945e1 -1.721290632540055611515e-1 "
-             "-9.916977798254264258817e-2 5.312281158383066671849e-1",
-             "-8.6114439798752919777e0 9.699991409528808231336e0 1.914728639696874284851e0 "
-             "2.418692006084940026427e0 -1.047463487935337418694e0"),
+    name="RadauIIA9",
+    stages=5,
+    T=_rows(
+        "-1.251758622050104589014e-2 -1.024204781790882707009e-2 4.767387729029572386318e-2 "
+        "-1.147851525522951470794e-2 -1.401985889287541028108e-2",
+        "-1.491670151895382429004e-3 5.017286451737105816299e-2 -9.433181918161143698066e-2 "
+        "-7.668830749180162885157e-3 2.470857842651852681253e-2",
+        "-7.298187638808714862266e-2 -2.305395340434179467214e-1 1.027030453801258997922e-1 "
+        "1.939846399882895091122e-2 8.180035370375117083639e-2",
+        "-3.800914400035681041264e-1 3.778939022488612495439e-1 4.667441303324943592896e-1 "
+        "4.076011712801990666217e-1 1.996824278868025259365e-1",
+        "-9.219789736812104884883e-1 1 0 1 0",
+    ),
+    TI=_rows(
+        "-3.004156772154440162771e1 -1.386510785627141316518e1 -3.480002774795185561828e0 "
+        "1.032008797825263422771e0 -8.043030450739899174753e-1",
+        "5.344186437834911598895e0 4.593615567759161004454e0 -3.036360323459424298646e0 "
+        "1.05066019023145886386e0 -2.727786118642962705386e-1",
+        "3.748059807439804860051e0 -3.984965736343884667252e0 -1.044415641608018792942e0 "
+        "1.184098568137948487231e0 -4.499177701567803688988e-1",
+        "-3.304188021351900000806e1 -1.737695347906356701945e1 -1.721290632540055611515e-1 "
+        "-9.916977798254264258817e-2 5.312281158383066671849e-1",
+        "-8.6114439798752919777e0 9.699991409528808231336e0 1.914728639696874284851e0 "
+        "2.418692006084940026427e0 -1.047463487935337418694e0",
+    ),
 )
 
 RADAU_TABLEAUS = (RADAU_IIA5, RADAU_IIA9)

@@ -65,10 +65,14 @@ class RosenbrockTableau:
 
     def __post_init__(self):
         s = len(self.c)
-        _require(all(len(x) == s for x in (self.a, self.C, self.d, self.b, self.dense)),
-                 f"{self.name}: a, C, c, d, b and dense must have one entry per stage")
+        _require(
+            all(len(x) == s for x in (self.a, self.C, self.d, self.b, self.dense)),
+            f"{self.name}: a, C, c, d, b and dense must have one entry per stage",
+        )
         for i in range(s):
-            _require(len(self.a[i]) == i and len(self.C[i]) == i, f"{self.name}: a[{i}] and C[{i}] must have {i} entries")
+            _require(
+                len(self.a[i]) == i and len(self.C[i]) == i, f"{self.name}: a[{i}] and C[{i}] must have {i} entries"
+            )
         _require(self.gamma > 0, f"{self.name}: gamma must be positive")
         # In Hairer–Wanner form the usual RK identities hold: c_i = Σ_j α_ij, d_i = Σ_j γ_ij, Σ b = 1.
         alpha, Gamma, b_hw, _ = self.hairer_wanner_form()
@@ -83,7 +87,7 @@ class RosenbrockTableau:
             _close(sum(err_hw), 0, f"{self.name}: sum(b_error) != 0 (in Hairer–Wanner form)")
         for i, row in enumerate(self.dense):  # w_i(1) = b_i: the interpolant ends on y1
             _close(sum(row), self.b[i], f"{self.name}: dense row {i} at θ=1 != b[{i}]")
-        fsal = (s > 1 and self.c[-1] == 1 and tuple(self.a[-1]) == tuple(self.b[:-1]) and self.b[-1] == 0)
+        fsal = s > 1 and self.c[-1] == 1 and tuple(self.a[-1]) == tuple(self.b[:-1]) and self.b[-1] == 0
         object.__setattr__(self, "fsal", fsal)
 
     @property
@@ -98,8 +102,10 @@ class RosenbrockTableau:
         """(α, Γ, b, b_error) of the untransformed method, exactly: Γ = (diag(1/γ) - C)^-1, α = A Γ, b = b Γ."""
         s = self.stages
         g = Fraction(self.gamma)
-        inv_gamma = [[(1 / g if i == j else -Fraction(self.C[i][j]) if j < i else Fraction(0)) for j in range(s)]
-                     for i in range(s)]
+        inv_gamma = [
+            [(1 / g if i == j else -Fraction(self.C[i][j]) if j < i else Fraction(0)) for j in range(s)]
+            for i in range(s)
+        ]
         Gamma = _lower_inverse(inv_gamma)
         A = [[Fraction(self.a[i][j]) if j < i else Fraction(0) for j in range(s)] for i in range(s)]
         alpha = [_row_times(A[i], Gamma) for i in range(s)]
@@ -133,9 +139,19 @@ def from_hairer_wanner(name, order, gamma, alpha, Gamma, c, b, b_hat, error_orde
     dense_t = tuple(tuple(per_power[m][i] for m in range(degree)) for i in range(s))
     d = tuple(sum(G[i][: i + 1]) for i in range(s))
     return RosenbrockTableau(
-        name=name, order=order, gamma=Fraction(gamma), a=tuple(tuple(A[i][:i]) for i in range(s)),
-        C=tuple(tuple(C[i][:i]) for i in range(s)), c=tuple(c), d=d, b=tuple(b_t), dense=dense_t,
-        dense_order=dense_order, b_error=tuple(err), error_order=error_order)
+        name=name,
+        order=order,
+        gamma=Fraction(gamma),
+        a=tuple(tuple(A[i][:i]) for i in range(s)),
+        C=tuple(tuple(C[i][:i]) for i in range(s)),
+        c=tuple(c),
+        d=d,
+        b=tuple(b_t),
+        dense=dense_t,
+        dense_order=dense_order,
+        b_error=tuple(err),
+        error_order=error_order,
+    )
 
 
 def from_rodas_h(b: tuple, H: tuple[tuple, ...]) -> tuple[tuple[Number, ...], ...]:
@@ -186,7 +202,9 @@ _D = 1 / (2 + _S2)
 _E32 = 6 + _S2
 
 ROSENBROCK23 = from_hairer_wanner(
-    name="Rosenbrock23", order=2, gamma=_D,
+    name="Rosenbrock23",
+    order=2,
+    gamma=_D,
     alpha=((), (Fraction(1, 2),), (0, 1)),
     Gamma=((_D,), (-_D, _D), ((_E32 - 2) * _D, -_E32 * _D, _D)),
     c=(0, Fraction(1, 2), 1),
@@ -212,15 +230,29 @@ _RODAS4_A = (
     (q("1.221224509226641"), q("6.019134481288629"), q("12.53708332932087"), q("-0.687886036105895"), 1),
 )
 _RODAS4_H = (
-    (q("10.12623508344586"), q("-7.487995877610167"), q("-34.80091861555747"), q("-7.992771707568823"),
-     q("1.025137723295662"), 0),
-    (q("-0.6762803392801253"), q("6.087714651680015"), q("16.43084320892478"), q("24.76722511418386"),
-     q("-6.594389125716872"), 0),
+    (
+        q("10.12623508344586"),
+        q("-7.487995877610167"),
+        q("-34.80091861555747"),
+        q("-7.992771707568823"),
+        q("1.025137723295662"),
+        0,
+    ),
+    (
+        q("-0.6762803392801253"),
+        q("6.087714651680015"),
+        q("16.43084320892478"),
+        q("24.76722511418386"),
+        q("-6.594389125716872"),
+        0,
+    ),
 )
 _RODAS4_B = _RODAS4_A[-1] + (1,)
 
 RODAS4 = RosenbrockTableau(
-    name="Rodas4", order=4, gamma=Fraction(1, 4),
+    name="Rodas4",
+    order=4,
+    gamma=Fraction(1, 4),
     a=_RODAS4_A,
     C=(
         (),
@@ -228,14 +260,21 @@ RODAS4 = RosenbrockTableau(
         (q("-2.430093356833875"), q("-0.2063599157091915")),
         (q("-0.1073529058151375"), q("-9.594562251023355"), q("-20.47028614809616")),
         (q("7.496443313967647"), q("-10.24680431464352"), q("-33.99990352819905"), q("11.7089089320616")),
-        (q("8.083246795921522"), q("-7.981132988064893"), q("-31.52159432874371"), q("16.31930543123136"),
-         q("-6.058818238834054")),
+        (
+            q("8.083246795921522"),
+            q("-7.981132988064893"),
+            q("-31.52159432874371"),
+            q("16.31930543123136"),
+            q("-6.058818238834054"),
+        ),
     ),
     c=(0, q("0.386"), q("0.21"), q("0.63"), 1, 1),
     d=(q("0.25"), q("-0.1043"), q("0.1035"), q("-0.0362"), 0, 0),
     b=_RODAS4_B,
-    b_error=(0, 0, 0, 0, 0, 1), error_order=3,
-    dense=from_rodas_h(_RODAS4_B, _RODAS4_H), dense_order=3,
+    b_error=(0, 0, 0, 0, 0, 1),
+    error_order=3,
+    dense=from_rodas_h(_RODAS4_B, _RODAS4_H),
+    dense_order=3,
 )
 
 
@@ -244,8 +283,13 @@ RODAS4 = RosenbrockTableau(
 # Julia Differential Equations package", BIT Numer. Math. 63:27; transformed coefficients as OrdinaryDiffEq.jl
 # ships them (`RODAS5PA`, `RODAS5PC`, `RODAS5Pc`, `RODAS5Pd`, `RODAS5PH`). 8 stages, order 5(4), stiffly
 # accurate (b = last row of A, b_8 = 1; b_error = e_8), L-stable, with an order-4 dense output (three H rows).
-_RODAS5P_ROW = (q("-7.502846399306121"), q("2.561846144803919"), q("-11.627539656261098"),
-                q("-0.18268767659942256"), q("0.030198172008377946"))
+_RODAS5P_ROW = (
+    q("-7.502846399306121"),
+    q("2.561846144803919"),
+    q("-11.627539656261098"),
+    q("-0.18268767659942256"),
+    q("0.030198172008377946"),
+)
 _RODAS5P_A = (
     (),
     (q("3.0"),),
@@ -257,17 +301,43 @@ _RODAS5P_A = (
     _RODAS5P_ROW + (1, 1),
 )
 _RODAS5P_H = (
-    (q("25.948786856663858"), q("-2.5579724845846235"), q("10.433815404888879"), q("-2.3679251022685204"),
-     q("0.524948541321073"), q("1.1241088310450404"), q("0.4272876194431874"), q("-0.17202221070155493")),
-    (q("-9.91568850695171"), q("-0.9689944594115154"), q("3.0438037242978453"), q("-24.495224566215796"),
-     q("20.176138334709044"), q("15.98066361424651"), q("-6.789040303419874"), q("-6.710236069923372")),
-    (q("11.419903575922262"), q("2.8879645146136994"), q("72.92137995996029"), q("80.12511834622643"),
-     q("-52.072871366152654"), q("-59.78993625266729"), q("-0.15582684282751913"), q("4.883087185713722")),
+    (
+        q("25.948786856663858"),
+        q("-2.5579724845846235"),
+        q("10.433815404888879"),
+        q("-2.3679251022685204"),
+        q("0.524948541321073"),
+        q("1.1241088310450404"),
+        q("0.4272876194431874"),
+        q("-0.17202221070155493"),
+    ),
+    (
+        q("-9.91568850695171"),
+        q("-0.9689944594115154"),
+        q("3.0438037242978453"),
+        q("-24.495224566215796"),
+        q("20.176138334709044"),
+        q("15.98066361424651"),
+        q("-6.789040303419874"),
+        q("-6.710236069923372"),
+    ),
+    (
+        q("11.419903575922262"),
+        q("2.8879645146136994"),
+        q("72.92137995996029"),
+        q("80.12511834622643"),
+        q("-52.072871366152654"),
+        q("-59.78993625266729"),
+        q("-0.15582684282751913"),
+        q("4.883087185713722"),
+    ),
 )
 _RODAS5P_B = _RODAS5P_A[-1] + (1,)
 
 RODAS5P = RosenbrockTableau(
-    name="Rodas5P", order=5, gamma=q("0.21193756319429014"),
+    name="Rodas5P",
+    order=5,
+    gamma=q("0.21193756319429014"),
     a=_RODAS5P_A,
     C=(
         (),
@@ -275,20 +345,47 @@ RODAS5P = RosenbrockTableau(
         (q("-17.97296035885952"), q("-2.859693295451294")),
         (q("147.12150275711716"), q("-1.41221402718213"), q("71.68940251302358")),
         (q("165.43517024871676"), q("-0.4592823456491126"), q("42.90938336958603"), q("-5.961986721573306")),
-        (q("24.854864614690072"), q("-3.0009227002832186"), q("47.4931110020768"), q("5.5814197821558125"),
-         q("-0.6610691825249471")),
-        (q("30.91273214028599"), q("-3.1208243349937974"), q("77.79954646070892"), q("34.28646028294783"),
-         q("-19.097331116725623"), q("-28.087943162872662")),
-        (q("37.80277123390563"), q("-3.2571969029072276"), q("112.26918849496327"), q("66.9347231244047"),
-         q("-40.06618937091002"), q("-54.66780262877968"), q("-9.48861652309627")),
+        (
+            q("24.854864614690072"),
+            q("-3.0009227002832186"),
+            q("47.4931110020768"),
+            q("5.5814197821558125"),
+            q("-0.6610691825249471"),
+        ),
+        (
+            q("30.91273214028599"),
+            q("-3.1208243349937974"),
+            q("77.79954646070892"),
+            q("34.28646028294783"),
+            q("-19.097331116725623"),
+            q("-28.087943162872662"),
+        ),
+        (
+            q("37.80277123390563"),
+            q("-3.2571969029072276"),
+            q("112.26918849496327"),
+            q("66.9347231244047"),
+            q("-40.06618937091002"),
+            q("-54.66780262877968"),
+            q("-9.48861652309627"),
+        ),
     ),
-    c=(0, q("0.6358126895828704"), q("0.4095798393397535"), q("0.9769306725060716"), q("0.4288403609558664"),
-       1, 1, 1),
-    d=(q("0.21193756319429014"), q("-0.42387512638858027"), q("-0.3384627126235924"), q("1.8046452872882734"),
-       q("2.325825639765069"), 0, 0, 0),
+    c=(0, q("0.6358126895828704"), q("0.4095798393397535"), q("0.9769306725060716"), q("0.4288403609558664"), 1, 1, 1),
+    d=(
+        q("0.21193756319429014"),
+        q("-0.42387512638858027"),
+        q("-0.3384627126235924"),
+        q("1.8046452872882734"),
+        q("2.325825639765069"),
+        0,
+        0,
+        0,
+    ),
     b=_RODAS5P_B,
-    b_error=(0, 0, 0, 0, 0, 0, 0, 1), error_order=4,
-    dense=from_rodas_h(_RODAS5P_B, _RODAS5P_H), dense_order=4,
+    b_error=(0, 0, 0, 0, 0, 0, 0, 1),
+    error_order=4,
+    dense=from_rodas_h(_RODAS5P_B, _RODAS5P_H),
+    dense_order=4,
 )
 
 ROSENBROCK_TABLEAUS = (ROSENBROCK23, RODAS4, RODAS5P)

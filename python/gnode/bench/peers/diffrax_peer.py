@@ -147,14 +147,31 @@ class _Compiled:
             ctrl = dx.PIDController(rtol=rtol, atol=atol)
             if bp.size and inputs.interpolation == "zoh":
                 ctrl = dx.ClipStepSizeController(ctrl, jump_ts=jnp.asarray(bp))
-            sol = dx.diffeqsolve(dx.ODETerm(field), solver, t0, t1, None, y0, args=(p, xv),
-                                 saveat=dx.SaveAt(ts=ts), stepsize_controller=ctrl, max_steps=maxiters,
-                                 throw=False, adjoint=adjoint)
+            sol = dx.diffeqsolve(
+                dx.ODETerm(field),
+                solver,
+                t0,
+                t1,
+                None,
+                y0,
+                args=(p, xv),
+                saveat=dx.SaveAt(ts=ts),
+                stepsize_controller=ctrl,
+                max_steps=maxiters,
+                throw=False,
+                adjoint=adjoint,
+            )
             res = sol.result
-            code = jnp.select([res == R.successful, res == R.max_steps_reached, res == R.dt_min_reached,
-                               res == R.nonfinite],
-                              [int(ReturnCode.Success), int(ReturnCode.MaxIters), int(ReturnCode.DtLessThanMin),
-                               int(ReturnCode.Unstable)], int(ReturnCode.Failure))
+            code = jnp.select(
+                [res == R.successful, res == R.max_steps_reached, res == R.dt_min_reached, res == R.nonfinite],
+                [
+                    int(ReturnCode.Success),
+                    int(ReturnCode.MaxIters),
+                    int(ReturnCode.DtLessThanMin),
+                    int(ReturnCode.Unstable),
+                ],
+                int(ReturnCode.Failure),
+            )
             return sol.ys, code, sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"]
 
         x_axis = 0 if self.xs is not None else None
@@ -163,12 +180,14 @@ class _Compiled:
         w = jnp.asarray(problem.loss_weights.detach().double().numpy())
 
         def batched(p, rtol, atol):
-            return jax.vmap(lambda y0, xv: solve_one(vector_field, y0, xv, p, rtol, atol, self.ts),
-                            in_axes=(0, x_axis))(self.y0, self.xs)
+            return jax.vmap(
+                lambda y0, xv: solve_one(vector_field, y0, xv, p, rtol, atol, self.ts), in_axes=(0, x_axis)
+            )(self.y0, self.xs)
 
         rtol0, atol0 = jnp.asarray(1e-6), jnp.asarray(1e-8)
         start = time.perf_counter()
         if gradient:
+
             def loss(p, rtol, atol):
                 ys, code, na, nr = batched(p, rtol, atol)
                 return jnp.sum(w * ys), (ys, code, na, nr)
@@ -183,7 +202,9 @@ class _Compiled:
         self._count = 0
         self._counting = None
         if not gradient:
-            self._counting = jax.jit(lambda y0, xv, p, rtol, atol: solve_one(counting_field, y0, xv, p, rtol, atol, t_all))
+            self._counting = jax.jit(
+                lambda y0, xv, p, rtol, atol: solve_one(counting_field, y0, xv, p, rtol, atol, t_all)
+            )
 
     def _tick(self):
         self._count += 1

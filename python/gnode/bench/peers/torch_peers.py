@@ -84,6 +84,7 @@ class _StepCounter(torch.nn.Module):
 
 # ---------------------------------------------------------------------------------------------- torchdiffeq
 
+
 class TorchdiffeqSolver(AbstractSolver):
     package = engine = "torchdiffeq"
     SENSEALGS = ("backprop", "adjoint")
@@ -149,11 +150,22 @@ class _TorchdiffeqRun(Prepared):
         except (AssertionError, RuntimeError) as e:
             code = _retcode_from_message(str(e))
             nan = np.full((B, self.p.saveat.numel(), self.p.n), np.nan)
-            return Outcome(nan, None, np.full(B, int(code)), {"nf": float(counter.calls)}, None,
-                           f"torchdiffeq: {str(e).splitlines()[0][:200]}")
+            return Outcome(
+                nan,
+                None,
+                np.full(B, int(code)),
+                {"nf": float(counter.calls)},
+                None,
+                f"torchdiffeq: {str(e).splitlines()[0][:200]}",
+            )
         calls = float(counter.calls if not self.gradient else forward_calls)
-        stats = {"nf": calls, "nf_max": calls, "f_calls": int(calls), "naccept": float(f.accepted),
-                 "nreject": float(f.rejected)}
+        stats = {
+            "nf": calls,
+            "nf_max": calls,
+            "f_calls": int(calls),
+            "naccept": float(f.accepted),
+            "nreject": float(f.rejected),
+        }
         if self.gradient:
             stats["nf_backward"] = float(counter.calls - forward_calls)  # the adjoint's f/vjp calls
             if self.s.sensealg == "adjoint":
@@ -168,8 +180,13 @@ class _TorchdiffeqRun(Prepared):
 
 # ------------------------------------------------------------------------------------------------- torchode
 
-_TORCHODE_STATUS = {0: ReturnCode.Success, 1: ReturnCode.Failure, 2: ReturnCode.DtLessThanMin,
-                    3: ReturnCode.MaxIters, 4: ReturnCode.Unstable}
+_TORCHODE_STATUS = {
+    0: ReturnCode.Success,
+    1: ReturnCode.Failure,
+    2: ReturnCode.DtLessThanMin,
+    3: ReturnCode.MaxIters,
+    4: ReturnCode.Unstable,
+}
 
 
 class TorchodeSolver(AbstractSolver):
@@ -246,9 +263,13 @@ class _TorchodeRun(Prepared):
                 u = sol.ys.numpy()
                 u_save, u_dense = u[:, i_save], u[:, i_dense]
         st = {k: v.double() for k, v in sol.stats.items()}
-        stats = {"nf": float(st["n_f_evals"].mean()), "nf_max": float(st["n_f_evals"].max()),
-                 "naccept": float(st["n_accepted"].mean()), "nreject": float((st["n_steps"] - st["n_accepted"]).mean()),
-                 "f_calls": calls or None}
+        stats = {
+            "nf": float(st["n_f_evals"].mean()),
+            "nf_max": float(st["n_f_evals"].max()),
+            "naccept": float(st["n_accepted"].mean()),
+            "nreject": float((st["n_steps"] - st["n_accepted"]).mean()),
+            "f_calls": calls or None,
+        }
         codes = np.array([int(_TORCHODE_STATUS.get(int(c), ReturnCode.Failure)) for c in sol.status.tolist()])
         return Outcome(u_save, u_dense, codes, stats, grad)
 

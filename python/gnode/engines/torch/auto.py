@@ -45,19 +45,24 @@ class AutoSwitchStepper(AbstractStepper):
         self.n_extra = getattr(nonstiff, "n_extra", 0)
         c = nonstiff.c
         if len(c) < 2 or c[-1] != 1 or c[-2] != 1:
-            raise ValueError(f"{alg.name}: the stiffness estimate needs the explicit method's last two stages at "
-                             f"c = 1, which {alg.nonstiff.name} does not have")
+            raise ValueError(
+                f"{alg.name}: the stiffness estimate needs the explicit method's last two stages at "
+                f"c = 1, which {alg.nonstiff.name} does not have"
+            )
         degree = stiff.dense.shape[1]
         if degree > self.body:
-            raise ValueError(f"{alg.name}: the interpolant of {alg.stiffalg.name} (degree {degree}) does not fit "
-                             f"in the {self.body} stages of {alg.nonstiff.name}")
+            raise ValueError(
+                f"{alg.name}: the interpolant of {alg.stiffalg.name} (degree {degree}) does not fit "
+                f"in the {self.body} stages of {alg.nonstiff.name}"
+            )
 
     def init(self, rhs, t, y, f0):
         B = t.shape[0]
         stiff = torch.full((B,), bool(self.alg.stiffalgfirst), dtype=torch.bool, device=t.device)
         count = torch.zeros(B, dtype=torch.long, device=t.device)
-        return SwitchState(stiff, count, torch.zeros_like(stiff), torch.zeros_like(stiff),
-                           self.stiff.init(rhs, t, y, f0))
+        return SwitchState(
+            stiff, count, torch.zeros_like(stiff), torch.zeros_like(stiff), self.stiff.init(rhs, t, y, f0)
+        )
 
     def step(self, rhs, state: SwitchState, t, y, h, f0):
         B, n = y.shape
@@ -152,7 +157,7 @@ class LazyAutoSwitchStepper(AutoSwitchStepper, AbstractLazyDense):
         idx = (~stiff).nonzero()[:, 0]
         if idx.numel():
             (K,), _ = self.nonstiff.extra_stages(rhs.subset(idx), t[idx], y[idx], h[idx], (body[idx],))
-            extras = extras.index_copy(0, idx, K[:, self.body:])
+            extras = extras.index_copy(0, idx, K[:, self.body :])
         return (torch.cat([body, extras], dim=1), stiff), (~stiff).long() * self.n_extra
 
 

@@ -67,8 +67,9 @@ class CompiledAttempts:
         self.seen: set = set()
         code = _entry.__code__.replace(co_name=f"gnode_attempt_{len(_CACHE)}")
         fn = types.FunctionType(code, _entry.__globals__, code.co_name)
-        self.graph = torch.compile(fn, fullgraph=True, dynamic=None, backend=_counting(backend),
-                                   options={"guard_filter_fn": _keep_guards})
+        self.graph = torch.compile(
+            fn, fullgraph=True, dynamic=None, backend=_counting(backend), options={"guard_filter_fn": _keep_guards}
+        )
 
     def bind(self, attempt: Attempt):
         """The attempt of this solve (its stops and direction), compiled: (carry, rows) → attempt's result."""
@@ -90,8 +91,12 @@ class CompiledAttempts:
                 self.eager = True
                 _STATS["fallbacks"] += 1
                 reason = str(e).strip().splitlines()[0][:240] if str(e).strip() else type(e).__name__
-                warnings.warn(f"compile=True: the step of {self.label} could not be compiled as one graph "
-                              f"({type(e).__name__}: {reason}); solving eagerly", CompileWarning, stacklevel=4)
+                warnings.warn(
+                    f"compile=True: the step of {self.label} could not be compiled as one graph "
+                    f"({type(e).__name__}: {reason}); solving eagerly",
+                    CompileWarning,
+                    stacklevel=4,
+                )
                 return attempt(carry, rows)
 
         return run
@@ -104,8 +109,13 @@ def _keep_guards(entries) -> list[bool]:
     of the per-attempt overhead (143 against 185 µs per attempt, minimum of 6 solves of a scalar decay, 2-core
     machine). Guards on tensors, on the inputs and on the user's vector field (its attributes and submodules)
     stay: a change there recompiles."""
-    return [e.guard_type == "TENSOR_MATCH" or ".rhs.f" in e.name or ".rhs.control" in e.name
-            or not (e.name.startswith("attempt") or e.name.startswith("G['__import_gnode")) for e in entries]
+    return [
+        e.guard_type == "TENSOR_MATCH"
+        or ".rhs.f" in e.name
+        or ".rhs.control" in e.name
+        or not (e.name.startswith("attempt") or e.name.startswith("G['__import_gnode"))
+        for e in entries
+    ]
 
 
 def _counting(backend):
@@ -119,8 +129,11 @@ def _counting(backend):
     return compile_graph
 
 
-_COMPILE_FAILURES = tuple(c for c in (torch._dynamo.exc.TorchDynamoException,
-                                      getattr(torch._inductor.exc, "InductorError", None)) if c is not None)
+_COMPILE_FAILURES = tuple(
+    c
+    for c in (torch._dynamo.exc.TorchDynamoException, getattr(torch._inductor.exc, "InductorError", None))
+    if c is not None
+)
 
 
 def _is_compile_failure(e: Exception) -> bool:
@@ -132,17 +145,36 @@ def compiled_attempts(alg, stepper, traced_stepper, rhs, y0: torch.Tensor, cfg, 
     cannot be traced. `traced_stepper`: a function giving the method's stepper for tracing."""
     label = f"{alg.name}()"
     if not isinstance(stepper, AbstractTraceable):
-        warnings.warn(f"compile=True: {label} steps with data-dependent control flow (Newton iterations or "
-                      "per-row method switching), which cannot be traced into one graph; solving eagerly",
-                      CompileWarning, stacklevel=5)
+        warnings.warn(
+            f"compile=True: {label} steps with data-dependent control flow (Newton iterations or "
+            "per-row method switching), which cannot be traced into one graph; solving eagerly",
+            CompileWarning,
+            stacklevel=5,
+        )
         return None
     control = rhs.control
     # what the graph bakes in (the tolerances are inputs: one graph serves a work-precision sweep)
-    inputs = None if control is None else (control.interpolation, control.values.shape[0] == 1,
-                                           tuple(control.values.shape[1:]))
-    key = (stepper, type(rhs), getattr(rhs, "f", None), inputs, rhs.backward,
-           cfg.adaptive, cfg.controller, cfg.dtmin, cfg.dtmax, y0.dtype, y0.device, y0.shape[1],
-           torch.is_grad_enabled(), backend)
+    inputs = (
+        None
+        if control is None
+        else (control.interpolation, control.values.shape[0] == 1, tuple(control.values.shape[1:]))
+    )
+    key = (
+        stepper,
+        type(rhs),
+        getattr(rhs, "f", None),
+        inputs,
+        rhs.backward,
+        cfg.adaptive,
+        cfg.controller,
+        cfg.dtmin,
+        cfg.dtmax,
+        y0.dtype,
+        y0.device,
+        y0.shape[1],
+        torch.is_grad_enabled(),
+        backend,
+    )
     entry = _CACHE.get(key)
     if entry is None:
         entry = CompiledAttempts(traced_stepper(), backend, label)

@@ -42,8 +42,9 @@ class JacobianCache(NamedTuple):
 class ESDIRKStepper(AbstractStiffStepper, AbstractRKStages):
     """An ESDIRK tableau cast to the solve's dtype/device, with the Newton options of one solve."""
 
-    def __init__(self, tableau: ESDIRKTableau, dtype: torch.dtype, device, opts: NewtonOptions,
-                 smooth_est: bool = False):
+    def __init__(
+        self, tableau: ESDIRKTableau, dtype: torch.dtype, device, opts: NewtonOptions, smooth_est: bool = False
+    ):
         cast = CastTableau(dtype, device)
         self.tableau, self.opts, self.smooth_est = tableau, opts, bool(smooth_est)
         self.stages = tableau.stages
@@ -70,8 +71,12 @@ class ESDIRKStepper(AbstractStiffStepper, AbstractRKStages):
 
     def init(self, rhs, t, y, f0):
         B, n = y.shape
-        return JacobianCache(torch.zeros(B, n, n, dtype=y.dtype, device=y.device), torch.full_like(t, float("nan")),
-                             torch.ones(B, dtype=torch.bool, device=y.device), torch.ones_like(t))
+        return JacobianCache(
+            torch.zeros(B, n, n, dtype=y.dtype, device=y.device),
+            torch.full_like(t, float("nan")),
+            torch.ones(B, dtype=torch.bool, device=y.device),
+            torch.ones_like(t),
+        )
 
     def stage_states(self, y, h, K):
         """Z_i = y0 + dt Σ_{j<=i} a_ij F_j, rebuilt from K (batch, s, n): (batch, s, n)."""
@@ -109,9 +114,16 @@ class ESDIRKStepper(AbstractStiffStepper, AbstractRKStages):
             theta = torch.where(running, torch.where(failed, torch.ones_like(rate), rate.clamp(max=1.0)), state.theta)
         attempts = running.long() + stale.long()
         # one f evaluation per Newton iteration, one solve per iteration (and per attempt for the filtered error)
-        counts = per_row_counts(y.shape[0], y.device, nf=iters, njacs=njacs, nw=attempts,
-                                nsolve=iters + (attempts if self.smooth_est else 0), nnonliniter=iters,
-                                nnonlinconvfail=failed.long())
+        counts = per_row_counts(
+            y.shape[0],
+            y.device,
+            nf=iters,
+            njacs=njacs,
+            nw=attempts,
+            nsolve=iters + (attempts if self.smooth_est else 0),
+            nnonliniter=iters,
+            nnonlinconvfail=failed.long(),
+        )
         stiffness = J.detach().abs().sum(dim=-1).amax(dim=-1)
         result = StepResult(y1, err, (K,), K[:, -1], JacobianCache(J, J_t, want_new, theta), counts)
         return result, stiffness

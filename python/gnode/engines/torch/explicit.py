@@ -71,8 +71,7 @@ class ExplicitRK(AbstractStepper, AbstractRKStages, AbstractTraceable):
         """The states at which the stages were evaluated, rebuilt from K (batch, s, n): (batch, s, n)."""
         Ks = K.transpose(0, 1)
         hc = h[:, None]
-        return torch.stack([y] + [y + hc * combine(self.a[i], None, Ks, False) for i in range(1, self.stages)],
-                           dim=1)
+        return torch.stack([y] + [y + hc * combine(self.a[i], None, Ks, False) for i in range(1, self.stages)], dim=1)
 
     def interpolate(self, y0, h, dense, theta):
         """y(t0 + θ h) = y0 + h Σ_i b_i(θ) K_i for P points: y0 (P, n), h, θ (P,), K (P, S, n)."""

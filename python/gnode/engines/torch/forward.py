@@ -36,20 +36,25 @@ def _auto(alg, dtype, device, traced, reltol, abstol):
 
 STEPPERS = {
     AbstractExplicitRK: lambda alg, dtype, device, traced, reltol, abstol: explicit_stepper(
-        alg.tableau, dtype, device, traced),
+        alg.tableau, dtype, device, traced
+    ),
     AbstractRosenbrock: lambda alg, dtype, device, traced, reltol, abstol: RosenbrockStepper(
-        alg.tableau, dtype, device, traced),
+        alg.tableau, dtype, device, traced
+    ),
     AbstractESDIRK: lambda alg, dtype, device, traced, reltol, abstol: esdirk_stepper(
-        alg, dtype, device, reltol, abstol),
+        alg, dtype, device, reltol, abstol
+    ),
     AbstractRadauIIA: lambda alg, dtype, device, traced, reltol, abstol: radau_stepper(
-        alg, dtype, device, reltol, abstol),
+        alg, dtype, device, reltol, abstol
+    ),
     AbstractAutoSwitch: _auto,
 }
 
 
 @functools.lru_cache(maxsize=128)
-def make_stepper(alg, dtype: torch.dtype, device: torch.device, traced: bool = False, *, reltol: float = 1e-6,
-                 abstol: float = 1e-8):
+def make_stepper(
+    alg, dtype: torch.dtype, device: torch.device, traced: bool = False, *, reltol: float = 1e-6, abstol: float = 1e-8
+):
     """The engine's stepper for `alg`, with coefficients cast to dtype/device (cached). `traced`: for a compiled
     attempt. The tolerances matter only to methods with an inner iteration (the Newton stopping test)."""
     for kind, factory in STEPPERS.items():
@@ -64,9 +69,17 @@ def loop_config(alg, opts, reltol=None, abstol=None) -> LoopConfig:
         controller = default_controller(alg) if opts.controller is None else opts.controller
         # Radau IIA weighs its steps' Newton iterations against its limit (the predictive controller's factor)
         controller = controller.resolve(alg.error_order, alg.max_iter if isinstance(alg, AbstractRadauIIA) else None)
-    return LoopConfig(adaptive=alg.adaptive, reltol=opts.reltol if reltol is None else reltol,
-                      abstol=opts.abstol if abstol is None else abstol, dt=opts.dt, dtmin=opts.dtmin,
-                      dtmax=opts.dtmax, maxiters=opts.maxiters, controller=controller, order=alg.order)
+    return LoopConfig(
+        adaptive=alg.adaptive,
+        reltol=opts.reltol if reltol is None else reltol,
+        abstol=opts.abstol if abstol is None else abstol,
+        dt=opts.dt,
+        dtmin=opts.dtmin,
+        dtmax=opts.dtmax,
+        maxiters=opts.maxiters,
+        controller=controller,
+        order=alg.order,
+    )
 
 
 def default_controller(alg):
@@ -103,8 +116,19 @@ def run_forward(prob, alg, opts, *, y0=None, control=None, record=True) -> Forwa
     stepper = make_stepper(alg, u0.dtype, u0.device, reltol=opts.reltol, abstol=opts.abstol)
     t0, t1 = prob.tspan
     rhs = ProblemRHS(prob, control, 1.0 if t1 > t0 else -1.0)
-    res = solve_loop(alg, stepper, rhs, u0, t0, t1, loop_config(alg, opts), problem_stops(opts, rhs.control), opts,
-                     refresh_at_stops=rhs.control is not None and rhs.control.discontinuous, record=record)
+    res = solve_loop(
+        alg,
+        stepper,
+        rhs,
+        u0,
+        t0,
+        t1,
+        loop_config(alg, opts),
+        problem_stops(opts, rhs.control),
+        opts,
+        refresh_at_stops=rhs.control is not None and rhs.control.discontinuous,
+        record=record,
+    )
     dense = DenseHistory(stepper, rhs, res.records, u0, t0, res.t, 1.0 if t1 > t0 else -1.0)
     return Forward(res, dense, rhs, stepper)
 
@@ -119,8 +143,9 @@ def make_solution(prob, alg, opts, fwd: Forward, u: torch.Tensor) -> ODESolution
     stats = res.stats
     if fwd.dense.extra_nf.any():  # the lazy interpolant's stages the saved values needed
         stats = type(stats)(**{**stats.as_dict(), "nf": stats.nf + fwd.dense.extra_nf})
-    sol = ODESolution(t=opts.saveat, u=u, retcodes=res.retcodes, stats=stats, alg=alg, engine="torch",
-                      t_final=res.t, interp=fwd.dense)
+    sol = ODESolution(
+        t=opts.saveat, u=u, retcodes=res.retcodes, stats=stats, alg=alg, engine="torch", t_final=res.t, interp=fwd.dense
+    )
     if opts.throw:
         check(sol, alg)
     return sol

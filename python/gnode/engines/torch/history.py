@@ -23,8 +23,9 @@ class DenseHistory:
     records: the loop's (Record, rows) pairs; y_init, t_init: the initial states and time; t_final (B,): where each
     trajectory stopped; direction: ±1."""
 
-    def __init__(self, stepper, rhs, records, y_init: torch.Tensor, t_init: float, t_final: torch.Tensor,
-                 direction: float):
+    def __init__(
+        self, stepper, rhs, records, y_init: torch.Tensor, t_init: float, t_final: torch.Tensor, direction: float
+    ):
         self.stepper, self.rhs, self.direction = stepper, rhs, direction
         self.y_init, self.t_init, self.t_final = y_init, t_init, t_final
         B = y_init.shape[0]
@@ -88,7 +89,7 @@ class DenseHistory:
         k = len(self._names)
         for name, v in zip(self._names, tensors[:k]):
             setattr(new, name, v)
-        new.dense = tuple(tensors[k:k + self._n_dense])
+        new.dense = tuple(tensors[k : k + self._n_dense])
         new.extra_nf = torch.zeros_like(new.y_init[:, 0], dtype=torch.long)
         return new
 
@@ -103,8 +104,9 @@ class DenseHistory:
         if outside.any():
             bad = float(tq[outside.nonzero()[0, 0]])
             end = float(self.t_final[(d * self.t_final).argmax()])
-            raise ValueError(f"dense output asked at t = {bad:.6g}, outside the solved span "
-                             f"[{self.t_init:.6g}, {end:.6g}]")
+            raise ValueError(
+                f"dense output asked at t = {bad:.6g}, outside the solved span [{self.t_init:.6g}, {end:.6g}]"
+            )
         return self.at_times(tq)
 
     def at(self, t: torch.Tensor) -> torch.Tensor:
@@ -151,15 +153,18 @@ class DenseHistory:
         if self._extra is None:
             n_extra = self.stepper.n_extra
             K = self.dense[0]
-            self._extra = (torch.zeros(K.shape[0], dtype=torch.bool, device=K.device),
-                           K.new_zeros(K.shape[0], n_extra, K.shape[2]))
+            self._extra = (
+                torch.zeros(K.shape[0], dtype=torch.bool, device=K.device),
+                K.new_zeros(K.shape[0], n_extra, K.shape[2]),
+            )
         have, extra = self._extra
         need = torch.unique(e[~have[e]])
         if need.numel():
             seg = None if self.seg is None else self.seg[need]
             rhs = self.rhs.local(seg, self.row[need])
-            full, nf = self.stepper.extra_stages(rhs, self.t0[need], self.y0[need], self.h[need],
-                                                 tuple(leaf[need] for leaf in self.dense))
+            full, nf = self.stepper.extra_stages(
+                rhs, self.t0[need], self.y0[need], self.h[need], tuple(leaf[need] for leaf in self.dense)
+            )
             n_stage = self.dense[0].shape[1]
             extra = extra.index_copy(0, need, full[0][:, n_stage:])
             have = have.index_fill(0, need, True)

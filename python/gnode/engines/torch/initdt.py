@@ -11,8 +11,9 @@ def rms(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def initial_dt(rhs, t0, y0, f0, order: int, reltol: float, abstol: float, direction: float, span: float,
-               dtmax: float, seg):
+def initial_dt(
+    rhs, t0, y0, f0, order: int, reltol: float, abstol: float, direction: float, span: float, dtmax: float, seg
+):
     """|dt| (B,) for the first step; costs one right-hand-side evaluation (f0 is given)."""
     sc = abstol + y0.abs() * reltol
     d0, d1 = rms(y0 / sc), rms(f0 / sc)

@@ -38,15 +38,18 @@ def vjp(out: torch.Tensor, inputs, cotangent: torch.Tensor, *, create_graph: boo
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
 
 
-def jacobian(f, t: torch.Tensor, y: torch.Tensor, x: torch.Tensor | None = None, *,
-             traced: bool = False) -> torch.Tensor:
+def jacobian(
+    f, t: torch.Tensor, y: torch.Tensor, x: torch.Tensor | None = None, *, traced: bool = False
+) -> torch.Tensor:
     """∂f/∂y of a row-wise f(t, y[, x]) at every row: t (B,), y (B, n), x (B, dim) or None → (B, n, n)."""
     structured = getattr(f, "jacobian", None)
     if callable(structured):
         J = structured(t, y) if x is None else structured(t, y, x)
         if J.shape != (*y.shape, y.shape[-1]):
-            raise ValueError(f"{type(f).__name__}.jacobian returned shape {tuple(J.shape)}; expected "
-                             f"(batch, n, n) = {(*y.shape, y.shape[-1])}")
+            raise ValueError(
+                f"{type(f).__name__}.jacobian returned shape {tuple(J.shape)}; expected "
+                f"(batch, n, n) = {(*y.shape, y.shape[-1])}"
+            )
         return J
     if traced:
         return _jacrev(f, t, y, x)
@@ -81,8 +84,9 @@ def _has_grad_params(f) -> bool:
     return isinstance(f, torch.nn.Module) and any(p.requires_grad for p in f.parameters())
 
 
-def time_derivative(fn, t: torch.Tensor, y: torch.Tensor, f0: torch.Tensor, dt: torch.Tensor, *,
-                    traced: bool = False) -> torch.Tensor:
+def time_derivative(
+    fn, t: torch.Tensor, y: torch.Tensor, f0: torch.Tensor, dt: torch.Tensor, *, traced: bool = False
+) -> torch.Tensor:
     """∂fn/∂t at (t, y) row-wise, (B, n). fn(t, y) is the right-hand side with its inputs bound; f0 = fn(t, y)
     and dt (B,) (its sign: the direction for the finite-difference fallback)."""
     if traced:

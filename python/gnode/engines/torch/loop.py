@@ -31,8 +31,12 @@ from gnode.retcode import ReturnCode
 from gnode.solution import STAT_NAMES, SolveStats
 
 _NF, _NNONLINITER = STAT_INDEX["nf"], STAT_INDEX["nnonliniter"]
-_SUCCESS, _DTMIN, _UNSTABLE, _MAXITERS = (int(ReturnCode.Success), int(ReturnCode.DtLessThanMin),
-                                          int(ReturnCode.Unstable), int(ReturnCode.MaxIters))
+_SUCCESS, _DTMIN, _UNSTABLE, _MAXITERS = (
+    int(ReturnCode.Success),
+    int(ReturnCode.DtLessThanMin),
+    int(ReturnCode.Unstable),
+    int(ReturnCode.MaxIters),
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,9 @@ class Events(NamedTuple):
 class Attempt:
     """One attempted step of the working batch: a pure function of tensors (so it can be compiled)."""
 
-    def __init__(self, stepper: AbstractStepper, rhs: AbstractRHS, cfg: LoopConfig, stops: torch.Tensor,
-                 direction: float):
+    def __init__(
+        self, stepper: AbstractStepper, rhs: AbstractRHS, cfg: LoopConfig, stops: torch.Tensor, direction: float
+    ):
         self.stepper, self.rhs, self.cfg, self.stops, self.d = stepper, rhs, cfg, stops, direction
         # tolerances as tensors: inputs of a compiled graph, not constants baked into it (one graph serves all)
         self.reltol = torch.tensor(cfg.reltol, dtype=stops.dtype, device=stops.device)
@@ -123,8 +128,9 @@ class Attempt:
             counts[:, _NF] += c.running
         jumped = landed & ~done
         status = torch.stack([running.sum(), stopping.any().long(), jumped.any().long()])
-        carry = Carry(t, y, dt, f0, ctrl, stepper.accepted(res.state, accept), running, stop_idx, counts,
-                      c.naccept + accept)
+        carry = Carry(
+            t, y, dt, f0, ctrl, stepper.accepted(res.state, accept), running, stop_idx, counts, c.naccept + accept
+        )
         events = Events(stopping, torch.where(done, _SUCCESS, fail_code), jumped, status)
         return carry, Record(c.t, h, c.y, res.dense, accept, seg), events
 
@@ -195,7 +201,8 @@ class _Outcome:
         g = which if rows is None else rows[which]
         self.y = self.y.index_copy(0, g, c.y[which])
         self.t = (torch.zeros_like(self.retcodes, dtype=c.t.dtype) if self.t is None else self.t).index_copy(
-            0, g, c.t[which])
+            0, g, c.t[which]
+        )
         self.retcodes = self.retcodes.index_copy(0, g, code[which])
         self.nsteps = self.nsteps.index_copy(0, g, nsteps[which])
         self.counts = self.counts.index_copy(0, g, c.counts[which])
@@ -208,10 +215,21 @@ class _Outcome:
         return SolveStats(**cols)
 
 
-def integrate(stepper: AbstractStepper, rhs: AbstractRHS, y0: torch.Tensor, t0: float, t1: float, cfg: LoopConfig,
-              stops: torch.Tensor | None = None, *, refresh_at_stops: bool = False,
-              on_stop: Callable | None = None, on_step: Callable | None = None, record: bool = True,
-              compiled=None) -> LoopResult:
+def integrate(
+    stepper: AbstractStepper,
+    rhs: AbstractRHS,
+    y0: torch.Tensor,
+    t0: float,
+    t1: float,
+    cfg: LoopConfig,
+    stops: torch.Tensor | None = None,
+    *,
+    refresh_at_stops: bool = False,
+    on_stop: Callable | None = None,
+    on_step: Callable | None = None,
+    record: bool = True,
+    compiled=None,
+) -> LoopResult:
     """Integrate from t0 to t1, landing exactly on `stops` (any order; those strictly inside the span count).
 
     on_stop(t, y, landed (B,) bool, rows) → y: a jump applied where a trajectory lands on a stop (the adjoint's
@@ -237,16 +255,26 @@ def integrate(stepper: AbstractStepper, rhs: AbstractRHS, y0: torch.Tensor, t0: 
     elif cfg.dt is not None:
         dt = torch.full((B,), d * min(cfg.dt, dtmax), dtype=dtype, device=device)
     else:
-        dt = d * initial_dt(rhs, t, y0.detach(), f0.detach(), cfg.order, cfg.reltol, cfg.abstol, d, abs(t1 - t0),
-                            dtmax, seg)
+        dt = d * initial_dt(
+            rhs, t, y0.detach(), f0.detach(), cfg.order, cfg.reltol, cfg.abstol, d, abs(t1 - t0), dtmax, seg
+        )
         nf_start += 1
         if cfg.controller.norm == "batch":  # one step size for the whole batch: the most cautious row's
             dt = d * dt.abs().min().expand(B).clone()
     counts = torch.zeros(B, len(STAT_NAMES), dtype=torch.long, device=device)
     counts[:, _NF] = nf_start
-    carry = Carry(t, y0, dt, f0, cfg.controller.init(t) if cfg.adaptive else None,
-                  stepper.init(rhs.local(seg, None), t, y0, f0), torch.ones(B, dtype=torch.bool, device=device),
-                  torch.zeros(B, dtype=torch.long, device=device), counts, torch.zeros(B, dtype=torch.long, device=device))
+    carry = Carry(
+        t,
+        y0,
+        dt,
+        f0,
+        cfg.controller.init(t) if cfg.adaptive else None,
+        stepper.init(rhs.local(seg, None), t, y0, f0),
+        torch.ones(B, dtype=torch.bool, device=device),
+        torch.zeros(B, dtype=torch.long, device=device),
+        counts,
+        torch.zeros(B, dtype=torch.long, device=device),
+    )
 
     attempt = Attempt(stepper, rhs, cfg, stops, d)
     run = attempt if compiled is None else compiled.bind(attempt)
@@ -320,6 +348,7 @@ def _selector(idx):
             return v[idx]
         parts = [select(x) for x in v]  # tuples and named tuples (stepper and controller states)
         return type(v)(*parts) if hasattr(v, "_fields") else type(v)(parts)
+
     return select
 
 

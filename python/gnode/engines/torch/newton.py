@@ -45,8 +45,18 @@ class StageSolution:
     rate: torch.Tensor  # (B,) the slowest contraction rate measured (theta0 where one iteration sufficed)
 
 
-def solve_stage(f_stage, base: torch.Tensor, gamma: float, z0: torch.Tensor, dt: torch.Tensor, W: Factorized,
-                y0: torch.Tensor, opts: NewtonOptions, theta0: torch.Tensor, active: torch.Tensor) -> StageSolution:
+def solve_stage(
+    f_stage,
+    base: torch.Tensor,
+    gamma: float,
+    z0: torch.Tensor,
+    dt: torch.Tensor,
+    W: Factorized,
+    y0: torch.Tensor,
+    opts: NewtonOptions,
+    theta0: torch.Tensor,
+    active: torch.Tensor,
+) -> StageSolution:
     """Solve z = dt f_stage(base + γ z) from z0 for the rows in `active` (B,) bool; the others keep z0.
 
     theta0 (B,): the contraction rate to assume on the first iteration (the previous stage's)."""

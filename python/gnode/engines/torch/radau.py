@@ -15,8 +15,9 @@ is stopped as RADAU5 does: with ‖Δw‖ the RMS norm over all stages scaled by
 contraction rate θ_k = ‖Δw_k‖/‖Δw_k-1‖ (the geometric mean of the last two after the second iteration), and
 η = θ/(1-θ) carried over from the previous step (as η^0.8) for the first test: converged when η ‖Δw‖ <= kappa;
 failed when θ >= 0.99, when the iteration is predicted not to converge within max_iter
-(η ‖Δw‖ θ^(max_iter-k) > kappa), or when it runs out of iterations. A failure with a Jacobian from an earlier step is retried at once with a fresh one (SciPy's
-rule); a failure with a fresh one rejects that row's step (err = inf, counted in `nnonlinconvfail`).
+(η ‖Δw‖ θ^(max_iter-k) > kappa), or when it runs out of iterations. A failure with a Jacobian from an earlier
+step is retried at once with a fresh one (SciPy's rule); a failure with a fresh one rejects that row's step
+(err = inf, counted in `nnonlinconvfail`).
 
 Jacobian reuse (RADAU5): after an accepted step, a new J where the Newton iteration contracted slower than the
 algorithm's `fast_convergence_cutoff` (on η); after a rejected step, a new J unless the step already had a fresh
@@ -87,8 +88,18 @@ class _Factors(NamedTuple):
 class RadauStepper(AbstractStiffStepper, AbstractRKStages):
     """A Radau IIA tableau cast to the solve's dtype/device, with the Newton options and tolerances of one solve."""
 
-    def __init__(self, tableau: RadauIIATableau, dtype: torch.dtype, device, *, kappa: float | None, max_iter: int,
-                 fast_convergence_cutoff: float, reltol: float, abstol: float):
+    def __init__(
+        self,
+        tableau: RadauIIATableau,
+        dtype: torch.dtype,
+        device,
+        *,
+        kappa: float | None,
+        max_iter: int,
+        fast_convergence_cutoff: float,
+        reltol: float,
+        abstol: float,
+    ):
         cast = CastTableau(dtype, device)
         self.tableau = tableau
         self.stages = tableau.stages
@@ -124,17 +135,30 @@ class RadauStepper(AbstractStiffStepper, AbstractRKStages):
         s = self.stages
         false = torch.zeros(B, dtype=torch.bool, device=y.device)
         zeros_K = y.new_zeros(B, s, n)
-        return RadauState(J=y.new_zeros(B, n, n), J_t=torch.full_like(t, float("nan")), want_new=~false,
-                          eta=torch.ones_like(t), K_prev=zeros_K, h_prev=torch.zeros_like(t), K_new=zeros_K,
-                          h_new=torch.zeros_like(t), fast=false, fresh=false, last_reject=false)
+        return RadauState(
+            J=y.new_zeros(B, n, n),
+            J_t=torch.full_like(t, float("nan")),
+            want_new=~false,
+            eta=torch.ones_like(t),
+            K_prev=zeros_K,
+            h_prev=torch.zeros_like(t),
+            K_new=zeros_K,
+            h_new=torch.zeros_like(t),
+            fast=false,
+            fresh=false,
+            last_reject=false,
+        )
 
     def accepted(self, state: RadauState, accept):
         with torch.no_grad():
             # accepted: a new J unless Newton converged fast; rejected: a new J unless this attempt had a fresh one
             want_new = torch.where(accept, ~state.fast, ~state.fresh)
-        return state._replace(K_prev=torch.where(accept[:, None, None], state.K_new, state.K_prev),
-                              h_prev=torch.where(accept, state.h_new, state.h_prev), want_new=want_new,
-                              last_reject=~accept)
+        return state._replace(
+            K_prev=torch.where(accept[:, None, None], state.K_new, state.K_prev),
+            h_prev=torch.where(accept, state.h_new, state.h_prev),
+            want_new=want_new,
+            last_reject=~accept,
+        )
 
     def interpolate(self, y0, h, dense, theta):
         """The collocation polynomial at P points: y0 (P, n), h, θ (P,), K (P, s, n)."""
@@ -183,12 +207,29 @@ class RadauStepper(AbstractStiffStepper, AbstractRKStages):
             fast = ~failed & (newton.eta < self.fast_cutoff)
             eta = torch.where(running, torch.where(failed, torch.ones_like(newton.eta), newton.eta), state.eta)
         second = (extra_nf > 0).long()
-        counts = per_row_counts(B, y.device, nf=s * iters + extra_nf, njacs=njacs, nw=attempts,
-                                nsolve=self.n_solves * iters + running.long() + second, nnonliniter=iters,
-                                nnonlinconvfail=failed.long())
-        new_state = RadauState(J=J, J_t=J_t, want_new=state.want_new, eta=eta, K_prev=state.K_prev,
-                               h_prev=state.h_prev, K_new=K, h_new=h.detach(), fast=fast, fresh=fresh,
-                               last_reject=state.last_reject)
+        counts = per_row_counts(
+            B,
+            y.device,
+            nf=s * iters + extra_nf,
+            njacs=njacs,
+            nw=attempts,
+            nsolve=self.n_solves * iters + running.long() + second,
+            nnonliniter=iters,
+            nnonlinconvfail=failed.long(),
+        )
+        new_state = RadauState(
+            J=J,
+            J_t=J_t,
+            want_new=state.want_new,
+            eta=eta,
+            K_prev=state.K_prev,
+            h_prev=state.h_prev,
+            K_new=K,
+            h_new=h.detach(),
+            fast=fast,
+            fresh=fresh,
+            last_reject=state.last_reject,
+        )
         stiffness = J.detach().abs().sum(dim=-1).amax(dim=-1)
         return StepResult(y1, err, (K,), None, new_state, counts), stiffness
 
@@ -306,14 +347,26 @@ def _expand(mask, like):
 
 def _where_factors(mask, a: _Factors, b: _Factors) -> _Factors:
     """The factors of `a` on the rows in mask, of `b` elsewhere."""
-    real = Factorized(torch.where(mask[:, None, None], a.real.lu, b.real.lu),
-                      torch.where(mask[:, None], a.real.pivots, b.real.pivots),
-                      torch.where(mask, a.real.ok, b.real.ok))
-    blocks = [(torch.where(mask[:, None, None], la, lb), torch.where(mask[:, None], pa, pb))
-              for (la, pa), (lb, pb) in zip(a.complex, b.complex)]
+    real = Factorized(
+        torch.where(mask[:, None, None], a.real.lu, b.real.lu),
+        torch.where(mask[:, None], a.real.pivots, b.real.pivots),
+        torch.where(mask, a.real.ok, b.real.ok),
+    )
+    blocks = [
+        (torch.where(mask[:, None, None], la, lb), torch.where(mask[:, None], pa, pb))
+        for (la, pa), (lb, pb) in zip(a.complex, b.complex)
+    ]
     return _Factors(real, blocks, torch.where(mask, a.ok, b.ok))
 
 
 def radau_stepper(alg, dtype, device, reltol: float, abstol: float) -> RadauStepper:
-    return RadauStepper(alg.tableau, dtype, device, kappa=alg.kappa, max_iter=alg.max_iter,
-                        fast_convergence_cutoff=alg.fast_convergence_cutoff, reltol=reltol, abstol=abstol)
+    return RadauStepper(
+        alg.tableau,
+        dtype,
+        device,
+        kappa=alg.kappa,
+        max_iter=alg.max_iter,
+        fast_convergence_cutoff=alg.fast_convergence_cutoff,
+        reltol=reltol,
+        abstol=abstol,
+    )

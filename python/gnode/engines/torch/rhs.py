@@ -73,8 +73,9 @@ class StepRHS:
 
     def subset(self, idx: torch.Tensor) -> StepRHS:
         """The same step on the rows `idx` (indices into this step's batch)."""
-        return StepRHS(self.field, None if self.seg is None else self.seg[idx],
-                       idx if self.rows is None else self.rows[idx])
+        return StepRHS(
+            self.field, None if self.seg is None else self.seg[idx], idx if self.rows is None else self.rows[idx]
+        )
 
 
 class ProblemRHS(AbstractRHS):
@@ -109,17 +110,23 @@ class ProblemRHS(AbstractRHS):
             out = self.evaluate(t, y, seg)
         except TypeError as e:
             if self.control is not None and "positional argument" in str(e):
-                raise TypeError(f"the problem has inputs, so f is called as f(t, u, x) with x (batch, dim) "
-                                f"= x(t); make f accept x ({e})") from e
+                raise TypeError(
+                    f"the problem has inputs, so f is called as f(t, u, x) with x (batch, dim) "
+                    f"= x(t); make f accept x ({e})"
+                ) from e
             raise
         name = getattr(self.f, "__qualname__", type(self.f).__name__)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"{signature} ({name}) must return a tensor, got {type(out).__name__}")
         if out.shape != y.shape:
-            raise ValueError(f"{signature} ({name}) returned shape {tuple(out.shape)} for u of shape "
-                             f"{tuple(y.shape)}; it must return du/dt with u's shape (batch, n), row by row")
+            raise ValueError(
+                f"{signature} ({name}) returned shape {tuple(out.shape)} for u of shape "
+                f"{tuple(y.shape)}; it must return du/dt with u's shape (batch, n), row by row"
+            )
         if out.dtype != y.dtype or out.device != y.device:
-            raise TypeError(f"{signature} ({name}) returned {out.dtype} on {out.device} for u in {y.dtype} on "
-                            f"{y.device}; return du/dt in u's dtype and device (e.g. cast its parameters with "
-                            f"module.to(u0.dtype))")
+            raise TypeError(
+                f"{signature} ({name}) returned {out.dtype} on {out.device} for u in {y.dtype} on "
+                f"{y.device}; return du/dt in u's dtype and device (e.g. cast its parameters with "
+                f"module.to(u0.dtype))"
+            )
         return out

@@ -135,8 +135,9 @@ class CastTableau:
 
     def dense(self, rows) -> torch.Tensor:
         degree = max(len(r) for r in rows)
-        return torch.tensor([[float(x) for x in r] + [0.0] * (degree - len(r)) for r in rows],
-                            dtype=self.dtype, device=self.device)
+        return torch.tensor(
+            [[float(x) for x in r] + [0.0] * (degree - len(r)) for r in rows], dtype=self.dtype, device=self.device
+        )
 
 
 def combine(weights: torch.Tensor, floats: list[float], K, traced: bool) -> torch.Tensor:

@@ -44,7 +44,8 @@ def solve_adjoint(prob: ODEProblem, alg, sensealg, opts) -> ODESolution:
         raise ValueError(
             f"{sensealg.name}: f uses tensors that require grad but are not among the problem's params "
             f"({', '.join(leaked)}); an adjoint cannot see them and their gradient would silently be missing. "
-            "Pass them as ODEProblem(..., params=[...]) or make f an nn.Module.")
+            "Pass them as ODEProblem(..., params=[...]) or make f an nn.Module."
+        )
     job = _AdjointJob(prob, alg, sensealg, opts)
     values = prob.inputs.values if prob.inputs is not None else prob.u0.new_zeros(0)
     u = _Adjoint.apply(job, prob.u0, values, *prob.params)
@@ -90,8 +91,14 @@ class _Adjoint(torch.autograd.Function):
         failed = job.retcodes != int(ReturnCode.Success)
         if failed.any():
             i = int(failed.nonzero()[0, 0])
-            raise SolveError(ReturnCode(int(job.retcodes[i])), i, float(job.t_final[i]), "torch", job.alg.name,
-                             "cannot differentiate a failed forward solve")
+            raise SolveError(
+                ReturnCode(int(job.retcodes[i])),
+                i,
+                float(job.t_final[i]),
+                "torch",
+                job.alg.name,
+                "cannot differentiate a failed forward solve",
+            )
         grads = _Backward(job, grad_u).run(saved)
         return (None, *grads)
 
@@ -251,15 +258,31 @@ class _Backward:
         return s[(s > min(lo, hi)) & (s < max(lo, hi))]
 
     def _integrate(self, rhs, start, hi, lo, on_stop, on_step, record):
-        res = integrate(self.stepper, rhs, start, hi, lo, self.cfg, self._stops(lo, hi),
-                        refresh_at_stops=self.control is not None and self.control.discontinuous,
-                        on_stop=on_stop, on_step=on_step, record=record)
+        res = integrate(
+            self.stepper,
+            rhs,
+            start,
+            hi,
+            lo,
+            self.cfg,
+            self._stops(lo, hi),
+            refresh_at_stops=self.control is not None and self.control.discontinuous,
+            on_stop=on_stop,
+            on_step=on_step,
+            record=record,
+        )
         self.stats = res.stats if self.stats is None else _add_stats(self.stats, res.stats)
         bad = res.retcodes != int(ReturnCode.Success)
         if bad.any():
             i = int(bad.nonzero()[0, 0])
-            raise SolveError(ReturnCode(int(res.retcodes[i])), i, float(res.t[i]), "torch", self.alg.name,
-                             f"in the backward (adjoint) solve of {self.sensealg.name}")
+            raise SolveError(
+                ReturnCode(int(res.retcodes[i])),
+                i,
+                float(res.t[i]),
+                "torch",
+                self.alg.name,
+                f"in the backward (adjoint) solve of {self.sensealg.name}",
+            )
         return res
 
     # -- the solves -----------------------------------------------------------------------------------------
@@ -290,8 +313,15 @@ class _Backward:
 
         def stage_terms(rec, rows):
             ts, Z, w = self._stage_weights(rec)
-            self._param_vjp(ts.reshape(-1), Z[..., :n].reshape(-1, n), Z[..., n:].reshape(-1, n), w.reshape(-1),
-                            rec.seg, rows, ts.shape[1])
+            self._param_vjp(
+                ts.reshape(-1),
+                Z[..., :n].reshape(-1, n),
+                Z[..., n:].reshape(-1, n),
+                w.reshape(-1),
+                rec.seg,
+                rows,
+                ts.shape[1],
+            )
 
         def jump(t, zz, landed, rows):
             return torch.cat([zz[:, :n], self._jump(t, zz[:, n:], landed, rows)], dim=1)
@@ -314,7 +344,10 @@ class _Backward:
                 f"{self.sensealg.name}: the state reconstructed backwards to t0 misses u0 by {rel:.2g} (relative, "
                 f"trajectory {worst}; {float(miss[worst]):.2g}x the tolerance), so the gradient is unreliable: the "
                 "dynamics contract forwards and expand backwards. Use InterpolatingAdjoint() or "
-                "BacksolveAdjoint(checkpointing=True).", RuntimeWarning, stacklevel=2)
+                "BacksolveAdjoint(checkpointing=True).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def resolve(self, y_lo, lo, hi) -> DenseHistory:
         """Re-solve forward on [lo, hi] from a checkpoint, keeping the dense history (checkpointing)."""
@@ -322,10 +355,28 @@ class _Backward:
         stepper = make_stepper(alg, y_lo.dtype, y_lo.device, reltol=self.opts.reltol, abstol=self.opts.abstol)
         rhs = ProblemRHS(prob, self.control, 1.0 if hi > lo else -1.0)
         with torch.no_grad():
-            res = integrate(stepper, rhs, y_lo, lo, hi, loop_config(alg, self.opts), self._stops(lo, hi),
-                            refresh_at_stops=self.control is not None and self.control.discontinuous)
-        check(ODESolution(t=res.t, u=res.y[:, None], retcodes=res.retcodes, stats=res.stats, alg=alg,
-                          engine="torch", t_final=res.t), alg)
+            res = integrate(
+                stepper,
+                rhs,
+                y_lo,
+                lo,
+                hi,
+                loop_config(alg, self.opts),
+                self._stops(lo, hi),
+                refresh_at_stops=self.control is not None and self.control.discontinuous,
+            )
+        check(
+            ODESolution(
+                t=res.t,
+                u=res.y[:, None],
+                retcodes=res.retcodes,
+                stats=res.stats,
+                alg=alg,
+                engine="torch",
+                t_final=res.t,
+            ),
+            alg,
+        )
         return DenseHistory(stepper, rhs, res.records, y_lo, lo, res.t, 1.0 if hi > lo else -1.0)
 
     # -- the parameter integral -----------------------------------------------------------------------------
@@ -379,9 +430,9 @@ class _Backward:
         Q = nodes.numel()
         chunk = max(1, _QUADRATURE_ROWS // (self.B * Q))
         for start in range(0, t0.shape[0], chunk):
-            tq = t0[start:start + chunk, :, None] + nodes * dt[start:start + chunk, :, None]  # (m, B, Q)
+            tq = t0[start : start + chunk, :, None] + nodes * dt[start : start + chunk, :, None]  # (m, B, Q)
             tq = tq.permute(1, 0, 2).reshape(self.B, -1)  # (B, m*Q)
-            w = (weights * -dt[start:start + chunk, :, None]).permute(1, 0, 2).reshape(-1)
+            w = (weights * -dt[start : start + chunk, :, None]).permute(1, 0, 2).reshape(-1)
             a, y = adj.at(tq), dense.at(tq)  # (B, m*Q, n)
             t_flat = tq.reshape(-1)
             rows = self.all_rows[:, None].expand_as(tq).reshape(-1)
@@ -437,11 +488,11 @@ class _BacksolveRHS(AbstractRHS):
         with torch.enable_grad():
             y = z[:, : self.n].detach().requires_grad_(True)
             out = self.f(t, y) if x is None else self.f(t, y, x)
-            (g,) = vjp(out, [y], z[:, self.n:])
+            (g,) = vjp(out, [y], z[:, self.n :])
         return torch.cat([out.detach(), -g], dim=1)
 
     def _augmented(self, t, z, x=None):  # differentiable in z (for the stiff methods' Jacobian)
-        y, a = z[:, : self.n], z[:, self.n:]
+        y, a = z[:, : self.n], z[:, self.n :]
         out = self.f(t, y) if x is None else self.f(t, y, x)
         (g,) = vjp(out, [y], a, create_graph=True)
         return torch.cat([out, -g], dim=1)
