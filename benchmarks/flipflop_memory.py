@@ -88,7 +88,7 @@ def figure(name: str, memories: torch.Tensor, r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(10, 4.2))
+    fig = plt.figure(figsize=(11, 4.4))
     for i, (key, label) in enumerate(
         (("drift_speed", "output drift speed |dy/dt|"), ("hold_error", "error after the hold |y - m|"))
     ):
@@ -98,7 +98,7 @@ def figure(name: str, memories: torch.Tensor, r: dict, path: Path) -> None:
         ax.set_ylabel("m2")
         ax.set_zlabel("m3")
         ax.set_title(label, fontsize=9)
-        fig.colorbar(sc, ax=ax, shrink=0.6)
+        fig.colorbar(sc, ax=ax, shrink=0.6, pad=0.12)
     fig.suptitle(f"{name}: memories written at 125 points of the cube, then held", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -24,8 +24,8 @@ HAS_TORCHDIFFEQ = importlib.util.find_spec("torchdiffeq") is not None
 
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
-    """Native Tsit5 and Vern7 (+ torchdiffeq dopri5 when installed) forward; Tsit5 with two sensealgs for
-    gradients; a native DP5 whose step budget is too small, so that it fails; an unknown engine."""
+    """(results, folder): native Tsit5 and Vern7 (+ torchdiffeq dopri5 when installed) forward, Tsit5 with two
+    sensealgs for gradients and an unknown engine, measured once; the files are written by the test of them."""
     tmp = tmp_path_factory.mktemp("bench")
     tols = (1e-3, 1e-5, 1e-7)
     trials = [
@@ -36,18 +36,16 @@ def small_set(tmp_path_factory):
         Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()), tols[:2], True),
         Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), engine="nosuchengine"), tols[:1]),
     ]
-    # memory probes (the torch profiler, about a second each) on the gradient points only: the fixture's main cost
+    # no memory probes here (the torch profiler costs about a second each): test_memory_is_probed_... has them
     config = BenchConfig(
         repeats=1,
         cache_dir=str(tmp / "cache"),
-        memory="gradient",
+        memory="none",
         extended_reference=False,
         fd_directions=1,
         fd_steps=(1e-4,),
     )
-    results = run_set(trials, config, progress=False)
-    files = results.write(tmp / "out")
-    return results, files, tmp
+    return run_set(trials, config, progress=False), tmp
 
 
 def rows_of(results, solver, mode="forward"):
@@ -55,7 +53,7 @@ def rows_of(results, solver, mode="forward"):
 
 
 def test_every_point_is_measured_and_errors_fall_with_the_tolerance(small_set):
-    results, _, _ = small_set
+    results, _ = small_set
     rows = rows_of(results, "torch Tsit5()")
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
     l2 = [r["l2"] for r in rows]
@@ -65,27 +63,25 @@ def test_every_point_is_measured_and_errors_fall_with_the_tolerance(small_set):
         assert r["nf"] >= 7 and r["nf_max"] >= r["nf"] and r["naccept"] >= 1
         assert r["f_calls"] >= r["nf_max"] / 6  # one batched call per stage of the slowest trajectory
         assert r["L2"] > 0 and r["final"] > 0
-        assert "peak_memory_bytes" not in r  # memory="gradient": forward points are not probed
         assert math.isfinite(r["overhead"])
     assert rows[0]["nf"] < rows[-1]["nf"]
 
 
 def test_gradient_points_are_compared_with_the_reference_gradient(small_set):
-    results, _, _ = small_set
+    results, _ = small_set
     ref = results.references["gnode_small"]["gradient"]
     assert ref["fd_rel_diff"] < 1e-6  # a smooth field: central differences good to O(h^2)
     for label in ("torch Tsit5() / BackpropAdjoint()", "torch Tsit5() / InterpolatingAdjoint()"):
         rows = rows_of(results, label, "gradient")
         assert [r["status"] for r in rows] == ["ok", "ok"]
         assert rows[0]["grad_error"] > rows[1]["grad_error"] > 0
-        assert all(r["peak_memory_bytes"] > 0 and "profiler" in r["memory_method"] for r in rows)
     (adj,) = [r for r in rows_of(results, "torch Tsit5() / InterpolatingAdjoint()", "gradient") if r["reltol"] == 1e-5]
     assert adj["nf_backward"] > 0  # the continuous adjoint's backward solve is counted apart
 
 
 @pytest.mark.skipif(not HAS_TORCHDIFFEQ, reason="torchdiffeq not installed")
 def test_a_peer_solves_the_same_problem_to_the_same_reference(small_set):
-    results, _, _ = small_set
+    results, _ = small_set
     rows = rows_of(results, "torchdiffeq dopri5")
     assert all(r["status"] == "ok" for r in rows)
     assert rows[-1]["l2"] < 1e-5  # measured against the same reference: a peer that is right looks right
@@ -93,7 +89,7 @@ def test_a_peer_solves_the_same_problem_to_the_same_reference(small_set):
 
 
 def test_an_unavailable_engine_is_skipped_with_its_reason(small_set):
-    results, _, _ = small_set
+    results, _ = small_set
     (row,) = [r for r in results.rows if r.get("engine") == "nosuchengine"]
     assert row["status"] == "skipped" and "unknown engine" in row["message"]
 
@@ -108,7 +104,8 @@ def test_a_failed_solve_is_recorded_with_its_retcode_and_tighter_tolerances_are_
 
 
 def test_the_set_writes_json_csv_comparisons_and_a_figure(small_set):
-    results, files, tmp = small_set
+    results, tmp = small_set
+    files = results.write(tmp / "out")
     assert files["json"] == str(tmp / "out" / "results.json") and "figure gnode_small forward" in files
     doc = json.loads((tmp / "out" / "results.json").read_text())
     assert doc["format"] == "gnode-bench" and len(doc["rows"]) == len(results.rows)
@@ -128,8 +125,30 @@ def test_the_set_writes_json_csv_comparisons_and_a_figure(small_set):
         assert env[0]["other"] == "torchdiffeq" and env[0]["time_ratio"] > 0
 
 
+def test_memory_is_probed_on_gradient_points_only(small_set):
+    """memory="gradient": the torch profiler's peak on the gradient point, nothing on the forward one."""
+    _, tmp = small_set
+    trials = [
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-3,)),
+        Trial(SMALL, SolverSpec("gnode", gnode.Tsit5(), gnode.InterpolatingAdjoint()), (1e-3,), True),
+    ]
+    config = BenchConfig(
+        repeats=1,
+        cache_dir=str(tmp / "cache"),  # the fixture's references, reused
+        memory="gradient",
+        extended_reference=False,
+        fd_directions=1,
+        fd_steps=(1e-4,),
+    )
+    results = run_set(trials, config, progress=False)
+    (forward,) = rows_of(results, "torch Tsit5()")
+    (gradient,) = rows_of(results, "torch Tsit5() / InterpolatingAdjoint()", "gradient")
+    assert "peak_memory_bytes" not in forward
+    assert gradient["peak_memory_bytes"] > 0 and "profiler" in gradient["memory_method"]
+
+
 def test_the_reference_is_reused_from_the_cache(small_set):
-    _, _, tmp = small_set
+    _, tmp = small_set
     assert any((tmp / "cache").glob("*.npz"))
     rows = run_trial(
         Trial(SMALL, SolverSpec("gnode", gnode.Tsit5()), (1e-4,)),

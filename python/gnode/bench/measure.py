@@ -64,7 +64,6 @@ def min_time(
 ) -> tuple[float, list[float]]:
     """(minimum, all times) of `repeats` calls of `fn` after one warm-up call. With `budget` (seconds), stop
     repeating once the calls so far have used it (at least one timed call is always made)."""
-    gc.collect()  # once: the timed calls run with the collector off (time_once), so no pause lands in them
     if warmup:
         fn()
     times = []
