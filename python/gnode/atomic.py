@@ -1,8 +1,8 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never a part.
 
 The data goes to a temporary file in the same folder, is flushed and fsync'ed, then `os.replace`d over the
-target, and the folder is fsync'ed so that the rename itself survives a crash. Checkpoints, run records, caches
-of generated data and sweep journals' companions are all written this way.
+target, and the folder is fsync'ed so that the rename itself survives a crash. Checkpoints, run records, results
+and caches of generated data are all written this way.
 """
 
 from __future__ import annotations

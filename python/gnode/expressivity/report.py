@@ -15,6 +15,7 @@ import io
 import math
 from pathlib import Path
 
+from gnode.atomic import atomic_write_json, atomic_write_text
 from gnode.expressivity.plots import FAMILY_LABELS, plot_examples, plot_vs_latent, plot_vs_parameters
 
 POINT_COLUMNS = (
@@ -67,8 +68,6 @@ def write_results(
     results: list[dict], failures: list[dict], measure: dict, meta: dict, out, *, figures: bool = True
 ) -> dict[str, Path]:
     """Write the files of the module docstring into `out`; returns {name: path}."""
-    from gnode.atomic import atomic_write_json, atomic_write_text
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}

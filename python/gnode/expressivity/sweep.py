@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gnode.atomic import atomic_write_json
 from gnode.expressivity.families import DEPTH_FAMILIES, FAMILIES, FamilySpec, matched_latent
 from gnode.expressivity.measure import MeasureConfig, measure_expressivity
 
@@ -210,8 +211,6 @@ def expressivity_trial(out: Path, **params) -> dict:
     """`gnode sweep`'s trial-function interface (`gnode.sweep`): params {"model": FamilySpec fields,
     "measure": MeasureConfig fields}. Writes the full result (every fit) to out/result.json and returns the
     flat summary: expressivity, censored, upper, parameters, rounds, seconds."""
-    from gnode.atomic import atomic_write_json
-
     unknown = sorted(set(params) - {"model", "measure"})
     if unknown:
         raise ValueError(f"expressivity_trial: unknown sections {unknown}; known: model, measure")
