@@ -87,3 +87,18 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: it lacks {missing}")
     return state
+
+
+def load_trained_weights(model, folder: Path, checkpoint: str) -> tuple[dict, str]:
+    """Load a run's trained weights into `model`: the best validation epoch's when the checkpoint holds them,
+    else the last. Returns (the checkpoint's state, "best" or "last"); a model the checkpoint does not fit is a
+    `CheckpointError` naming the run folder."""
+    state = load_checkpoint(folder / checkpoint)
+    weights = "best" if state.get("best_model") is not None else "last"
+    try:
+        model.load_state_dict(state["best_model"] if weights == "best" else state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"the checkpoint in {folder} does not fit the model its config.json describes: {str(e).splitlines()[0]}"
+        ) from e
+    return state, weights

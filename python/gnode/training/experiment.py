@@ -55,7 +55,7 @@ from gnode.atomic import atomic_write_json
 from gnode.engines.registry import get_engine
 from gnode.problem import INTERPOLATIONS
 from gnode.tasks.flipflop import FlipFlopConfig, make_flipflop
-from gnode.training.checkpoint import CheckpointError, load_checkpoint
+from gnode.training.checkpoint import load_trained_weights
 from gnode.training.distributed import World
 from gnode.training.figures import LATENTS_PNG, LOSS_PNG, SEQUENCES_PNG, draw_run_figures
 from gnode.training.metrics import HISTORY_CSV, HISTORY_JSON
@@ -486,14 +486,7 @@ def load_run(
         changes["model"] = replace(config.model, dtype=dtype)
     config = replace(config, **changes)  # at once: a tight reltol may need the new dtype
     model, data = _model_and_data(config, gradients)
-    state = load_checkpoint(folder / CHECKPOINT)
-    weights = "best" if state.get("best_model") is not None else "last"
-    try:
-        model.load_state_dict(state["best_model"] if weights == "best" else state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"the checkpoint in {folder} does not fit the model its config.json describes: {str(e).splitlines()[0]}"
-        ) from e
+    state, weights = load_trained_weights(model, folder, CHECKPOINT)
     summary_path = folder / SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return LoadedRun(folder, config, model, data, list(state.get("history", [])), summary, weights)

@@ -34,7 +34,7 @@ from torch import nn
 from gnode.atomic import atomic_write_json, atomic_write_text
 from gnode.tasks.data import SequenceSplit, TaskData
 from gnode.tasks.registry import get_task, make_task
-from gnode.training.checkpoint import CheckpointError, load_checkpoint
+from gnode.training.checkpoint import load_trained_weights
 from gnode.training.experiment import (
     CONFIG,
     DTYPES,
@@ -408,14 +408,7 @@ def load_task_run(
     data = load_data(config, progress=progress)
     _check_standardization(folder, data)
     model = build_task_model(config, data, gradients=gradients)
-    state = load_checkpoint(folder / CHECKPOINT)
-    weights = "best" if state.get("best_model") is not None else "last"
-    try:
-        model.load_state_dict(state["best_model"] if weights == "best" else state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"the checkpoint in {folder} does not fit the model its config.json describes: {str(e).splitlines()[0]}"
-        ) from e
+    state, weights = load_trained_weights(model, folder, CHECKPOINT)
     summary = json.loads((folder / SUMMARY).read_text()) if (folder / SUMMARY).exists() else {}
     return LoadedTaskRun(folder, config, model, data, list(state.get("history", [])), summary, weights)
 
